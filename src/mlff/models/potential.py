@@ -1,0 +1,152 @@
+"""The Potential: any architecture plus E0s, scale/shift, forces and stress by autograd.
+
+``E = Σ_i [E0(Z_i) + shift + scale · ε_i]`` where ε_i is the architecture's per-atom
+output. Forces are ``-dE/dr`` and the stress ``(1/V) dE/dε`` for a symmetric strain ε
+applied to positions and cell, both by automatic differentiation, so energy, forces and
+stress are always consistent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from ase.data import chemical_symbols
+from torch import nn
+
+from mlff.data import keys as K
+from mlff.errors import UnknownElementError
+from mlff.nn import scatter_sum
+
+_NUM_ELEMENTS = len(chemical_symbols)
+
+
+class Potential(nn.Module):
+    """Wrap an architecture into a potential energy surface.
+
+    Args:
+        model: module mapping a graph dict to per-atom outputs (N,).
+        hyperparameters: the architecture's validated hyperparameters (for the model file).
+        species: atomic numbers the model knows, in embedding order.
+        e0s: reference energy of each species, eV, same order.
+        scale: multiplies the model output, eV.
+        shift: added per atom, eV.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        hyperparameters: dict[str, Any],
+        species: Sequence[int],
+        e0s: Sequence[float],
+        scale: float = 1.0,
+        shift: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if len(species) != len(e0s):
+            raise ValueError(f"{len(species)=} != {len(e0s)=}")
+        self.model = model
+        self.hyperparameters = dict(hyperparameters)
+        self.species = [int(z) for z in species]
+        self.cutoff = float(hyperparameters["cutoff"])
+        table = torch.full((_NUM_ELEMENTS,), -1, dtype=torch.int64)
+        table[torch.tensor(self.species)] = torch.arange(len(self.species))
+        self.register_buffer("species_table", table)
+        default = torch.get_default_dtype()
+        self.register_buffer("e0s", torch.tensor(list(e0s), dtype=default))
+        self.register_buffer("scale", torch.tensor(float(scale), dtype=default))
+        self.register_buffer("shift", torch.tensor(float(shift), dtype=default))
+        self.metadata: dict[str, Any] = {}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the parameters."""
+        return self.e0s.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.e0s.device
+
+    def check_species(self, atomic_numbers: torch.Tensor, where: str = "structure") -> None:
+        """Raise :class:`UnknownElementError` if an element is not among the model's species."""
+        unknown = sorted(set(atomic_numbers.unique().tolist()) - set(self.species))
+        if unknown:
+            names = ", ".join(chemical_symbols[z] if 0 <= z < _NUM_ELEMENTS else str(z) for z in unknown)
+            known = ", ".join(chemical_symbols[z] for z in self.species)
+            raise UnknownElementError(
+                f"{where}: element {names} is not known to this model (trained on {known}). "
+                "Use a model trained on these elements, or fine-tune this one."
+            )
+
+    def forward(
+        self,
+        graph: dict[str, torch.Tensor],
+        compute_forces: bool = True,
+        compute_stress: bool = False,
+        create_graph: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Energies, and forces and stress on request, of a graph dict (batch or single).
+
+        Args:
+            graph: a graph dict on this module's device and dtype; not modified.
+            compute_forces: also return forces (N, 3), eV/Å.
+            compute_stress: also return stress (B, 3, 3), eV/Å³ (zero for non-periodic
+                structures).
+            create_graph: keep the graph of the derivatives (training on forces).
+
+        Returns:
+            ``energy`` (B,), ``node_energy`` (N,), and ``forces``/``stress`` when asked.
+        """
+        leaf = graph[K.POSITIONS]
+        cell = graph[K.CELL]
+        batch = graph[K.BATCH]
+        num_structures = cell.shape[0]
+        sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
+
+        if compute_forces and not leaf.requires_grad:
+            leaf = leaf.detach().requires_grad_(True)
+        positions = leaf
+        strain = None
+        if compute_stress:
+            strain = torch.zeros_like(cell).requires_grad_(True)
+            symmetric = 0.5 * (strain + strain.transpose(-1, -2))
+            positions = positions + torch.einsum("ni,nij->nj", positions, symmetric[batch])
+            cell = cell + torch.bmm(cell, symmetric)
+
+        edge_vectors = (
+            positions[receiver]
+            - positions[sender]
+            + torch.einsum("ei,eij->ej", graph[K.EDGE_SHIFT], cell[batch[sender]])
+        )
+        species = self.species_table[graph[K.ATOMIC_NUMBERS]]
+        inputs = dict(graph)
+        inputs[K.POSITIONS] = positions
+        inputs[K.EDGE_VECTORS] = edge_vectors
+        inputs[K.EDGE_LENGTHS] = torch.linalg.norm(edge_vectors, dim=-1)
+        inputs[K.SPECIES] = species
+
+        node_energy = self.model(inputs) * self.scale + self.shift + self.e0s[species]
+        energy = scatter_sum(node_energy, batch, num_structures)
+        out = {K.ENERGY: energy, K.NODE_ENERGY: node_energy}
+        if not (compute_forces or compute_stress):
+            return out
+
+        wrt = ([leaf] if compute_forces else []) + ([strain] if strain is not None else [])
+        grads = list(
+            torch.autograd.grad([energy.sum()], wrt, create_graph=create_graph, allow_unused=True)
+        )
+        if compute_forces:
+            grad = grads.pop(0)
+            out[K.FORCES] = -grad if grad is not None else torch.zeros_like(leaf)
+        if strain is not None:
+            virial = grads.pop(0)
+            if virial is None:
+                virial = torch.zeros_like(strain)
+            periodic = graph[K.PBC].all(dim=-1)
+            volume = torch.linalg.det(graph[K.CELL]).abs()
+            volume = torch.where(periodic, volume, torch.ones_like(volume))
+            stress = virial / volume.view(-1, 1, 1)
+            out[K.STRESS] = torch.where(periodic.view(-1, 1, 1), stress, torch.zeros_like(stress))
+        return out

@@ -1,0 +1,67 @@
+"""Architecture registry: a name in a config maps to a model class and its hyperparameters.
+
+A model class registered here takes ``(config, num_species)`` and maps a graph dict
+(with ``species``, ``edge_index``, ``edge_vectors`` and ``edge_lengths``) to per-atom
+energies of shape (N,). Its ``Config`` is a pydantic model of the hyperparameters, with a
+``architecture`` literal and a ``cutoff`` in Å; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+class ModelConfig(BaseModel):
+    """Hyperparameters every architecture has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: str = Field(description="registry name of the architecture")
+    cutoff: float = Field(5.0, gt=0, description="interaction cutoff, Å")
+
+
+def register(name: str):
+    """Class decorator: make a model class available under ``name``."""
+
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        if not hasattr(cls, "Config"):
+            raise TypeError(f"{cls.__name__} needs a nested pydantic Config class")
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def architectures() -> list[str]:
+    """Names of the registered architectures."""
+    _import_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_architecture(name: str) -> type[nn.Module]:
+    """The model class registered under ``name``.
+
+    Raises:
+        KeyError: with the known names, when ``name`` is not registered.
+    """
+    _import_builtin()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def build_model(hyperparameters: dict[str, Any], num_species: int) -> nn.Module:
+    """Validate ``hyperparameters`` with the architecture's Config and build the model."""
+    cls = get_architecture(hyperparameters["architecture"])
+    config = cls.Config.model_validate(hyperparameters)
+    return cls(config, num_species)
+
+
+def _import_builtin() -> None:
+    # importing the modules registers them; done lazily to keep import order free
+    from mlff.models import painn, schnet  # noqa: F401

@@ -1,0 +1,105 @@
+"""Radial bases and smooth cutoff envelopes of edge lengths.
+
+All functions take edge lengths ``r`` of shape (E,) in Å and return (E, num_basis) or
+(E,) tensors. Every envelope goes to zero with vanishing first and second derivatives at
+the cutoff (polynomial) or vanishing first derivative (cosine), so energies and forces
+stay continuous as atoms cross it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class BesselBasis(nn.Module):
+    """``sqrt(2/rc) sin(n π r / rc) / r`` for n = 1..num_basis (DimeNet, NequIP, PaiNN).
+
+    Args:
+        cutoff: rc, Å.
+        num_basis: number of functions.
+        trainable: learn the frequencies.
+    """
+
+    def __init__(self, cutoff: float, num_basis: int = 8, trainable: bool = False) -> None:
+        super().__init__()
+        self.cutoff = float(cutoff)
+        frequencies = torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()) * math.pi
+        if trainable:
+            self.frequencies = nn.Parameter(frequencies)
+        else:
+            self.register_buffer("frequencies", frequencies)
+        self.prefactor = math.sqrt(2.0 / self.cutoff)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """(E,) lengths -> (E, num_basis)."""
+        r = r.unsqueeze(-1)
+        return self.prefactor * torch.sin(self.frequencies * r / self.cutoff) / r
+
+
+class GaussianBasis(nn.Module):
+    """Gaussians ``exp(-(r - μ_k)² / 2σ²)`` with centres evenly spread on [start, cutoff] (SchNet).
+
+    Args:
+        cutoff: last centre, Å.
+        num_basis: number of Gaussians.
+        start: first centre, Å.
+    """
+
+    def __init__(self, cutoff: float, num_basis: int = 50, start: float = 0.0) -> None:
+        super().__init__()
+        centers = torch.linspace(start, cutoff, num_basis, dtype=torch.get_default_dtype())
+        self.register_buffer("centers", centers)
+        width = (cutoff - start) / max(num_basis - 1, 1)
+        self.coefficient = -0.5 / width**2
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """(E,) lengths -> (E, num_basis)."""
+        return torch.exp(self.coefficient * (r.unsqueeze(-1) - self.centers) ** 2)
+
+
+class PolynomialCutoff(nn.Module):
+    """The polynomial envelope of DimeNet/NequIP with exponent ``p``: 1 at r=0, 0 at rc.
+
+    Smooth to second order at the cutoff; zero beyond it.
+    """
+
+    def __init__(self, cutoff: float, p: int = 6) -> None:
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.p = float(p)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """(E,) lengths -> (E,) envelope values."""
+        p = self.p
+        x = r / self.cutoff
+        envelope = (
+            1.0
+            - (p + 1.0) * (p + 2.0) / 2.0 * x.pow(p)
+            + p * (p + 2.0) * x.pow(p + 1.0)
+            - p * (p + 1.0) / 2.0 * x.pow(p + 2.0)
+        )
+        return envelope * (x < 1.0).to(r.dtype)
+
+
+class CosineCutoff(nn.Module):
+    """``0.5 (cos(π r / rc) + 1)`` inside the cutoff, zero beyond (Behler, SchNet)."""
+
+    def __init__(self, cutoff: float) -> None:
+        super().__init__()
+        self.cutoff = float(cutoff)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """(E,) lengths -> (E,) envelope values."""
+        return 0.5 * (torch.cos(math.pi * r / self.cutoff) + 1.0) * (r < self.cutoff).to(r.dtype)
+
+
+def radial_basis(name: str, cutoff: float, num_basis: int) -> nn.Module:
+    """Build a radial basis by name: ``"bessel"`` or ``"gaussian"``."""
+    if name == "bessel":
+        return BesselBasis(cutoff, num_basis)
+    if name == "gaussian":
+        return GaussianBasis(cutoff, num_basis)
+    raise ValueError(f"unknown radial basis {name!r}; choose 'bessel' or 'gaussian'")
