@@ -15,6 +15,10 @@ from mlff.data.readers import LabelKeys, read_structures
 from mlff.errors import MLFFError
 from mlff.models.io import load_model, save_model
 
+# Import the subpackage first, so that the function below, not the subpackage, is the
+# attribute `mlff.train` (Python binds a subpackage to its parent only when first imported).
+import mlff.train as _train_package  # noqa: E402, F401
+
 
 def train(config, out_dir=None, **kwargs):
     """Train a model; see :func:`mlff.train.trainer.train`."""

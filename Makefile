@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv when it is missing and install torch==2.13.0 (the CPU wheel) FIRST,
+# so that no later requirement can pull a CUDA build, then the pinned requirements.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO := demo-out
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(VENV)/bin/mlff train examples/ethanol/painn.yaml --set training.max_minutes=4 --out $(DEMO)/train
+	$(VENV)/bin/mlff evaluate $(DEMO)/train/model.mlff examples/ethanol/test_MD.xyz \
+		--json $(DEMO)/evaluate/metrics.json --plots $(DEMO)/evaluate
+	$(VENV)/bin/mlff md $(DEMO)/train/model.mlff examples/ethanol/test_MD.xyz --frame 0 \
+		--steps 500 --timestep 0.5 --temperature 300 --ensemble nvt --out $(DEMO)/md
+	$(VENV)/bin/mlff info $(DEMO)/train/model.mlff
+	@echo "demo outputs in $(DEMO)/"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(DEMO) .pytest_cache build src/*.egg-info

@@ -1,0 +1,1 @@
+"""The ``mlff`` command: thin subcommands over the library."""

@@ -1,0 +1,56 @@
+"""Entry point of the ``mlff`` command.
+
+Each subcommand lives in ``mlff/cli/<name>.py`` and defines ``add_parser(subparsers)``,
+which registers its arguments and sets ``func`` to a function taking the parsed
+arguments and returning an exit status. Errors a user can cause (:class:`MLFFError`) are
+printed as one message without a traceback, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+
+from mlff import __version__
+from mlff.errors import MLFFError
+
+SUBCOMMANDS = ("train", "evaluate", "md", "info")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="mlff",
+        description="Machine-learned force fields: train, evaluate and run models.",
+        epilog="Run `mlff COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlff {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"mlff.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MLFFError as exc:
+        # soft_wrap: never break a long path across lines; escape: brackets in a message
+        # (a list, a pbc) are text, not rich markup
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False
+        )
+        return 2
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The training configuration: YAML validated by pydantic.
+
+An unknown or mistyped key is an error naming the key and the allowed ones. The model
+section is validated by the chosen architecture's own schema (see the registry).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlff.errors import ConfigError
+from mlff.models.registry import ModelConfig, architectures, get_architecture
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeysConfig(_Strict):
+    """Where the labels are stored in the data files (ASE info/arrays or calculator results)."""
+
+    energy: str = "energy"
+    forces: str = "forces"
+    stress: str = "stress"
+    weight: str = "weight"
+    config_type: str = "config_type"
+
+
+class DataConfig(_Strict):
+    """Training, validation and test data."""
+
+    train: str = Field(description="labelled structures for training (any ASE-readable file)")
+    valid: str | None = Field(None, description="validation file; default: split off the training file")
+    test: str | None = Field(None, description="test file, evaluated after training")
+    train_indices: str | None = Field(
+        None, description="file of 0-based frame indices of `train` used for training"
+    )
+    valid_indices: str | None = Field(
+        None, description="file of 0-based frame indices of `train` used for validation"
+    )
+    valid_fraction: float = Field(
+        0.05, gt=0, lt=1, description="fraction split off for validation when `valid` is not given"
+    )
+    keys: KeysConfig = KeysConfig()
+    e0s: str | dict[str, float] = Field(
+        "least_squares",
+        description="'least_squares', a file of isolated-atom energies, or {element: eV}",
+    )
+    cache_dir: str | None = Field(
+        "default", description="neighbour-list cache folder; 'default' = ~/.cache/mlff, null = off"
+    )
+
+
+class LossConfig(_Strict):
+    """Weights of the loss terms (mean squared errors)."""
+
+    energy_weight: float = Field(1.0, ge=0, description="on the energy per atom, eV²")
+    forces_weight: float = Field(100.0, ge=0, description="on force components, (eV/Å)²")
+    stress_weight: float = Field(0.0, ge=0, description="on stress components, (eV/Å³)²")
+    type: Literal["mse", "huber"] = "mse"
+    huber_delta: float = Field(0.01, gt=0)
+
+
+class SchedulerConfig(_Strict):
+    """Learning-rate schedule, after an optional linear warm-up."""
+
+    name: Literal["plateau", "cosine", "constant"] = "plateau"
+    warmup_epochs: int = Field(0, ge=0)
+    factor: float = Field(0.5, gt=0, lt=1, description="plateau: LR multiplier")
+    patience: int = Field(10, ge=0, description="plateau: epochs without improvement")
+    min_lr: float = Field(1e-6, ge=0)
+
+
+class TrainingConfig(_Strict):
+    """Optimisation settings."""
+
+    batch_size: int = Field(8, ge=1)
+    valid_batch_size: int = Field(32, ge=1)
+    max_epochs: int = Field(1000, ge=1)
+    max_minutes: float | None = Field(None, gt=0, description="wall-clock budget for training")
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    amsgrad: bool = False
+    scheduler: SchedulerConfig = SchedulerConfig()
+    ema_decay: float | None = Field(0.99, gt=0, lt=1, description="EMA of the weights; null = off")
+    grad_clip: float | None = Field(10.0, gt=0, description="max gradient norm; null = off")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop after this many epochs without a better validation loss"
+    )
+    loss: LossConfig = LossConfig()
+
+
+class TrainConfig(_Strict):
+    """A whole training run."""
+
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    device: str = "cpu"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's")
+    data: DataConfig
+    model: dict[str, Any] = Field(description="architecture name + hyperparameters")
+    training: TrainingConfig = TrainingConfig()
+
+    @field_validator("model")
+    @classmethod
+    def _validate_model(cls, value: dict[str, Any]) -> dict[str, Any]:
+        name = value.get("architecture")
+        if name is None:
+            raise ValueError(f"model.architecture is required; choose one of {architectures()}")
+        try:
+            schema = get_architecture(name).Config
+        except KeyError:
+            raise ValueError(f"unknown architecture {name!r}; choose one of {architectures()}") from None
+        try:
+            return schema.model_validate(value).model_dump()
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                where = ".".join(str(p) for p in ("model", *error["loc"]))
+                if error["type"] == "extra_forbidden":
+                    problems.append(
+                        f"unknown key '{where}' for architecture {name!r}. Allowed keys here: "
+                        f"{', '.join(sorted(schema.model_fields))}."
+                    )
+                else:
+                    problems.append(f"'{where}': {error['msg']} (got {error.get('input')!r}).")
+            raise ValueError(" ".join(problems)) from None
+
+    @model_validator(mode="after")
+    def _check_split(self) -> TrainConfig:
+        if (self.data.train_indices is None) != (self.data.valid_indices is None):
+            raise ValueError("give both data.train_indices and data.valid_indices, or neither")
+        return self
+
+    def model_schema(self) -> type[ModelConfig]:
+        """The pydantic schema of the chosen architecture."""
+        return get_architecture(self.model["architecture"]).Config
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names allowed at a nested location of the schema."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _format_error(error: dict, source: str) -> str:
+    loc = tuple(error["loc"])
+    where = ".".join(str(p) for p in loc)
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(TrainConfig, loc)
+        return f"{source}: unknown key '{where}'. Allowed keys here: {', '.join(allowed)}."
+    if error["type"] == "missing":
+        return f"{source}: missing required key '{where}'."
+    return f"{source}: '{where}': {error['msg']} (got {error.get('input')!r})."
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Validate a config dict.
+
+    Raises:
+        ConfigError: naming every bad key, with the allowed keys for unknown ones.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(raw).__name__}.")
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        messages = []
+        for error in exc.errors():
+            if error["loc"] and error["loc"][0] == "model" and error["type"] == "value_error":
+                inner = str(error.get("ctx", {}).get("error", error["msg"]))
+                messages.append(f"{source}: {inner}")
+            else:
+                messages.append(_format_error(error, source))
+        raise ConfigError("\n".join(messages)) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """Set dotted keys from ``KEY=VALUE`` strings (values parsed as YAML).
+
+    ``training.max_minutes=5`` sets ``raw["training"]["max_minutes"] = 5``.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. training.lr=0.001")
+        dotted, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({exc}).") from None
+        node = raw
+        parts = dotted.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{source}: override {item!r}: '{part}' is not a section.")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read and validate a YAML training config.
+
+    Relative data paths are resolved against the config file's folder.
+
+    Args:
+        path: the YAML file.
+        overrides: ``KEY=VALUE`` strings applied before validation (see
+            :func:`apply_overrides`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+    if overrides:
+        raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides, str(path))
+    config = validate_config(raw, str(path))
+    return resolve_paths(config, path.parent)
+
+
+def resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
+    """Make the data paths of ``config`` absolute, relative to ``base``."""
+    data = config.data
+    updates = {}
+    for name in ("train", "valid", "test", "train_indices", "valid_indices"):
+        value = getattr(data, name)
+        if value is not None and not Path(value).is_absolute():
+            updates[name] = str((base / value).resolve())
+    if isinstance(data.e0s, str) and data.e0s != "least_squares" and not Path(data.e0s).is_absolute():
+        updates["e0s"] = str((base / data.e0s).resolve())
+    if data.cache_dir not in (None, "default") and not Path(data.cache_dir).is_absolute():
+        updates["cache_dir"] = str((base / data.cache_dir).resolve())
+    return config.model_copy(update={"data": data.model_copy(update=updates)})

@@ -1,0 +1,390 @@
+"""The training loop: EMA, schedules, clipping, early stopping, budget, checkpoint/resume.
+
+Output folder layout (``out_dir``):
+    config.yaml   the full resolved config
+    log.jsonl     one JSON object per epoch (losses, metrics, learning rate, time)
+    last.ckpt     everything needed to resume, written after every epoch
+    best.ckpt     the weights (EMA when on) with the lowest validation loss so far
+    model.mlff    the best model, written at the end, with test metrics when a test set is given
+    metrics.json  final validation and test metrics
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from mlff.data import keys as K
+from mlff.data.dataset import BatchLoader, GraphDataset
+from mlff.data.graph import to_device
+from mlff.errors import ConfigError, MLFFError
+from mlff.models.io import save_model
+from mlff.models.potential import Potential
+from mlff.models.registry import build_model
+from mlff.train.checkpoint import load_checkpoint, save_checkpoint
+from mlff.train.config import TrainConfig, load_config, validate_config
+from mlff.train.data import TrainingData, load_training_data, symbols
+from mlff.train.loss import compute_loss
+from mlff.train.metrics import ErrorAccumulator
+from mlff.train.schedule import LRSchedule
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# keys whose change does not prevent resuming (they only decide when to stop)
+# a validation loss counts as better only when it is lower by this fraction
+_MIN_RELATIVE_IMPROVEMENT = 1e-6
+_RESUMABLE_CHANGES = {"max_epochs", "max_minutes", "early_stopping_patience"}
+
+
+@dataclass
+class TrainResult:
+    """What a finished training run produced."""
+
+    out_dir: Path
+    model_path: Path
+    epochs: int
+    best_epoch: int
+    best_valid_loss: float
+    stop_reason: str
+    wall_seconds: float
+    valid_metrics: dict[str, float]
+    test_metrics: dict[str, float] | None
+
+
+class TrainingDiverged(MLFFError):
+    """The loss became NaN or infinite."""
+
+
+def build_potential(config: TrainConfig, data: TrainingData) -> Potential:
+    """Build the architecture of ``config`` with the normalisation from ``data``."""
+    hyperparameters = dict(config.model)
+    if "avg_num_neighbors" in hyperparameters and hyperparameters["avg_num_neighbors"] is None:
+        hyperparameters["avg_num_neighbors"] = data.avg_num_neighbors
+    model = build_model(hyperparameters, len(data.species))
+    return Potential(
+        model,
+        hyperparameters,
+        data.species,
+        [data.e0s[z] for z in data.species],
+        scale=data.scale,
+        shift=data.shift,
+    )
+
+
+def evaluate(
+    potential: Potential,
+    dataset: GraphDataset,
+    batch_size: int,
+    loss_config=None,
+    compute_stress: bool = False,
+) -> dict[str, float]:
+    """Error metrics (meV units, see :class:`ErrorAccumulator`) and the loss on ``dataset``."""
+    accumulator = ErrorAccumulator()
+    loss_sum, count = 0.0, 0
+    for batch in BatchLoader(dataset, batch_size, shuffle=False).batches():
+        batch = to_device(batch, potential.device, potential.dtype)
+        pred = potential(batch, compute_forces=True, compute_stress=compute_stress)
+        pred = {k: v.detach() for k, v in pred.items()}
+        accumulator.update(pred, batch)
+        if loss_config is not None:
+            loss, _ = compute_loss(pred, batch, loss_config)
+            loss_sum += float(loss) * len(batch[K.NUM_ATOMS])
+            count += len(batch[K.NUM_ATOMS])
+    metrics = accumulator.compute()
+    if loss_config is not None:
+        metrics["loss"] = loss_sum / max(count, 1)
+    return metrics
+
+
+class Trainer:
+    """One training run; :meth:`fit` runs it to the end (or resumes it)."""
+
+    def __init__(self, config: TrainConfig, out_dir: Path, progress: bool = True) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.console = Console(stderr=True, quiet=not progress)
+        # a live bar only on a terminal; elsewhere (logs, CI) the per-epoch lines suffice
+        self.show_bar = progress and self.console.is_terminal
+        self.device = torch.device(config.device)
+        self.dtype = _DTYPES[config.dtype]
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+
+        self.data = load_training_data(config)
+        potential = build_potential(config, self.data)
+        self.potential = potential.to(device=self.device, dtype=self.dtype)
+        self.potential.metadata = {"data_fingerprint": self.data.fingerprints}
+        t = config.training
+        parameters = [p for p in self.potential.parameters() if p.requires_grad]
+        optimizer_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer_cls(parameters, lr=t.lr, weight_decay=t.weight_decay, amsgrad=t.amsgrad)
+        self.schedule = LRSchedule(self.optimizer, t.scheduler, t.lr, t.max_epochs)
+        self.ema = (
+            AveragedModel(self.potential, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay))
+            if t.ema_decay is not None
+            else None
+        )
+        self.loader = BatchLoader(self.data.train, t.batch_size, shuffle=True, seed=config.seed)
+        self.compute_stress = t.loss.stress_weight > 0
+        self.epoch = 0
+        self.best_valid_loss = math.inf
+        self.best_epoch = -1
+        self.epochs_since_best = 0
+        self.elapsed = 0.0
+        self.best_valid_metrics: dict[str, float] = {}
+
+    @property
+    def evaluation_model(self) -> Potential:
+        """The EMA weights when EMA is on, else the trained weights."""
+        return self.ema.module if self.ema is not None else self.potential
+
+    # --- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly."""
+        return {
+            "epoch": self.epoch,
+            "config": self.config.model_dump(),
+            "model": self.potential.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "best_valid_loss": self.best_valid_loss,
+            "best_epoch": self.best_epoch,
+            "epochs_since_best": self.epochs_since_best,
+            "best_valid_metrics": self.best_valid_metrics,
+            "elapsed": self.elapsed,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
+        """Continue from a checkpoint of the same run."""
+        saved, current = state["config"], self.config.model_dump()
+        differences = _differences(saved, current)
+        if differences:
+            raise ConfigError(
+                f"{source}: cannot resume, the config differs from the checkpoint's in "
+                f"{', '.join(differences)}. Start a new run in another folder, or restore those keys."
+            )
+        self.epoch = state["epoch"]
+        self.potential.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.best_valid_loss = state["best_valid_loss"]
+        self.best_epoch = state["best_epoch"]
+        self.epochs_since_best = state["epochs_since_best"]
+        self.best_valid_metrics = state["best_valid_metrics"]
+        self.elapsed = state["elapsed"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def _save_best(self) -> None:
+        save_checkpoint(
+            {
+                "epoch": self.epoch,
+                "config": self.config.model_dump(),
+                "model": self.evaluation_model.state_dict(),
+                "valid_metrics": self.best_valid_metrics,
+            },
+            self.out_dir / "best.ckpt",
+        )
+
+    # --- the loop ----------------------------------------------------------------------
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training set; returns the mean loss parts."""
+        t = self.config.training
+        self.potential.train()
+        totals: dict[str, float] = {}
+        num_batches = 0
+        for batch in self.loader.batches(self.epoch):
+            batch = to_device(batch, self.device, self.dtype)
+            self.optimizer.zero_grad(set_to_none=True)
+            pred = self.potential(batch, compute_forces=True, compute_stress=self.compute_stress,
+                                  create_graph=True)
+            loss, parts = compute_loss(pred, batch, t.loss)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the training loss became {float(loss)} at epoch {self.epoch}. "
+                    "Lower training.lr, enable training.grad_clip, or check the data for outliers."
+                )
+            loss.backward()
+            if t.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.potential.parameters(), t.grad_clip)
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.potential)
+            parts["loss"] = float(loss.detach())
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + value
+            num_batches += 1
+        return {key: value / max(num_batches, 1) for key, value in totals.items()}
+
+    def fit(self) -> TrainResult:
+        """Train until max_epochs, the wall-clock budget or early stopping."""
+        t = self.config.training
+        budget = t.max_minutes * 60 if t.max_minutes is not None else math.inf
+        log_path = self.out_dir / "log.jsonl"
+        stop_reason = "max_epochs"
+        last_epoch_seconds = 0.0
+        columns = (TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.description}"))
+        with Progress(*columns, console=self.console, disable=not self.show_bar) as bar:
+            task = bar.add_task("", total=t.max_epochs, completed=self.epoch)
+            while True:
+                if self.epoch >= t.max_epochs:
+                    stop_reason = "max_epochs"
+                    break
+                if self.elapsed + last_epoch_seconds > budget:
+                    stop_reason = "time_budget"
+                    break
+                if t.early_stopping_patience is not None and self.epochs_since_best >= t.early_stopping_patience:
+                    stop_reason = "early_stopping"
+                    break
+                start = time.perf_counter()
+                lr = self.schedule.start_epoch(self.epoch)
+                train_parts = self.train_epoch()
+                valid = evaluate(self.evaluation_model, self.data.valid, t.valid_batch_size, t.loss,
+                                 self.compute_stress)
+                self.schedule.end_epoch(self.epoch, valid["loss"])
+                improved = valid["loss"] < self.best_valid_loss * (1 - _MIN_RELATIVE_IMPROVEMENT)
+                if improved:
+                    self.best_valid_loss = valid["loss"]
+                    self.best_epoch = self.epoch
+                    self.epochs_since_best = 0
+                    self.best_valid_metrics = valid
+                else:
+                    self.epochs_since_best += 1
+                last_epoch_seconds = time.perf_counter() - start
+                self.elapsed += last_epoch_seconds
+                self.epoch += 1
+                if improved:
+                    self._save_best()
+                save_checkpoint(self.state_dict(), self.out_dir / "last.ckpt")
+                record = {"epoch": self.epoch, "lr": lr, "time": round(self.elapsed, 3),
+                          "train": train_parts, "valid": valid, "best": improved}
+                with open(log_path, "a") as log:
+                    log.write(json.dumps(record) + "\n")
+                summary = (f"loss {valid['loss']:.3g}  E {valid.get('energy_per_atom_mae', math.nan):.2f} "
+                           f"meV/atom  F {valid.get('forces_mae', math.nan):.1f} meV/Å  lr {lr:.1e}")
+                bar.update(task, advance=1, description=summary)
+                if improved or self.epoch % 10 == 0:
+                    bar.console.print(f"epoch {self.epoch:4d}  {summary}{'  *' if improved else ''}",
+                                      highlight=False)
+        return self._finish(stop_reason)
+
+    def _finish(self, stop_reason: str) -> TrainResult:
+        t = self.config.training
+        best = load_checkpoint(self.out_dir / "best.ckpt")
+        final = self.evaluation_model
+        final.load_state_dict(best["model"])
+        final.eval()
+        test_metrics = None
+        if self.data.test is not None:
+            test_metrics = evaluate(final, self.data.test, t.valid_batch_size, None, self.compute_stress)
+        final.metadata = {
+            "data_fingerprint": self.data.fingerprints,
+            "test_metrics": test_metrics or {},
+            "training": {
+                "epochs": self.epoch,
+                "best_epoch": self.best_epoch + 1,
+                "stop_reason": stop_reason,
+                "wall_seconds": round(self.elapsed, 1),
+                "valid_metrics": self.best_valid_metrics,
+                "num_train": len(self.data.train),
+                "num_valid": len(self.data.valid),
+            },
+        }
+        model_path = save_model(final, self.out_dir / "model.mlff")
+        (self.out_dir / "metrics.json").write_text(
+            json.dumps({"valid": self.best_valid_metrics, "test": test_metrics}, indent=2)
+        )
+        self.console.print(
+            f"done ({stop_reason}) after {self.epoch} epochs, {self.elapsed:.0f} s; best epoch "
+            f"{self.best_epoch + 1}; model: {model_path}", highlight=False,
+        )
+        return TrainResult(
+            out_dir=self.out_dir,
+            model_path=model_path,
+            epochs=self.epoch,
+            best_epoch=self.best_epoch + 1,
+            best_valid_loss=self.best_valid_loss,
+            stop_reason=stop_reason,
+            wall_seconds=self.elapsed,
+            valid_metrics=self.best_valid_metrics,
+            test_metrics=test_metrics,
+        )
+
+
+def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    found = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b and key not in _RESUMABLE_CHANGES:
+            found.append(f"{prefix}{key}")
+    return found
+
+
+def _truncate_log(path: Path, epochs: int) -> None:
+    """Drop log lines of epochs after the checkpoint (a kill can leave one behind)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["epoch"] <= epochs]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(
+    config: TrainConfig | dict | str | Path,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    overrides: list[str] | None = None,
+) -> TrainResult:
+    """Train a model as ``config`` says and write the outputs to ``out_dir``.
+
+    Args:
+        config: a TrainConfig, a config dict, or the path of a YAML config.
+        out_dir: output folder (default ``runs/<config name>`` or ``runs/train``).
+        resume: continue from ``out_dir/last.ckpt`` when it exists.
+        progress: show progress on the terminal.
+        overrides: ``KEY=VALUE`` settings applied to a YAML config before validation.
+
+    Raises:
+        ConfigError: bad config, or an existing run in ``out_dir`` without ``resume``.
+        DataError: bad data files.
+    """
+    name = "train"
+    if isinstance(config, (str, Path)):
+        name = Path(config).stem
+        config = load_config(config, overrides)
+    elif isinstance(config, dict):
+        config = validate_config(config)
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / name
+    last = out_dir / "last.ckpt"
+    if last.exists() and not resume:
+        raise ConfigError(
+            f"{out_dir} already holds a training run. Use --resume to continue it, or choose "
+            "another --out folder."
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+    trainer = Trainer(config, out_dir, progress=progress)
+    if resume and last.exists():
+        trainer.load_state_dict(load_checkpoint(last), last)
+        _truncate_log(out_dir / "log.jsonl", trainer.epoch)
+        trainer.console.print(f"resuming {out_dir} after epoch {trainer.epoch}", highlight=False)
+    elif (out_dir / "log.jsonl").exists():
+        (out_dir / "log.jsonl").unlink()
+    return trainer.fit()
