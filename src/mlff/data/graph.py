@@ -33,7 +33,10 @@ def structure_to_graph(structure: Structure, cutoff: float, config_type: int = 0
     graph: Graph = {
         K.POSITIONS: torch.tensor(atoms.positions, dtype=torch.float64),
         K.ATOMIC_NUMBERS: torch.tensor(atoms.numbers, dtype=torch.int64),
-        K.CELL: torch.tensor(atoms.cell.array, dtype=torch.float64).reshape(1, 3, 3),
+        # zeros for a structure periodic in no direction (DESIGN.md); kept for mixed pbc
+        K.CELL: torch.tensor(
+            atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3)), dtype=torch.float64
+        ).reshape(1, 3, 3),
         K.PBC: torch.tensor(atoms.pbc, dtype=torch.bool).reshape(1, 3),
         K.EDGE_INDEX: torch.from_numpy(edge_index),
         K.EDGE_SHIFT: torch.from_numpy(edge_shift),

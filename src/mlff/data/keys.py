@@ -13,7 +13,7 @@ POSITIONS: Final[str] = "positions"
 ATOMIC_NUMBERS: Final[str] = "atomic_numbers"
 # (N,) int64 | index of each atom's element in the model's species list
 SPECIES: Final[str] = "species"
-# (B, 3, 3) float | lattice vectors as rows, Å; ignored along non-periodic directions
+# (B, 3, 3) float | lattice vectors as rows, Å; zeros when periodic in no direction
 CELL: Final[str] = "cell"
 # (B, 3) bool | periodicity along each lattice vector
 PBC: Final[str] = "pbc"

@@ -80,6 +80,28 @@ def build_potential(config: TrainConfig, data: TrainingData) -> Potential:
     )
 
 
+def align_energy_offset(potential: Potential, dataset: GraphDataset, max_structures: int = 256) -> float:
+    """Fold the untrained model's mean per-atom energy error into ``shift``.
+
+    A freshly initialised network predicts per-atom energies offset by a random constant;
+    removing it before training spares the optimizer many epochs of learning a constant.
+    Returns the correction, eV/atom.
+    """
+    subset = dataset.subset(range(min(len(dataset), max_structures)))
+    errors = []
+    with torch.no_grad():
+        for batch in BatchLoader(subset, 64, shuffle=False).batches():
+            batch = to_device(batch, potential.device, potential.dtype)
+            pred = potential(batch, compute_forces=False)
+            has = batch[K.HAS_ENERGY]
+            errors.append(((pred[K.ENERGY] - batch[K.ENERGY]) / batch[K.NUM_ATOMS])[has])
+    if not errors or sum(e.numel() for e in errors) == 0:
+        return 0.0
+    correction = float(torch.cat(errors).mean())
+    potential.shift.sub_(correction)
+    return correction
+
+
 def evaluate(
     potential: Potential,
     dataset: GraphDataset,
@@ -123,6 +145,7 @@ class Trainer:
         self.data = load_training_data(config)
         potential = build_potential(config, self.data)
         self.potential = potential.to(device=self.device, dtype=self.dtype)
+        align_energy_offset(self.potential, self.data.train)
         self.potential.metadata = {"data_fingerprint": self.data.fingerprints}
         t = config.training
         parameters = [p for p in self.potential.parameters() if p.requires_grad]
