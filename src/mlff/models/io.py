@@ -105,9 +105,9 @@ def load_model(
             metadata["scale"],
             metadata["shift"],
         )
+        saved_dtype = _DTYPES[metadata["dtype"]]
     except (KeyError, ValidationError, ValueError) as exc:
         raise ModelFileError(f"{path}: the metadata does not describe a valid model ({exc}).") from None
-    saved_dtype = _DTYPES[metadata["dtype"]]
     potential.to(dtype=saved_dtype)
     try:
         potential.load_state_dict(load_safetensors(weights), strict=True)
