@@ -24,10 +24,10 @@ def test_training_writes_outputs_and_learns(tmp_path, ethanol_small):
         assert (out / name).is_file(), name
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == list(range(1, 7))
-    assert lines[-1]["valid"]["forces_mae"] < lines[0]["valid"]["forces_mae"]
-    assert result.test_metrics["forces_mae"] > 0
+    assert lines[-1]["valid"]["forces_mae_meV_per_A"] < lines[0]["valid"]["forces_mae_meV_per_A"]
+    assert result.test_metrics["forces_mae_meV_per_A"] > 0
     model = mlff.load_model(result.model_path)
-    assert model.metadata["test_metrics"]["forces_mae"] == pytest.approx(result.test_metrics["forces_mae"])
+    assert model.metadata["test_metrics"]["forces_mae_meV_per_A"] == pytest.approx(result.test_metrics["forces_mae_meV_per_A"])
     assert len(model.metadata["data_fingerprint"]["train"]) == 64
 
 
@@ -68,7 +68,7 @@ def test_stress_training_on_periodic_data(tmp_path, cu_emt):
     config = small_config(cu_emt, max_epochs=3)
     config["training"]["loss"] = {"energy_weight": 1.0, "forces_weight": 10.0, "stress_weight": 100.0}
     result = train(config, out_dir=tmp_path / "cu", progress=False)
-    assert "stress_mae" in result.valid_metrics
+    assert "stress_mae_meV_per_A3" in result.valid_metrics
 
 
 def test_schedules_and_optimizers_run(tmp_path, ethanol_small):

@@ -1,7 +1,10 @@
 """Error metrics accumulated over batches: MAE and RMSE of energies, forces and stress.
 
-Units of the results: energies in meV per structure and meV/atom, forces in meV/Å,
-stress in meV/Å³.
+The names are those of :mod:`mlff.validate.errors` (``mlff evaluate``), so the training
+log, the model file and the evaluation report agree: ``energy_mae_meV``,
+``energy_mae_meV_per_atom``, ``forces_mae_meV_per_A``, ``stress_mae_meV_per_A3`` and the
+matching ``_rmse_`` names, with counts ``num_energy``, ``num_force_components``,
+``num_stress``.
 """
 
 from __future__ import annotations
@@ -43,10 +46,21 @@ class ErrorAccumulator:
             self._add("stress", (pred[K.STRESS] - batch[K.STRESS])[has_stress])
 
     def compute(self) -> dict[str, float]:
-        """``{name}_mae`` and ``{name}_rmse`` in meV units, and ``{name}_count``."""
+        """MAE and RMSE in meV units, and the counts (see the module docstring)."""
         out: dict[str, float] = {}
         for name, (abs_sum, sq_sum, count) in self.sums.items():
-            out[f"{name}_mae"] = 1e3 * abs_sum / count
-            out[f"{name}_rmse"] = 1e3 * math.sqrt(sq_sum / count)
-            out[f"{name}_count"] = count
+            quantity, unit, count_name, values_per_item = _NAMES[name]
+            out[f"{quantity}_mae_{unit}"] = 1e3 * abs_sum / count
+            out[f"{quantity}_rmse_{unit}"] = 1e3 * math.sqrt(sq_sum / count)
+            if count_name:
+                out[count_name] = count // values_per_item
         return out
+
+
+# accumulator name -> (quantity, unit suffix, count name, values per counted item)
+_NAMES = {
+    "energy": ("energy", "meV", "num_energy", 1),
+    "energy_per_atom": ("energy", "meV_per_atom", None, 1),
+    "forces": ("forces", "meV_per_A", "num_force_components", 1),
+    "stress": ("stress", "meV_per_A3", "num_stress", 9),  # 9 components per structure
+}

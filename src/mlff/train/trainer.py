@@ -297,8 +297,8 @@ class Trainer:
                           "train": train_parts, "valid": valid, "best": improved}
                 with open(log_path, "a") as log:
                     log.write(json.dumps(record) + "\n")
-                summary = (f"loss {valid['loss']:.3g}  E {valid.get('energy_per_atom_mae', math.nan):.2f} "
-                           f"meV/atom  F {valid.get('forces_mae', math.nan):.1f} meV/Å  lr {lr:.1e}")
+                summary = (f"loss {valid['loss']:.3g}  E {valid.get('energy_mae_meV_per_atom', math.nan):.2f} "
+                           f"meV/atom  F {valid.get('forces_mae_meV_per_A', math.nan):.1f} meV/Å  lr {lr:.1e}")
                 bar.update(task, advance=1, description=summary)
                 if improved or self.epoch % 10 == 0:
                     bar.console.print(f"epoch {self.epoch:4d}  {summary}{'  *' if improved else ''}",
