@@ -179,6 +179,22 @@ def structure_from_atoms(
     return structure
 
 
+def check_file(path: str | Path) -> Path:
+    """``path`` as a Path, after checking that it is an existing, non-empty file.
+
+    Raises:
+        DataError: naming the path and what is wrong with it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file. Check the path.")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a structure file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty.")
+    return path
+
+
 def read_structures(
     path: str | Path,
     keys: LabelKeys = LabelKeys(),
@@ -202,13 +218,7 @@ def read_structures(
         DataError: the file is missing or empty, a frame cannot be parsed, or a frame
             holds bad or missing labels. The message names the file and the frame.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file. Check the path.")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a structure file.")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty.")
+    path = check_file(path)
     structures: list[Structure] = []
     frame = 0
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import ase
 import ase.io
 
-from mlff.data.readers import structure_from_atoms
+from mlff.data.readers import check_file, structure_from_atoms
 from mlff.errors import DataError
 
 
@@ -27,14 +27,8 @@ def read_start_structure(path: str | Path, frame: int = -1, format: str | None =
             frame holds invalid values (NaN positions, a degenerate cell). The message
             names the file and the frame.
     """
-    path = Path(path)
+    path = check_file(path)
     where = f"{path}:{frame}"
-    if not path.exists():
-        raise DataError(f"{path}: no such file. Check the path.")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a structure file.")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty.")
     try:
         atoms = ase.io.read(path, index=frame, format=format)
     except (IndexError, StopIteration):  # past the last frame
