@@ -51,6 +51,27 @@ def evaluate_through_calculator(model_path: Path, test_file: Path) -> dict[str, 
     }
 
 
+def physics_checks(model_path: Path, test_file: Path) -> dict[str, float]:
+    """Through MLFFCalculator in float64 on the first test frame: the largest deviation of
+    the forces from central differences of the energy (eV/Å), and the energy change of
+    the molecule under a random rotation (eV)."""
+    from ase.calculators.fd import calculate_numerical_forces
+    from scipy.spatial.transform import Rotation
+
+    calc = mlff.MLFFCalculator(model_path, dtype="float64")
+    atoms = read_structures(test_file)[0].atoms.copy()
+    atoms.calc = calc
+    fd_error = np.abs(atoms.get_forces() - calculate_numerical_forces(atoms, eps=1e-4)).max()
+    energy = atoms.get_potential_energy()
+    rotated = atoms.copy()
+    rotated.positions = rotated.positions @ Rotation.random(random_state=0).as_matrix().T
+    rotated.calc = calc
+    return {
+        "fd_force_max_error_eV_per_A": float(fd_error),
+        "rotation_energy_change_eV": float(abs(rotated.get_potential_energy() - energy)),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="painn", help="examples/ethanol/<model>.yaml (painn, schnet)")
@@ -70,6 +91,7 @@ def main() -> int:
     result = mlff.train(config, out_dir=out)
     wall = time.perf_counter() - start
     test = evaluate_through_calculator(result.model_path, Path(config.data.test))
+    test.update(physics_checks(result.model_path, Path(config.data.test)))
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(f"# command: {' '.join(sys.argv)}")
@@ -83,7 +105,7 @@ def main() -> int:
         "train_wall_s": round(result.wall_seconds, 1),
         "total_wall_s": round(wall, 1),
         "peak_rss_MiB": round(peak_rss_mib, 1),
-        **{k: round(v, 3) for k, v in test.items()},
+        **{k: float(f"{v:.4g}") for k, v in test.items()},
     }
     for key, value in rows.items():
         print(f"{key:30s} {value}")
