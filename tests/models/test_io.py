@@ -67,7 +67,19 @@ def test_load_restores_provenance_and_parameters(model_file):
 
 def test_load_as_float32(model_file):
     assert load_model(model_file, dtype=torch.float32).dtype == torch.float32
-    assert load_model(model_file, dtype="float32").e0s.dtype == torch.float32
+    loaded = load_model(model_file, dtype="float32")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert loaded.e0s.dtype == torch.float64  # reference energies are never rounded
+
+
+def test_float32_model_keeps_large_e0s_exact(tmp_path):
+    """All-electron E0s (thousands of eV) survive float32 models, saving and loading."""
+    e0s = [-13.568422383046626, -1025.2770951782686, -2035.5709809589698, -1640.123456789012]
+    potential = helpers.build_potential("schnet").to(torch.float32)
+    potential.e0s.copy_(torch.tensor(e0s, dtype=torch.float64))
+    loaded = load_model(save_model(potential, tmp_path / "m.mlff"), dtype="float32")
+    assert loaded.e0s.tolist() == e0s
+    assert read_metadata(tmp_path / "m.mlff")["e0s"]["O"] == e0s[2]
 
 
 def test_missing_file(tmp_path):

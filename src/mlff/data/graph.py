@@ -90,10 +90,14 @@ def collate(graphs: Sequence[Graph]) -> Graph:
 
 
 def to_device(graph: Graph, device: torch.device | str, dtype: torch.dtype | None = None) -> Graph:
-    """Move a graph dict to ``device``; floating tensors also to ``dtype`` when given."""
+    """Move a graph dict to ``device``; floating tensors also to ``dtype`` when given.
+
+    Energy labels stay float64: the Potential sums energies in float64 (see
+    :mod:`mlff.models.potential`), and a float32 total energy can be off by meV.
+    """
     out = {}
     for key, value in graph.items():
-        if dtype is not None and value.is_floating_point():
+        if dtype is not None and value.is_floating_point() and key != K.ENERGY:
             out[key] = value.to(device=device, dtype=dtype)
         else:
             out[key] = value.to(device=device)

@@ -54,20 +54,27 @@ class Potential(nn.Module):
         table[torch.tensor(self.species)] = torch.arange(len(self.species))
         self.register_buffer("species_table", table)
         default = torch.get_default_dtype()
-        self.register_buffer("e0s", torch.tensor(list(e0s), dtype=default))
+        self.register_buffer("e0s", torch.tensor(list(e0s), dtype=torch.float64))
         self.register_buffer("scale", torch.tensor(float(scale), dtype=default))
         self.register_buffer("shift", torch.tensor(float(shift), dtype=default))
         self.metadata: dict[str, Any] = {}
 
     @property
     def dtype(self) -> torch.dtype:
-        """Floating dtype of the parameters."""
-        return self.e0s.dtype
+        """Floating dtype of the model (of ``scale`` and the parameters)."""
+        return self.scale.dtype
+
+    def _apply(self, fn, recurse=True):
+        # .to(dtype) and friends: the E0s move between devices but stay float64, unrounded
+        e0s = self.e0s
+        result = super()._apply(fn, recurse)
+        self.e0s = e0s.to(device=self.scale.device, dtype=torch.float64)
+        return result
 
     @property
     def device(self) -> torch.device:
         """Device of the parameters."""
-        return self.e0s.device
+        return self.scale.device
 
     def check_species(self, atomic_numbers: torch.Tensor, where: str = "structure") -> None:
         """Raise :class:`UnknownElementError` if an element is not among the model's species."""
@@ -97,7 +104,8 @@ class Potential(nn.Module):
             create_graph: keep the graph of the derivatives (training on forces).
 
         Returns:
-            ``energy`` (B,), ``node_energy`` (N,), and ``forces``/``stress`` when asked.
+            ``energy`` (B,) and ``node_energy`` (N,) in float64; ``forces`` (N, 3) and
+            ``stress`` (B, 3, 3) in the model's dtype, when asked.
         """
         leaf = graph[K.POSITIONS]
         cell = graph[K.CELL]
@@ -127,7 +135,8 @@ class Potential(nn.Module):
         inputs[K.EDGE_LENGTHS] = torch.linalg.norm(edge_vectors, dim=-1)
         inputs[K.SPECIES] = species
 
-        node_energy = self.model(inputs) * self.scale + self.shift + self.e0s[species]
+        interaction = self.model(inputs) * self.scale + self.shift
+        node_energy = interaction.to(torch.float64) + self.e0s[species]
         energy = scatter_sum(node_energy, batch, num_structures)
         out = {K.ENERGY: energy, K.NODE_ENERGY: node_energy}
         if not (compute_forces or compute_stress):
