@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mlff.data.dataset import GraphDataset
 from mlff.validate.errors import Predictions, References
@@ -126,6 +127,10 @@ def _finish(axes, reference: np.ndarray, predicted: np.ndarray, unit: str) -> No
     axes.set_xlim(low - pad, high + pad)
     axes.set_ylim(low - pad, high + pad)
     axes.set_aspect("equal")
+    # few, slanted ticks: energies per atom have long labels (-467.72) that would overlap
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=5))
+    axes.tick_params(axis="x", labelrotation=30)
     axes.set_xlabel(f"reference ({unit})")
     axes.set_ylabel(f"predicted ({unit})")
 
