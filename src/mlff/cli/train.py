@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
+
+from mlff.errors import ConfigError
 
 
 def add_parser(subparsers) -> None:
@@ -27,6 +31,12 @@ def add_parser(subparsers) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set training.max_minutes=5 (repeatable)",
     )
+    parser.add_argument(
+        "--nproc", type=int, default=1, metavar="N",
+        help="train with N processes on this node (DistributedDataParallel through torchrun: "
+             "gloo on CPU, NCCL on CUDA); for several nodes call torchrun yourself, see "
+             "docs/distributed.md",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(func=run)
 
@@ -35,7 +45,29 @@ def run(args: argparse.Namespace) -> int:
     """Train and print where the model went."""
     from mlff.train.trainer import train
 
+    if args.nproc > 1:
+        return _launch_torchrun(args)
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: give a number of processes >= 1.")
+
     result = train(Path(args.config), out_dir=args.out, resume=args.resume,
                    progress=not args.quiet, overrides=args.overrides)
     print(result.model_path)
     return 0
+
+
+def _launch_torchrun(args: argparse.Namespace) -> int:
+    """Run this same command in ``args.nproc`` processes under torchrun (one node)."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={args.nproc}", "-m", "mlff", "train", str(args.config),
+    ]
+    if args.out is not None:
+        command += ["--out", str(args.out)]
+    if args.resume:
+        command.append("--resume")
+    for item in args.overrides:
+        command += ["--set", item]
+    if args.quiet:
+        command.append("--quiet")
+    return subprocess.call(command)

@@ -230,15 +230,19 @@ class BatchLoader:
     def __len__(self) -> int:
         return (len(self.dataset) + self.batch_size - 1) // self.batch_size
 
-    def batches(self, epoch: int = 0) -> Iterator[Graph]:
-        """Yield collated batches (float64, CPU) for ``epoch``."""
+    def index_batches(self, epoch: int = 0) -> list[list[int]]:
+        """The structure indices of each batch of ``epoch``."""
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             order = torch.randperm(len(self.dataset), generator=generator).tolist()
         else:
             order = list(range(len(self.dataset)))
-        for start in range(0, len(order), self.batch_size):
-            yield collate([self.dataset.graphs[i] for i in order[start : start + self.batch_size]])
+        return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+
+    def batches(self, epoch: int = 0) -> Iterator[Graph]:
+        """Yield collated batches (float64, CPU) for ``epoch``."""
+        for indices in self.index_batches(epoch):
+            yield collate([self.dataset[i] for i in indices])
 
     def __iter__(self) -> Iterator[Graph]:
         return self.batches(0)

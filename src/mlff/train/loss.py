@@ -14,20 +14,46 @@ def _error(pred: torch.Tensor, ref: torch.Tensor, config: LossConfig) -> torch.T
     return (pred - ref) ** 2
 
 
-def _weighted_mean(values: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values * weights`` over the entries where ``mask`` is set (0 if none)."""
+def _weighted_mean(
+    values: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor, count: float | None = None
+) -> torch.Tensor:
+    """Sum of ``values * weights`` where ``mask`` is set, over ``count`` (default: the
+    number of masked entries; 0 if there are none)."""
     mask = mask.to(values.dtype)
-    return (values * weights * mask).sum() / mask.sum().clamp(min=1.0)
+    denominator = mask.sum().clamp(min=1.0) if count is None else max(count, 1.0)
+    return (values * weights * mask).sum() / denominator
+
+
+def label_counts(batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Number of labelled entries each loss term averages over: structures with an energy,
+    atoms with forces, structures with a stress."""
+    atom_batch = batch[K.BATCH]
+    return {
+        "energy": float(batch[K.HAS_ENERGY].sum()),
+        "forces": float(batch[K.HAS_FORCES][atom_batch].sum()),
+        "stress": float(batch[K.HAS_STRESS].sum()),
+    }
 
 
 def compute_loss(
-    pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], config: LossConfig
+    pred: dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    config: LossConfig,
+    counts: dict[str, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The scalar training loss and its parts.
 
     Terms (each a weighted mean over the structures that carry the label, multiplied by
     the structure's ``weight``): squared error of the energy per atom (eV²), of each force
     component ((eV/Å)²) and of each stress component ((eV/Å³)²).
+
+    Args:
+        pred: the Potential's output for ``batch``.
+        batch: the labelled graph dict.
+        config: loss weights.
+        counts: the denominators of the means (see :func:`label_counts`); default those of
+            ``batch``. Distributed training passes the global batch's counts, so the
+            shares of all processes add up to the global loss.
 
     Returns:
         loss: scalar tensor with gradient.
@@ -39,18 +65,19 @@ def compute_loss(
     parts: dict[str, float] = {}
     if config.energy_weight > 0:
         err = _error(pred[K.ENERGY] / num_atoms, batch[K.ENERGY] / num_atoms, config)
-        term = _weighted_mean(err, weight, batch[K.HAS_ENERGY])
+        term = _weighted_mean(err, weight, batch[K.HAS_ENERGY], counts and counts["energy"])
         total = total + config.energy_weight * term
         parts["energy"] = float(term.detach())
     if config.forces_weight > 0:
         atom_batch = batch[K.BATCH]
         err = _error(pred[K.FORCES], batch[K.FORCES], config).mean(dim=-1)
-        term = _weighted_mean(err, weight[atom_batch], batch[K.HAS_FORCES][atom_batch])
+        term = _weighted_mean(err, weight[atom_batch], batch[K.HAS_FORCES][atom_batch],
+                              counts and counts["forces"])
         total = total + config.forces_weight * term
         parts["forces"] = float(term.detach())
     if config.stress_weight > 0:
         err = _error(pred[K.STRESS], batch[K.STRESS], config).mean(dim=(-1, -2))
-        term = _weighted_mean(err, weight, batch[K.HAS_STRESS])
+        term = _weighted_mean(err, weight, batch[K.HAS_STRESS], counts and counts["stress"])
         total = total + config.stress_weight * term
         parts["stress"] = float(term.detach())
     return total, parts

@@ -45,6 +45,15 @@ class ErrorAccumulator:
         if K.STRESS in pred and bool(has_stress.any()):
             self._add("stress", (pred[K.STRESS] - batch[K.STRESS])[has_stress])
 
+    def reduce(self, context) -> None:
+        """Sum the accumulated errors over all processes of a distributed run."""
+        from mlff.train.distributed import all_reduce_sum
+
+        flat = torch.tensor([v for name in _NAMES for v in self.sums.get(name, [0.0, 0.0, 0])],
+                            dtype=torch.float64)
+        flat = all_reduce_sum(flat, context).view(len(_NAMES), 3).tolist()
+        self.sums = {name: [a, b, int(c)] for name, (a, b, c) in zip(_NAMES, flat) if c > 0}
+
     def compute(self) -> dict[str, float]:
         """MAE and RMSE in meV units, and the counts (see the module docstring)."""
         out: dict[str, float] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mlff.data import keys as K
 from mlff.data.dataset import BatchLoader, GraphDataset
-from mlff.data.graph import to_device
+from mlff.data.graph import collate, to_device
 from mlff.errors import ConfigError, MLFFError
 from mlff.models.io import save_model
 from mlff.models.potential import Potential
@@ -34,7 +35,15 @@ from mlff.models.registry import build_model
 from mlff.train.checkpoint import load_checkpoint, save_checkpoint
 from mlff.train.config import TrainConfig, load_config, validate_config
 from mlff.train.data import TrainingData, load_training_data, symbols
-from mlff.train.loss import compute_loss
+from mlff.train.distributed import (
+    DistributedContext,
+    all_reduce_max,
+    all_reduce_sum,
+    init_distributed,
+    shutdown,
+    split_by_atoms,
+)
+from mlff.train.loss import compute_loss, label_counts
 from mlff.train.metrics import ErrorAccumulator
 from mlff.train.schedule import LRSchedule
 
@@ -108,8 +117,16 @@ def evaluate(
     batch_size: int,
     loss_config=None,
     compute_stress: bool = False,
+    context: DistributedContext | None = None,
 ) -> dict[str, float]:
-    """Error metrics (meV units, see :class:`ErrorAccumulator`) and the loss on ``dataset``."""
+    """Error metrics (meV units, see :class:`ErrorAccumulator`) and the loss on ``dataset``.
+
+    In a distributed run (``context``), each process evaluates every world_size-th
+    structure and the sums are reduced, so every process gets the same numbers.
+    """
+    context = context or DistributedContext()
+    if context.enabled:
+        dataset = dataset.subset(range(context.rank, len(dataset), context.world_size))
     accumulator = ErrorAccumulator()
     loss_sum, count = 0.0, 0
     for batch in BatchLoader(dataset, batch_size, shuffle=False).batches():
@@ -121,6 +138,10 @@ def evaluate(
             loss, _ = compute_loss(pred, batch, loss_config)
             loss_sum += float(loss) * len(batch[K.NUM_ATOMS])
             count += len(batch[K.NUM_ATOMS])
+    if context.enabled:
+        accumulator.reduce(context)
+        loss_sum, count = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64),
+                                         context).tolist()
     metrics = accumulator.compute()
     if loss_config is not None:
         metrics["loss"] = loss_sum / max(count, 1)
@@ -130,16 +151,26 @@ def evaluate(
 class Trainer:
     """One training run; :meth:`fit` runs it to the end (or resumes it)."""
 
-    def __init__(self, config: TrainConfig, out_dir: Path, progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: Path,
+        progress: bool = True,
+        context: DistributedContext | None = None,
+    ) -> None:
         self.config = config
         self.out_dir = out_dir
-        self.console = Console(stderr=True, quiet=not progress)
+        self.context = context or DistributedContext(device=torch.device(config.device))
+        self.console = Console(stderr=True, quiet=not (progress and self.context.is_main))
         # a live bar only on a terminal; elsewhere (logs, CI) the per-epoch lines suffice
         self.show_bar = progress and self.console.is_terminal
-        self.device = torch.device(config.device)
+        self.device = self.context.device
         self.dtype = _DTYPES[config.dtype]
         if config.threads is not None:
             torch.set_num_threads(config.threads)
+        elif self.context.enabled and self.device.type == "cpu":
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.context.world_size))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
         torch.manual_seed(config.seed)
 
         self.data = load_training_data(config)
@@ -159,6 +190,16 @@ class Trainer:
         )
         self.loader = BatchLoader(self.data.train, t.batch_size, shuffle=True, seed=config.seed)
         self.compute_stress = t.loss.stress_weight > 0
+        self.trained: torch.nn.Module = self.potential
+        if self.context.enabled:
+            self.trained = torch.nn.parallel.DistributedDataParallel(
+                self.potential,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
+            # per structure: atoms, and the label counts the loss terms average over
+            self.structure_table = [
+                (int(g[K.NUM_ATOMS][0]), label_counts(g)) for g in self.data.train
+            ]
         self.epoch = 0
         self.best_valid_loss = math.inf
         self.best_epoch = -1
@@ -223,24 +264,46 @@ class Trainer:
         )
 
     # --- the loop ----------------------------------------------------------------------
+    def _steps(self):
+        """Yield (batch, counts, loss factor) for each optimisation step of the epoch.
+
+        One process: the loader's batches. Several: each process takes its atom-balanced
+        share of every global batch, with the global label counts as denominators and a
+        factor world_size that undoes DDP's averaging of the gradients. A last global
+        batch with fewer structures than processes is skipped.
+        """
+        if not self.context.enabled:
+            for batch in self.loader.batches(self.epoch):
+                yield batch, None, 1.0
+            return
+        world = self.context.world_size
+        for indices in self.loader.index_batches(self.epoch):
+            if len(indices) < world:
+                continue
+            num_atoms = {i: self.structure_table[i][0] for i in indices}
+            share = split_by_atoms(indices, num_atoms, world)[self.context.rank]
+            counts = {key: sum(self.structure_table[i][1][key] for i in indices)
+                      for key in ("energy", "forces", "stress")}
+            yield collate([self.data.train[i] for i in share]), counts, float(world)
+
     def train_epoch(self) -> dict[str, float]:
         """One pass over the training set; returns the mean loss parts."""
         t = self.config.training
         self.potential.train()
         totals: dict[str, float] = {}
         num_batches = 0
-        for batch in self.loader.batches(self.epoch):
+        for batch, counts, factor in self._steps():
             batch = to_device(batch, self.device, self.dtype)
             self.optimizer.zero_grad(set_to_none=True)
-            pred = self.potential(batch, compute_forces=True, compute_stress=self.compute_stress,
-                                  create_graph=True)
-            loss, parts = compute_loss(pred, batch, t.loss)
+            pred = self.trained(batch, compute_forces=True, compute_stress=self.compute_stress,
+                                create_graph=True)
+            loss, parts = compute_loss(pred, batch, t.loss, counts)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"the training loss became {float(loss)} at epoch {self.epoch}. "
                     "Lower training.lr, enable training.grad_clip, or check the data for outliers."
                 )
-            loss.backward()
+            (loss * factor).backward() if factor != 1.0 else loss.backward()
             if t.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.potential.parameters(), t.grad_clip)
             self.optimizer.step()
@@ -250,6 +313,11 @@ class Trainer:
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value
             num_batches += 1
+        if self.context.enabled:  # each share holds part of the global loss: add them up
+            keys = sorted(totals)
+            summed = all_reduce_sum(torch.tensor([totals[k] for k in keys], dtype=torch.float64),
+                                    self.context)
+            totals = dict(zip(keys, summed.tolist()))
         return {key: value / max(num_batches, 1) for key, value in totals.items()}
 
     def fit(self) -> TrainResult:
@@ -277,7 +345,7 @@ class Trainer:
                 lr = self.schedule.start_epoch(self.epoch)
                 train_parts = self.train_epoch()
                 valid = evaluate(self.evaluation_model, self.data.valid, t.valid_batch_size, t.loss,
-                                 self.compute_stress)
+                                 self.compute_stress, self.context)
                 self.schedule.end_epoch(self.epoch, valid["loss"])
                 improved = valid["loss"] < self.best_valid_loss * (1 - _MIN_RELATIVE_IMPROVEMENT)
                 if improved:
@@ -287,16 +355,18 @@ class Trainer:
                     self.best_valid_metrics = valid
                 else:
                     self.epochs_since_best += 1
-                last_epoch_seconds = time.perf_counter() - start
+                # the slowest process sets the clock, so all agree on when the budget ends
+                last_epoch_seconds = all_reduce_max(time.perf_counter() - start, self.context)
                 self.elapsed += last_epoch_seconds
                 self.epoch += 1
-                if improved:
-                    self._save_best()
-                save_checkpoint(self.state_dict(), self.out_dir / "last.ckpt")
-                record = {"epoch": self.epoch, "lr": lr, "time": round(self.elapsed, 3),
-                          "train": train_parts, "valid": valid, "best": improved}
-                with open(log_path, "a") as log:
-                    log.write(json.dumps(record) + "\n")
+                if self.context.is_main:
+                    if improved:
+                        self._save_best()
+                    save_checkpoint(self.state_dict(), self.out_dir / "last.ckpt")
+                    record = {"epoch": self.epoch, "lr": lr, "time": round(self.elapsed, 3),
+                              "train": train_parts, "valid": valid, "best": improved}
+                    with open(log_path, "a") as log:
+                        log.write(json.dumps(record) + "\n")
                 summary = (f"loss {valid['loss']:.3g}  E {valid.get('energy_mae_meV_per_atom', math.nan):.2f} "
                            f"meV/atom  F {valid.get('forces_mae_meV_per_A', math.nan):.1f} meV/Å  lr {lr:.1e}")
                 bar.update(task, advance=1, description=summary)
@@ -307,6 +377,10 @@ class Trainer:
 
     def _finish(self, stop_reason: str) -> TrainResult:
         t = self.config.training
+        if not self.context.is_main:  # the main process evaluates the test set and writes
+            return TrainResult(self.out_dir, self.out_dir / "model.mlff", self.epoch,
+                               self.best_epoch + 1, self.best_valid_loss, stop_reason,
+                               self.elapsed, self.best_valid_metrics, None)
         best = load_checkpoint(self.out_dir / "best.ckpt")
         final = self.evaluation_model
         final.load_state_dict(best["model"])
@@ -401,13 +475,19 @@ def train(
             f"{out_dir} already holds a training run. Use --resume to continue it, or choose "
             "another --out folder."
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
-    trainer = Trainer(config, out_dir, progress=progress)
-    if resume and last.exists():
-        trainer.load_state_dict(load_checkpoint(last), last)
-        _truncate_log(out_dir / "log.jsonl", trainer.epoch)
-        trainer.console.print(f"resuming {out_dir} after epoch {trainer.epoch}", highlight=False)
-    elif (out_dir / "log.jsonl").exists():
-        (out_dir / "log.jsonl").unlink()
-    return trainer.fit()
+    context = init_distributed(config.device)
+    try:
+        if context.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
+        trainer = Trainer(config, out_dir, progress=progress, context=context)
+        if resume and last.exists():
+            trainer.load_state_dict(load_checkpoint(last), last)
+            if context.is_main:
+                _truncate_log(out_dir / "log.jsonl", trainer.epoch)
+            trainer.console.print(f"resuming {out_dir} after epoch {trainer.epoch}", highlight=False)
+        elif context.is_main and (out_dir / "log.jsonl").exists():
+            (out_dir / "log.jsonl").unlink()
+        return trainer.fit()
+    finally:
+        shutdown(context)
