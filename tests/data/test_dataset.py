@@ -143,3 +143,31 @@ def test_batch_loader(extxyz_file):
     plain = BatchLoader(dataset, batch_size=2, shuffle=False)
     assert [b[K.NUM_ATOMS].shape[0] for b in plain] == [2, 2, 1]
     assert energies_in(plain) == energies
+
+
+def test_atom_budget_batches_and_workers():
+    import torch as _torch
+    from ase.build import molecule
+
+    from mlff.data.dataset import BatchLoader, GraphDataset
+    from mlff.data.readers import Structure
+
+    names = ["H2O", "CH4", "C6H6", "CH3CH2OH", "H2", "NH3"] * 3
+    dataset = GraphDataset.from_structures([Structure(atoms=molecule(n)) for n in names], 3.0)
+    loader = BatchLoader(dataset, batch_size=1, shuffle=True, seed=3, max_atoms=14)
+    batches = loader.index_batches(2)
+    assert sorted(i for b in batches for i in b) == list(range(len(names)))
+    for batch in batches:
+        atoms = sum(len(molecule(names[i])) for i in batch)
+        assert atoms <= 14 or len(batch) == 1
+    # greedy: a batch stops only when the next structure would not fit
+    for batch, following in zip(batches, batches[1:]):
+        assert sum(loader.sizes[i] for i in batch) + loader.sizes[following[0]] > 14
+    assert len(loader) == len(loader.index_batches(0))
+    # the same batches come out of worker processes
+    direct = list(loader.batches(2))
+    loader.num_workers = 2
+    for a, b in zip(direct, loader.batches(2), strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert _torch.equal(a[key], b[key]), key

@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import get_args
 
 from pydantic import BaseModel
 
@@ -12,6 +13,9 @@ def _keys(model: type[BaseModel], prefix: str = ""):
     for name, field in model.model_fields.items():
         yield prefix + name
         annotation = field.annotation
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        if len(options) == 1:  # an optional section, e.g. finetune
+            annotation = options[0]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from _keys(annotation, f"{prefix}{name}.")
 

@@ -215,20 +215,52 @@ def _load_cache(cache_file: Path, fingerprint: str) -> GraphDataset | None:
 
 
 class BatchLoader:
-    """Deterministic mini-batches of a dataset.
+    """Deterministic mini-batches of a dataset, by structure count or by atom budget.
 
     The order of epoch ``e`` depends only on ``(seed, e)``, so a run resumed at an epoch
     boundary sees exactly the batches of an uninterrupted run.
+
+    Args:
+        dataset: the structures (any sequence of graph dicts).
+        batch_size: structures per batch (ignored when ``max_atoms`` is given).
+        shuffle: shuffle the order every epoch.
+        seed: seed of the order.
+        max_atoms: form batches of at most this many atoms instead (a larger structure
+            forms a batch of its own), so batches of small and large structures cost alike.
+        num_workers: processes that collate batches in the background (0: in this one).
+        pin_memory: return batches in pinned memory (faster copies to a GPU).
     """
 
-    def __init__(self, dataset: GraphDataset, batch_size: int, shuffle: bool, seed: int = 0):
+    def __init__(
+        self,
+        dataset: Sequence[Graph],
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        max_atoms: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.max_atoms = max_atoms
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self._sizes: list[int] | None = None
 
     def __len__(self) -> int:
+        if self.max_atoms is not None:
+            return len(self.index_batches(0))
         return (len(self.dataset) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def sizes(self) -> list[int]:
+        """Number of atoms of each structure."""
+        if self._sizes is None:
+            self._sizes = [int(graph[K.NUM_ATOMS].sum()) for graph in self.dataset]
+        return self._sizes
 
     def index_batches(self, epoch: int = 0) -> list[list[int]]:
         """The structure indices of each batch of ``epoch``."""
@@ -237,12 +269,50 @@ class BatchLoader:
             order = torch.randperm(len(self.dataset), generator=generator).tolist()
         else:
             order = list(range(len(self.dataset)))
-        return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if self.max_atoms is None:
+            return [order[k : k + self.batch_size] for k in range(0, len(order), self.batch_size)]
+        batches: list[list[int]] = []
+        current: list[int] = []
+        atoms = 0
+        for index in order:
+            size = self.sizes[index]
+            if current and atoms + size > self.max_atoms:
+                batches.append(current)
+                current, atoms = [], 0
+            current.append(index)
+            atoms += size
+        if current:
+            batches.append(current)
+        return batches
 
     def batches(self, epoch: int = 0) -> Iterator[Graph]:
         """Yield collated batches (float64, CPU) for ``epoch``."""
-        for indices in self.index_batches(epoch):
-            yield collate([self.dataset[i] for i in indices])
+        index_batches = self.index_batches(epoch)
+        if self.num_workers == 0 and not self.pin_memory:
+            for indices in index_batches:
+                yield collate([self.dataset[i] for i in indices])
+            return
+        loader = torch.utils.data.DataLoader(
+            _CollatedBatches(self.dataset, index_batches),
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+        yield from loader
 
     def __iter__(self) -> Iterator[Graph]:
         return self.batches(0)
+
+
+class _CollatedBatches(torch.utils.data.Dataset):
+    """Batch k = the collated structures of ``index_batches[k]`` (for DataLoader workers)."""
+
+    def __init__(self, dataset: Sequence[Graph], index_batches: list[list[int]]) -> None:
+        self.dataset = dataset
+        self.index_batches = index_batches
+
+    def __len__(self) -> int:
+        return len(self.index_batches)
+
+    def __getitem__(self, k: int) -> Graph:
+        return collate([self.dataset[i] for i in self.index_batches[k]])

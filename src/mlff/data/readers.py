@@ -9,7 +9,7 @@ calculator (where ASE puts ``energy``/``forces``/``stress`` from an extxyz file)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +195,39 @@ def check_file(path: str | Path) -> Path:
     return path
 
 
+def iter_structures(
+    path: str | Path,
+    keys: LabelKeys = LabelKeys(),
+    index: str | int | slice = ":",
+    format: str | None = None,
+    require: Sequence[str] = (),
+) -> Iterator[Structure]:
+    """Yield the labelled structures of a file one at a time (``ase.io.iread``).
+
+    Only one frame is held in memory at a time, so files larger than memory can be
+    streamed. Arguments, ``source`` and errors as :func:`read_structures`; the error for
+    a file without structures is raised when the iteration ends.
+    """
+    path = check_file(path)
+    count = 0
+    try:
+        for frame, atoms in enumerate(ase.io.iread(path, index=index, format=format)):
+            structure = structure_from_atoms(atoms, keys, f"{path}:{frame}", require)
+            count += 1
+            yield structure
+    except DataError:
+        raise
+    except Exception as exc:  # ASE raises many kinds for unparsable input
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"{path}: cannot read frame {count} ({type(exc).__name__}: {detail}). "
+            "The file may be truncated, corrupt or of another format; "
+            "check it with `ase gui` or name the format."
+        ) from None
+    if count == 0:
+        raise DataError(f"{path}: no structures found in the file.")
+
+
 def read_structures(
     path: str | Path,
     keys: LabelKeys = LabelKeys(),
@@ -218,22 +251,4 @@ def read_structures(
         DataError: the file is missing or empty, a frame cannot be parsed, or a frame
             holds bad or missing labels. The message names the file and the frame.
     """
-    path = check_file(path)
-    structures: list[Structure] = []
-    frame = 0
-    try:
-        for frame, atoms in enumerate(ase.io.iread(path, index=index, format=format)):
-            structures.append(structure_from_atoms(atoms, keys, f"{path}:{frame}", require))
-        frame = len(structures)
-    except DataError:
-        raise
-    except Exception as exc:  # ASE raises many kinds for unparsable input
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            f"{path}: cannot read frame {len(structures)} ({type(exc).__name__}: {detail}). "
-            "The file may be truncated, corrupt or of another format; "
-            "check it with `ase gui` or name the format."
-        ) from None
-    if not structures:
-        raise DataError(f"{path}: no structures found in the file.")
-    return structures
+    return list(iter_structures(path, keys, index, format, require))

@@ -1,46 +1,177 @@
-"""Dataset statistics that set a model's normalisation: E0s, shift, scale, neighbours."""
+"""Dataset statistics that set a model's normalisation: E0s, shift, scale, neighbours.
+
+Every statistic comes from one streaming pass over the structures (:func:`summarize`),
+which keeps running sums and, per distinct composition, the count and the energy sums,
+so a data set of any size is summarised in bounded memory. The functions accept any
+iterable of graph dicts (a :class:`~mlff.data.dataset.GraphDataset`, a
+:class:`~mlff.data.packed.PackedDataset`, a list) or a :class:`DataSummary`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from ase.data import chemical_symbols
 
 from mlff.data import keys as K
-from mlff.data.dataset import GraphDataset
+from mlff.data.graph import Graph, collate
 from mlff.data.readers import LabelKeys, read_structures
 from mlff.errors import DataError
 
 
-def _composition(dataset: GraphDataset, species: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(B, S) element counts and (B,) energies of the structures that have an energy."""
-    column = {z: i for i, z in enumerate(species)}
-    counts, energies = [], []
-    for graph in dataset.graphs:
-        if not bool(graph[K.HAS_ENERGY][0]):
-            continue
-        row = np.zeros(len(species))
-        for z in graph[K.ATOMIC_NUMBERS].tolist():
-            row[column[z]] += 1
-        counts.append(row)
-        energies.append(float(graph[K.ENERGY][0]))
-    return np.array(counts).reshape(-1, len(species)), np.array(energies)
+class DataSummary:
+    """Running sums over structures, fed with (collated) graph dicts.
 
-
-def e0s_least_squares(dataset: GraphDataset, species: Sequence[int]) -> dict[int, float]:
-    """Per-element reference energies (eV) that best fit the total energies (least squares).
-
-    Elements whose count never varies independently get the minimum-norm solution, so the
-    fit is defined even for a single molecule type (then only the sum is meaningful).
+    Attributes:
+        num_structures, num_atoms, num_edges: totals.
+        species: atomic numbers seen.
+        has_forces: whether any structure has forces.
+        force_squares, force_components: sum of squared force components and their count.
+        compositions: per distinct composition (tuple of (Z, count)) of the structures
+            with an energy: [structures, pivot energy, Σ(E - pivot), Σ(E - pivot)²], eV.
     """
-    counts, energies = _composition(dataset, species)
-    if len(energies) == 0:
-        raise DataError("cannot fit E0s: no structure in the training set has an energy label.")
-    e0, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-    return {int(z): float(e) for z, e in zip(species, e0)}
+
+    def __init__(self) -> None:
+        self.num_structures = 0
+        self.num_atoms = 0
+        self.num_edges = 0
+        self.species: set[int] = set()
+        self.has_forces = False
+        self.force_squares = 0.0
+        self.force_components = 0
+        self.compositions: dict[tuple[tuple[int, int], ...], list[float]] = {}
+
+    def update(self, batch: Graph) -> None:
+        """Add the structures of a graph dict (one structure or a batch)."""
+        numbers = batch[K.ATOMIC_NUMBERS].numpy()
+        structure_of = batch[K.BATCH].numpy()
+        num_structures = int(batch[K.NUM_ATOMS].shape[0])
+        self.num_structures += num_structures
+        self.num_atoms += len(numbers)
+        self.num_edges += int(batch[K.EDGE_INDEX].shape[1])
+        elements = np.unique(numbers)
+        self.species.update(elements.tolist())
+        has_forces = batch[K.HAS_FORCES].numpy()
+        if has_forces.any():
+            self.has_forces = True
+            forces = batch[K.FORCES].numpy()[has_forces[structure_of]]
+            self.force_squares += float(np.square(forces).sum())
+            self.force_components += forces.size
+        has_energy = batch[K.HAS_ENERGY].numpy()
+        if not has_energy.any():
+            return
+        # element counts per structure, then one group per distinct composition
+        counts = np.zeros((num_structures, len(elements)), dtype=np.int64)
+        np.add.at(counts, (structure_of, np.searchsorted(elements, numbers)), 1)
+        energies = batch[K.ENERGY].numpy().astype(np.float64)[has_energy]
+        rows, group = np.unique(counts[has_energy], axis=0, return_inverse=True)
+        group = group.reshape(-1)
+        for g, row in enumerate(rows):
+            values = energies[group == g]
+            key = tuple((int(z), int(c)) for z, c in zip(elements, row, strict=True) if c)
+            entry = self.compositions.get(key)
+            if entry is None:
+                entry = self.compositions[key] = [0, float(values[0]), 0.0, 0.0]
+            deviations = values - entry[1]
+            entry[0] += len(values)
+            entry[2] += float(deviations.sum())
+            entry[3] += float(np.square(deviations).sum())
+
+    # --- the statistics ---
+    def e0s_least_squares(self, species: Sequence[int]) -> dict[int, float]:
+        """Per-element reference energies (eV) that best fit the total energies.
+
+        Least squares over the structures; structures of the same composition enter as
+        their mean energy weighted by their number, which has the same solutions. Elements
+        whose count never varies independently get the minimum-norm solution, so the fit
+        is defined even for a single molecule type (then only the sum is meaningful).
+        """
+        if not self.compositions:
+            raise DataError("cannot fit E0s: no structure in the training set has an energy label.")
+        column = {z: i for i, z in enumerate(species)}
+        matrix = np.zeros((len(self.compositions), len(species)))
+        target = np.zeros(len(self.compositions))
+        for r, (composition, (count, pivot, s1, _)) in enumerate(self.compositions.items()):
+            for z, c in composition:
+                matrix[r, column[z]] = c
+            weight = math.sqrt(count)
+            matrix[r] *= weight
+            target[r] = weight * (pivot + s1 / count)
+        e0, *_ = np.linalg.lstsq(matrix, target, rcond=None)
+        return {int(z): float(e) for z, e in zip(species, e0, strict=True)}
+
+    def _residuals(self, e0s: dict[int, float]) -> Iterator[tuple[int, float, float, float]]:
+        """Per composition: n, (pivot - Σ E0)/atoms, Σ(E - pivot)/atoms, Σ(E - pivot)²/atoms²."""
+        for composition, (count, pivot, s1, s2) in self.compositions.items():
+            atoms = sum(c for _, c in composition)
+            offset = (pivot - sum(e0s[z] * c for z, c in composition)) / atoms
+            yield count, offset, s1 / atoms, s2 / atoms**2
+
+    def energy_shift(self, e0s: dict[int, float]) -> float:
+        """Mean per-atom energy left after subtracting the E0s, eV/atom."""
+        total, count = 0.0, 0
+        for n, offset, s1, _ in self._residuals(e0s):
+            total += n * offset + s1
+            count += n
+        return total / count if count else 0.0
+
+    def per_atom_energy_std(self, e0s: dict[int, float]) -> float:
+        """Standard deviation (N - 1) of the per-atom energy after E0s, eV/atom."""
+        count = sum(entry[0] for entry in self.compositions.values())
+        if count < 2:
+            return 1.0
+        mean = self.energy_shift(e0s)
+        squares = 0.0
+        for n, offset, s1, s2 in self._residuals(e0s):
+            a = offset - mean  # residual = a + (E - pivot)/atoms
+            squares += s2 + 2 * a * s1 + n * a * a
+        return math.sqrt(max(squares, 0.0) / (count - 1))
+
+    def force_rms(self) -> float:
+        """Root mean square of the force components, eV/Å (1.0 if there are no forces)."""
+        if self.force_components and self.force_squares > 0:
+            return math.sqrt(self.force_squares / self.force_components)
+        return 1.0
+
+    def mean_num_neighbors(self) -> float:
+        """Average number of neighbours per atom within the dataset's cutoff."""
+        return self.num_edges / max(self.num_atoms, 1)
+
+
+def _batches(dataset: Iterable[Graph], size: int) -> Iterator[Graph]:
+    """The structures of ``dataset`` as collated graph dicts of up to ``size`` structures."""
+    iter_batches = getattr(dataset, "iter_batches", None)
+    if iter_batches is not None:  # a packed dataset reads contiguous ranges
+        yield from iter_batches(size)
+        return
+    pending: list[Graph] = []
+    for graph in dataset:
+        pending.append(graph)
+        if len(pending) == size:
+            yield collate(pending)
+            pending = []
+    if pending:
+        yield collate(pending)
+
+
+def summarize(dataset: Iterable[Graph] | DataSummary, batch_size: int = 512) -> DataSummary:
+    """One streaming pass over ``dataset`` (any iterable of graph dicts)."""
+    if isinstance(dataset, DataSummary):
+        return dataset
+    summary = DataSummary()
+    for batch in _batches(dataset, batch_size):
+        summary.update(batch)
+    return summary
+
+
+def e0s_least_squares(
+    dataset: Iterable[Graph] | DataSummary, species: Sequence[int]
+) -> dict[int, float]:
+    """Per-element reference energies (eV); see :meth:`DataSummary.e0s_least_squares`."""
+    return summarize(dataset).e0s_least_squares(species)
 
 
 def e0s_from_file(path: str | Path, keys: LabelKeys = LabelKeys()) -> dict[int, float]:
@@ -66,40 +197,21 @@ def check_e0s(e0s: dict[int, float], species: Sequence[int], origin: str) -> Non
         )
 
 
-def energy_shift(dataset: GraphDataset, e0s: dict[int, float]) -> float:
+def energy_shift(dataset: Iterable[Graph] | DataSummary, e0s: dict[int, float]) -> float:
     """Mean per-atom energy left after subtracting the E0s, eV/atom."""
-    residuals = []
-    for graph in dataset.graphs:
-        if bool(graph[K.HAS_ENERGY][0]):
-            numbers = graph[K.ATOMIC_NUMBERS].tolist()
-            reference = sum(e0s[z] for z in numbers)
-            residuals.append((float(graph[K.ENERGY][0]) - reference) / len(numbers))
-    return float(np.mean(residuals)) if residuals else 0.0
+    return summarize(dataset).energy_shift(e0s)
 
 
-def force_rms(dataset: GraphDataset) -> float:
+def force_rms(dataset: Iterable[Graph] | DataSummary) -> float:
     """Root mean square of the force components, eV/Å (1.0 if there are no forces)."""
-    squares, count = 0.0, 0
-    for graph in dataset.graphs:
-        if bool(graph[K.HAS_FORCES][0]):
-            squares += float((graph[K.FORCES] ** 2).sum())
-            count += graph[K.FORCES].numel()
-    return float(np.sqrt(squares / count)) if count and squares > 0 else 1.0
+    return summarize(dataset).force_rms()
 
 
-def mean_num_neighbors(dataset: GraphDataset) -> float:
+def mean_num_neighbors(dataset: Iterable[Graph] | DataSummary) -> float:
     """Average number of neighbours per atom within the dataset's cutoff."""
-    edges = sum(g[K.EDGE_INDEX].shape[1] for g in dataset.graphs)
-    atoms = sum(g[K.POSITIONS].shape[0] for g in dataset.graphs)
-    return edges / max(atoms, 1)
+    return summarize(dataset).mean_num_neighbors()
 
 
-def per_atom_energy_std(dataset: GraphDataset, e0s: dict[int, float]) -> float:
-    """Standard deviation of the per-atom energy after E0s, eV/atom."""
-    values = [
-        (float(g[K.ENERGY][0]) - sum(e0s[z] for z in g[K.ATOMIC_NUMBERS].tolist()))
-        / g[K.POSITIONS].shape[0]
-        for g in dataset.graphs
-        if bool(g[K.HAS_ENERGY][0])
-    ]
-    return float(torch.tensor(values).std()) if len(values) > 1 else 1.0
+def per_atom_energy_std(dataset: Iterable[Graph] | DataSummary, e0s: dict[int, float]) -> float:
+    """Standard deviation of the per-atom energy after E0s, eV/atom (1.0 below 2 energies)."""
+    return summarize(dataset).per_atom_energy_std(e0s)

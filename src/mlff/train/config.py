@@ -7,10 +7,18 @@ section is validated by the chosen architecture's own schema (see the registry).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mlff.errors import ConfigError
 from mlff.models.registry import ModelConfig, architectures, get_architecture
@@ -33,7 +41,9 @@ class KeysConfig(_Strict):
 class DataConfig(_Strict):
     """Training, validation and test data."""
 
-    train: str = Field(description="labelled structures for training (any ASE-readable file)")
+    train: str = Field(
+        description="labelled structures for training (any ASE-readable file, or a packed .h5)"
+    )
     valid: str | None = Field(None, description="validation file; default: split off the training file")
     test: str | None = Field(None, description="test file, evaluated after training")
     train_indices: str | None = Field(
@@ -52,6 +62,12 @@ class DataConfig(_Strict):
     )
     cache_dir: str | None = Field(
         "default", description="neighbour-list cache folder; 'default' = ~/.cache/mlff, null = off"
+    )
+    stream: bool = Field(
+        False, description="stream a packed (.h5) training set from disk instead of loading it"
+    )
+    chunk_structures: int = Field(
+        1024, ge=1, description="with stream: structures read at once and shuffled together"
     )
 
 
@@ -79,6 +95,10 @@ class TrainingConfig(_Strict):
     """Optimisation settings."""
 
     batch_size: int = Field(8, ge=1)
+    batch_atoms: int | None = Field(
+        None, ge=1, description="form training batches by this atom budget instead of batch_size"
+    )
+    num_workers: int = Field(0, ge=0, description="processes that collate batches in the background")
     valid_batch_size: int = Field(32, ge=1)
     max_epochs: int = Field(1000, ge=1)
     max_minutes: float | None = Field(None, gt=0, description="wall-clock budget for training")
@@ -95,6 +115,24 @@ class TrainingConfig(_Strict):
     loss: LossConfig = LossConfig()
 
 
+class FinetuneConfig(_Strict):
+    """Start from a trained model (``*.mlff``) instead of a freshly initialised one."""
+
+    init_from: str = Field(description="the pretrained model file (.mlff)")
+    freeze: list[str] = Field(
+        default_factory=list,
+        description="parameter-name prefixes kept fixed, e.g. model.embedding, model.messages.0",
+    )
+    lr_factor: float = Field(0.1, gt=0, description="training.lr is multiplied by this")
+    replay_data: str | None = Field(
+        None, description="labelled structures of the original training data, mixed into training"
+    )
+    replay_fraction: float = Field(
+        0.0, ge=0, lt=1, description="fraction of the training structures drawn from replay_data"
+    )
+    keep_e0s: bool = Field(True, description="keep the pretrained model's E0s of its elements")
+
+
 class TrainConfig(_Strict):
     """A whole training run."""
 
@@ -103,12 +141,34 @@ class TrainConfig(_Strict):
     device: str = "cpu"
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's")
     data: DataConfig
-    model: dict[str, Any] = Field(description="architecture name + hyperparameters")
+    model: dict[str, Any] | None = Field(
+        None, description="architecture name + hyperparameters; optional with finetune"
+    )
     training: TrainingConfig = TrainingConfig()
+    finetune: FinetuneConfig | None = Field(None, description="start from a trained model")
+    # the model keys written in the config (not filled in by defaults): with finetune only
+    # these must agree with the pretrained model
+    _given_model_keys: frozenset[str] | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_model_keys(cls, data: Any, handler: Any) -> TrainConfig:
+        config = handler(data)
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            config._given_model_keys = frozenset(data["model"])
+        return config
+
+    def given_model_keys(self) -> set[str]:
+        """The model keys the config sets explicitly (all of them when unknown)."""
+        if self._given_model_keys is not None:
+            return set(self._given_model_keys)
+        return set(self.model or {})
 
     @field_validator("model")
     @classmethod
-    def _validate_model(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _validate_model(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
         name = value.get("architecture")
         if name is None:
             raise ValueError(f"model.architecture is required; choose one of {architectures()}")
@@ -135,11 +195,24 @@ class TrainConfig(_Strict):
     def _check_split(self) -> TrainConfig:
         if (self.data.train_indices is None) != (self.data.valid_indices is None):
             raise ValueError("give both data.train_indices and data.valid_indices, or neither")
+        if self.model is None and self.finetune is None:
+            raise ValueError(
+                "missing required key 'model' (it may be left out only with finetune.init_from)"
+            )
+        finetune = self.finetune
+        if finetune is not None and finetune.replay_fraction > 0 and finetune.replay_data is None:
+            raise ValueError("finetune.replay_fraction > 0 needs finetune.replay_data (a labelled file)")
         return self
 
     def model_schema(self) -> type[ModelConfig]:
         """The pydantic schema of the chosen architecture."""
         return get_architecture(self.model["architecture"]).Config
+
+
+def _section_type(annotation: Any) -> Any:
+    """``Section | None`` -> ``Section``; other annotations unchanged."""
+    options = [a for a in get_args(annotation) if a is not type(None)]
+    return options[0] if len(options) == 1 else annotation
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -151,7 +224,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
         field = current.model_fields.get(part)
         if field is None:
             return []
-        current = field.annotation
+        current = _section_type(field.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return sorted(current.model_fields)
     return []
@@ -159,6 +232,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
 
 def _format_error(error: dict, source: str) -> str:
     loc = tuple(error["loc"])
+    if not loc:  # a check across sections
+        return f"{source}: {error['msg'].removeprefix('Value error, ')}"
     where = ".".join(str(p) for p in loc)
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(TrainConfig, loc)
@@ -248,4 +323,12 @@ def resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
         updates["e0s"] = str((base / data.e0s).resolve())
     if data.cache_dir not in (None, "default") and not Path(data.cache_dir).is_absolute():
         updates["cache_dir"] = str((base / data.cache_dir).resolve())
-    return config.model_copy(update={"data": data.model_copy(update=updates)})
+    resolved = {"data": data.model_copy(update=updates)}
+    if config.finetune is not None:
+        finetune = {}
+        for name in ("init_from", "replay_data"):
+            value = getattr(config.finetune, name)
+            if value is not None and not Path(value).is_absolute():
+                finetune[name] = str((base / value).resolve())
+        resolved["finetune"] = config.finetune.model_copy(update=finetune)
+    return config.model_copy(update=resolved)

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from mlff.data.dataset import GraphDataset, default_cache_dir
+from mlff.data.packed import PackedDataset, is_packed
 from mlff.data.readers import LabelKeys
+from mlff.data.split import random_split
 from mlff.data.statistics import (
     check_e0s,
     e0s_from_file,
     e0s_least_squares,
-    energy_shift,
-    force_rms,
-    mean_num_neighbors,
-    per_atom_energy_std,
+    summarize,
 )
 from mlff.errors import ConfigError, DataError
 from mlff.train.config import TrainConfig
+from mlff.train.finetune import add_replay, finetune_e0s, resolve_config
 
 
 @dataclass
@@ -38,9 +38,9 @@ class TrainingData:
         fingerprints: SHA-256 of each data file.
     """
 
-    train: GraphDataset
-    valid: GraphDataset
-    test: GraphDataset | None
+    train: GraphDataset | PackedDataset
+    valid: GraphDataset | PackedDataset
+    test: GraphDataset | PackedDataset | None
     species: list[int]
     e0s: dict[int, float]
     shift: float
@@ -75,15 +75,24 @@ def required_labels(config: TrainConfig) -> tuple[str, ...]:
 
 def load_training_data(config: TrainConfig) -> TrainingData:
     """Read, split and analyse the data named in ``config``."""
+    config = resolve_config(config)  # a fine-tuning run takes the cutoff of its model
     data = config.data
     keys = LabelKeys(**data.keys.model_dump())
     cache = default_cache_dir() if data.cache_dir == "default" else data.cache_dir
     cutoff = float(config.model["cutoff"])
     require = required_labels(config)
 
-    def load(path: str) -> GraphDataset:
+    def load(path: str) -> GraphDataset | PackedDataset:
+        if is_packed(path):
+            return load_packed(path, cutoff, require, stream=data.stream)
         return GraphDataset.from_file(path, cutoff, keys, require=require, cache_dir=cache)
 
+    if data.stream and not is_packed(data.train):
+        raise ConfigError(
+            f"data.stream: true needs a packed training set (.h5), but data.train is "
+            f"{data.train}. Pack it with `mlff data pack {data.train} --out DATA.h5 --cutoff "
+            f"{cutoff}`, or set data.stream: false."
+        )
     full = load(data.train)
     fingerprints = {"train": full.fingerprint}
     if data.train_indices is not None:
@@ -95,27 +104,58 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     else:
         if len(full) < 2:
             raise DataError(f"{data.train}: need at least 2 structures to split off validation data.")
-        order = torch.randperm(len(full), generator=torch.Generator().manual_seed(config.seed)).tolist()
-        n_valid = max(1, round(data.valid_fraction * len(full)))
-        train, valid = full.subset(sorted(order[n_valid:])), full.subset(sorted(order[:n_valid]))
+        train_indices, valid_indices, _ = random_split(len(full), data.valid_fraction,
+                                                       seed=config.seed)
+        train, valid = full.subset(train_indices), full.subset(valid_indices)
     test = load(data.test) if data.test is not None else None
     if test is not None:
         fingerprints["test"] = test.fingerprint
+    if data.stream and config.finetune is not None and config.finetune.replay_fraction > 0:
+        raise ConfigError(
+            "data.stream: true cannot mix in finetune.replay_data (that would load the training "
+            "set into memory); pack the replay structures with the training data instead, or "
+            "set data.stream: false."
+        )
+    train = add_replay(config, train, load, fingerprints)
 
-    species = train.atomic_numbers
-    e0s = _resolve_e0s(data.e0s, train, species, keys)
-    has_forces = any(bool(g["has_forces"][0]) for g in train.graphs)
+    summary = summarize(train)  # one streaming pass: a packed set is never all in memory
+    species = sorted(summary.species)
+    if config.finetune is not None:
+        e0s = finetune_e0s(config, train, species, keys)
+    else:
+        e0s = _resolve_e0s(data.e0s, summary, species, keys)
     return TrainingData(
         train=train,
         valid=valid,
         test=test,
         species=species,
         e0s=e0s,
-        shift=energy_shift(train, e0s),
-        scale=force_rms(train) if has_forces else per_atom_energy_std(train, e0s),
-        avg_num_neighbors=mean_num_neighbors(train),
+        shift=summary.energy_shift(e0s),
+        scale=summary.force_rms() if summary.has_forces else summary.per_atom_energy_std(e0s),
+        avg_num_neighbors=summary.mean_num_neighbors(),
         fingerprints=fingerprints,
     )
+
+
+def load_packed(path: str, cutoff: float, require: tuple[str, ...], stream: bool
+                ) -> GraphDataset | PackedDataset:
+    """A packed data set, checked against the model's cutoff and the required labels.
+
+    Streamed from disk with ``stream``, else read into memory (no neighbour lists to compute).
+
+    Raises:
+        ConfigError: the file was packed with another cutoff.
+        DataError: the file is not a packed data set, or a structure lacks a required label.
+    """
+    packed = PackedDataset(path)
+    if not math.isclose(packed.cutoff, cutoff, rel_tol=0, abs_tol=1e-9):
+        raise ConfigError(
+            f"{path} was packed with cutoff {packed.cutoff} Å, but model.cutoff is {cutoff} Å; "
+            "the neighbour lists must be built with the model's cutoff. Repack it: "
+            f"`mlff data pack INPUT... --out {path} --cutoff {cutoff}`."
+        )
+    packed.check_labels(require)
+    return packed if stream else packed.to_memory()
 
 
 def _resolve_e0s(spec, train: GraphDataset, species: list[int], keys: LabelKeys) -> dict[int, float]:

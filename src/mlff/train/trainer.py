@@ -28,6 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from mlff.data import keys as K
 from mlff.data.dataset import BatchLoader, GraphDataset
 from mlff.data.graph import collate, to_device
+from mlff.data.packed import ChunkedShuffleLoader
 from mlff.errors import ConfigError, MLFFError
 from mlff.models.io import save_model
 from mlff.models.potential import Potential
@@ -35,6 +36,12 @@ from mlff.models.registry import build_model
 from mlff.train.checkpoint import load_checkpoint, save_checkpoint
 from mlff.train.config import TrainConfig, load_config, validate_config
 from mlff.train.data import TrainingData, load_training_data, symbols
+from mlff.train.finetune import (
+    finetune_record,
+    learning_rate,
+    potential_from_pretrained,
+    resolve_config,
+)
 from mlff.train.distributed import (
     DistributedContext,
     all_reduce_max,
@@ -75,6 +82,8 @@ class TrainingDiverged(MLFFError):
 
 def build_potential(config: TrainConfig, data: TrainingData) -> Potential:
     """Build the architecture of ``config`` with the normalisation from ``data``."""
+    if config.finetune is not None:
+        return potential_from_pretrained(config, data)
     hyperparameters = dict(config.model)
     if "avg_num_neighbors" in hyperparameters and hyperparameters["avg_num_neighbors"] is None:
         hyperparameters["avg_num_neighbors"] = data.avg_num_neighbors
@@ -158,7 +167,7 @@ class Trainer:
         progress: bool = True,
         context: DistributedContext | None = None,
     ) -> None:
-        self.config = config
+        self.config = config = resolve_config(config)
         self.out_dir = out_dir
         self.context = context or DistributedContext(device=torch.device(config.device))
         self.console = Console(stderr=True, quiet=not (progress and self.context.is_main))
@@ -176,19 +185,27 @@ class Trainer:
         self.data = load_training_data(config)
         potential = build_potential(config, self.data)
         self.potential = potential.to(device=self.device, dtype=self.dtype)
-        align_energy_offset(self.potential, self.data.train)
+        if config.finetune is None:  # a pretrained model's offset is meaningful
+            align_energy_offset(self.potential, self.data.train)
         self.potential.metadata = {"data_fingerprint": self.data.fingerprints}
         t = config.training
         parameters = [p for p in self.potential.parameters() if p.requires_grad]
         optimizer_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = optimizer_cls(parameters, lr=t.lr, weight_decay=t.weight_decay, amsgrad=t.amsgrad)
-        self.schedule = LRSchedule(self.optimizer, t.scheduler, t.lr, t.max_epochs)
+        lr = learning_rate(config)  # training.lr, times finetune.lr_factor when fine-tuning
+        self.optimizer = optimizer_cls(parameters, lr=lr, weight_decay=t.weight_decay, amsgrad=t.amsgrad)
+        self.schedule = LRSchedule(self.optimizer, t.scheduler, lr, t.max_epochs)
         self.ema = (
             AveragedModel(self.potential, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay))
             if t.ema_decay is not None
             else None
         )
-        self.loader = BatchLoader(self.data.train, t.batch_size, shuffle=True, seed=config.seed)
+        self.loader = BatchLoader(
+            self.data.train, t.batch_size, shuffle=True, seed=config.seed, max_atoms=t.batch_atoms,
+            num_workers=t.num_workers, pin_memory=self.device.type == "cuda",
+        )
+        if config.data.stream:  # a packed training set, read and shuffled chunk by chunk
+            self.loader = ChunkedShuffleLoader(self.data.train, t.batch_size, config.seed,
+                                               config.data.chunk_structures, max_atoms=t.batch_atoms)
         self.compute_stress = t.loss.stress_weight > 0
         self.trained: torch.nn.Module = self.potential
         if self.context.enabled:
@@ -291,9 +308,13 @@ class Trainer:
         t = self.config.training
         self.potential.train()
         totals: dict[str, float] = {}
-        num_batches = 0
+        num_batches = num_structures = 0
+        epoch_start = time.perf_counter()
+        load_seconds, load_start = 0.0, epoch_start
         for batch, counts, factor in self._steps():
             batch = to_device(batch, self.device, self.dtype)
+            load_seconds += time.perf_counter() - load_start
+            num_structures += int(batch[K.NUM_ATOMS].shape[0])
             self.optimizer.zero_grad(set_to_none=True)
             pred = self.trained(batch, compute_forces=True, compute_stress=self.compute_stress,
                                 create_graph=True)
@@ -313,6 +334,13 @@ class Trainer:
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value
             num_batches += 1
+            load_start = time.perf_counter()
+        seconds = time.perf_counter() - epoch_start
+        # structures of all processes per second, and the share of time spent waiting for data
+        self.throughput = {
+            "structures_per_s": self.context.world_size * num_structures / max(seconds, 1e-9),
+            "loader_fraction": load_seconds / max(seconds, 1e-9),
+        }
         if self.context.enabled:  # each share holds part of the global loss: add them up
             keys = sorted(totals)
             summed = all_reduce_sum(torch.tensor([totals[k] for k in keys], dtype=torch.float64),
@@ -364,7 +392,8 @@ class Trainer:
                         self._save_best()
                     save_checkpoint(self.state_dict(), self.out_dir / "last.ckpt")
                     record = {"epoch": self.epoch, "lr": lr, "time": round(self.elapsed, 3),
-                              "train": train_parts, "valid": valid, "best": improved}
+                              "train": train_parts, "valid": valid, "best": improved,
+                              "throughput": self.throughput}
                     with open(log_path, "a") as log:
                         log.write(json.dumps(record) + "\n")
                 summary = (f"loss {valid['loss']:.3g}  E {valid.get('energy_mae_meV_per_atom', math.nan):.2f} "
@@ -399,6 +428,7 @@ class Trainer:
                 "valid_metrics": self.best_valid_metrics,
                 "num_train": len(self.data.train),
                 "num_valid": len(self.data.valid),
+                "finetune": finetune_record(self.config),
             },
         }
         model_path = save_model(final, self.out_dir / "model.mlff")
@@ -468,6 +498,7 @@ def train(
         config = load_config(config, overrides)
     elif isinstance(config, dict):
         config = validate_config(config)
+    config = resolve_config(config)  # fine-tuning: the model section from the pretrained model
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / name
     last = out_dir / "last.ckpt"
     if last.exists() and not resume:
