@@ -100,3 +100,21 @@ def test_e0s_from_dict_and_file(tmp_path, ethanol_small):
     config["data"]["e0s"] = {"H": -1.0, "C": -2.0}
     with pytest.raises(DataError, match="no isolated-atom energy for O"):
         train(config, out_dir=tmp_path / "d", progress=False)
+
+
+def test_element_missing_from_training_set_is_named(tmp_path, ethanol_small):
+    import ase.io
+    from ase.build import molecule
+
+    from mlff.errors import UnknownElementError
+
+    test_file = tmp_path / "with_n.xyz"
+    frames = ase.io.read(ethanol_small, ":2")
+    ammonia = molecule("NH3")
+    ammonia.calc = frames[0].calc.__class__(ammonia, energy=-1.0, forces=ammonia.positions * 0)
+    ase.io.write(test_file, frames + [ammonia])
+    config = small_config(ethanol_small, max_epochs=1)
+    config["data"]["test"] = str(test_file)
+    with pytest.raises(UnknownElementError) as info:
+        train(config, out_dir=tmp_path / "n", progress=False)
+    assert f"{test_file}:2" in str(info.value) and "N" in str(info.value)

@@ -26,7 +26,7 @@ The ``finetune`` section of the training config names the pretrained model. Then
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,10 @@ from mlff.train.config import TrainConfig
 
 if TYPE_CHECKING:
     from mlff.train.data import TrainingData
+
+# provenance of each pretrained file, taken when it is loaded: the model file written at
+# the end of a run records the file that was used, even if it changed or went since
+_PROVENANCE: dict[str, dict[str, Any]] = {}
 
 
 def pretrained_metadata(config: TrainConfig) -> dict[str, Any]:
@@ -233,23 +237,30 @@ def refitted_species(config: TrainConfig, old_species: list[int], species: list[
 
 
 def fit_e0s_to_model(
-    potential: Potential, dataset: GraphDataset, elements: list[int], batch_size: int = 64
+    potential: Potential,
+    dataset: GraphDataset,
+    elements: list[int],
+    batch_size: int = 64,
+    max_structures: int = 2048,
 ) -> dict[int, float]:
     """Adjust the E0s of ``elements`` by least squares on the energies ``potential`` misses.
 
     The residuals ``E - E_pred`` of the structures that contain one of ``elements`` are
     fitted by per-element counts; the other E0s, the shift and the network stay as they
     are. The network's output for a pretrained element is then not counted twice, and a
-    new element's fresh embedding starts with its mean energy right. Returns the E0s
-    (eV) of ``elements`` now in ``potential``.
+    new element's fresh embedding starts with its mean energy right. At most
+    ``max_structures`` of them, evenly spread, are evaluated. Returns the E0s (eV) of
+    ``elements`` now in ``potential``.
     """
-    column = {z: i for i, z in enumerate(elements)}
-    chosen = [
-        i for i, graph in enumerate(dataset)
-        if bool(graph[K.HAS_ENERGY][0]) and any(z in column for z in graph[K.ATOMIC_NUMBERS].tolist())
-    ]
     if not elements:
         return {}
+    column = {z: i for i, z in enumerate(elements)}
+    chosen = [
+        i
+        for i, graph in enumerate(dataset)
+        if bool(graph[K.HAS_ENERGY][0])
+        and any(z in column for z in graph[K.ATOMIC_NUMBERS].tolist())
+    ]
     if not chosen:
         names = ", ".join(chemical_symbols[z] for z in elements)
         raise DataError(
@@ -258,6 +269,9 @@ def fit_e0s_to_model(
         )
     from mlff.data.dataset import BatchLoader
     from mlff.data.graph import to_device
+
+    if len(chosen) > max_structures:
+        chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, max_structures).astype(int)]
 
     rows, residuals = [], []
     with torch.no_grad():
@@ -303,6 +317,7 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
         old = load_model(config.finetune.init_from)
     except ModelFileError as exc:
         raise ModelFileError(f"finetune.init_from: {exc}") from None
+    _PROVENANCE[config.finetune.init_from] = _provenance(config)
     old_species = list(old.species)
     species = sorted(set(old_species) | set(data.species))
     keep = config.finetune.keep_e0s
@@ -318,9 +333,9 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # the fresh rows of new elements
-        model = build_model(dict(old.hyperparameters), len(species))
+        model = build_model(dict(config.model), len(species))
     potential = Potential(
-        model, old.hyperparameters, species, e0s, scale=float(old.scale), shift=float(old.shift)
+        model, config.model, species, e0s, scale=float(old.scale), shift=float(old.shift)
     ).to(dtype=old.dtype)
     with torch.no_grad():  # exactly, not through the default dtype of the constructor
         potential.scale.copy_(old.scale)
@@ -355,8 +370,8 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
 def freeze(
     potential: Potential,
     prefixes: list[str],
-    grown: set[str] = frozenset(),
-    new_rows: list[int] = (),
+    grown: Collection[str] = frozenset(),
+    new_rows: Sequence[int] = (),
     config: TrainConfig | None = None,
 ) -> list[str]:
     """Stop training the parameters whose names start with one of ``prefixes``.
@@ -380,11 +395,19 @@ def freeze(
         prefix = prefix.strip().rstrip(".")
         matches = [name for name in names if name == prefix or name.startswith(prefix + ".")]
         if not matches:
-            modules = [f"model.{name}" for name, _ in potential.model.named_children()]
+            modules = [
+                f"model.{name}"
+                for name, module in potential.model.named_children()
+                if any(True for _ in module.parameters())
+            ]
+            blocks = [
+                name for name, m in potential.model.named_children() if isinstance(m, nn.ModuleList)
+            ]
+            hint = f" (a numbered block is named like model.{blocks[0]}.0)" if blocks else ""
             raise ConfigError(
                 f"finetune.freeze: {prefix!r} matches no parameter of the "
                 f"{potential.hyperparameters['architecture']} model. Its modules are "
-                f"{', '.join(modules)} (a numbered block is named like model.messages.0)."
+                f"{', '.join(modules)}{hint}."
             )
         for name in matches:
             if name in frozen:
@@ -407,17 +430,28 @@ def freeze(
     return frozen
 
 
-def finetune_record(config: TrainConfig) -> dict[str, Any] | None:
-    """What the model file records about a fine-tuning run (``None`` without one)."""
-    finetune = config.finetune
-    if finetune is None:
-        return None
-    path = Path(finetune.init_from)
-    metadata = pretrained_metadata(config)
+def _provenance(config: TrainConfig) -> dict[str, Any]:
+    assert config.finetune is not None
+    path = Path(config.finetune.init_from)
     return {
         "init_from": str(path),
         "init_from_sha256": file_fingerprint(path),
-        "init_from_data_fingerprint": metadata.get("data_fingerprint", {}),
+        "init_from_data_fingerprint": pretrained_metadata(config).get("data_fingerprint", {}),
+    }
+
+
+def finetune_record(config: TrainConfig) -> dict[str, Any] | None:
+    """What the model file records about a fine-tuning run (``None`` without one).
+
+    The pretrained file's path, SHA-256 and training-data fingerprint (as it was when
+    :func:`potential_from_pretrained` loaded it), and the fine-tuning settings.
+    """
+    finetune = config.finetune
+    if finetune is None:
+        return None
+    provenance = _PROVENANCE.get(finetune.init_from) or _provenance(config)
+    return {
+        **provenance,
         "freeze": list(finetune.freeze),
         "lr_factor": finetune.lr_factor,
         "replay_fraction": finetune.replay_fraction,

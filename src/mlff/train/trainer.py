@@ -98,6 +98,15 @@ def build_potential(config: TrainConfig, data: TrainingData) -> Potential:
     )
 
 
+def check_elements(potential: Potential, dataset) -> None:
+    """Raise UnknownElementError, naming the file and frame, if a structure of ``dataset``
+    holds an element the model was not built for (e.g. one absent from the training set)."""
+    known = set(potential.species)
+    for index, graph in enumerate(dataset):
+        if not set(graph[K.ATOMIC_NUMBERS].unique().tolist()) <= known:
+            potential.check_species(graph[K.ATOMIC_NUMBERS], dataset.sources[index])
+
+
 def align_energy_offset(potential: Potential, dataset: GraphDataset, max_structures: int = 256) -> float:
     """Fold the untrained model's mean per-atom energy error into ``shift``.
 
@@ -184,6 +193,9 @@ class Trainer:
 
         self.data = load_training_data(config)
         potential = build_potential(config, self.data)
+        for dataset in (self.data.valid, self.data.test):
+            if dataset is not None:
+                check_elements(potential, dataset)
         self.potential = potential.to(device=self.device, dtype=self.dtype)
         if config.finetune is None:  # a pretrained model's offset is meaningful
             align_energy_offset(self.potential, self.data.train)
