@@ -224,6 +224,7 @@ class Trainer:
             self.trained = torch.nn.parallel.DistributedDataParallel(
                 self.potential,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                gradient_as_bucket_view=True,  # gradients live in the all-reduce buckets: no copies
             )
             # per structure: atoms, and the label counts the loss terms average over
             self.structure_table = [
