@@ -214,6 +214,40 @@ def _load_cache(cache_file: Path, fingerprint: str) -> GraphDataset | None:
     )
 
 
+def batch_is_full(
+    count: int, atoms: int, next_size: int, batch_size: int, max_atoms: int | None
+) -> bool:
+    """Whether a batch of ``count`` structures and ``atoms`` atoms must close before a
+    structure of ``next_size`` atoms: at ``batch_size`` structures, or, with an atom
+    budget, when the next structure would exceed it (a batch is never empty)."""
+    if max_atoms is None:
+        return count >= batch_size
+    return count > 0 and atoms + next_size > max_atoms
+
+
+def group_batches(
+    order: Sequence[int], sizes: Sequence[int] | None, batch_size: int, max_atoms: int | None
+) -> list[list[int]]:
+    """Cut ``order`` into consecutive batches (see :func:`batch_is_full`).
+
+    ``sizes`` (atoms per structure, indexed like ``order``'s entries) is needed only with
+    ``max_atoms``.
+    """
+    batches: list[list[int]] = []
+    current: list[int] = []
+    atoms = 0
+    for index in order:
+        size = int(sizes[index]) if sizes is not None else 0
+        if batch_is_full(len(current), atoms, size, batch_size, max_atoms):
+            batches.append(current)
+            current, atoms = [], 0
+        current.append(index)
+        atoms += size
+    if current:
+        batches.append(current)
+    return batches
+
+
 class BatchLoader:
     """Deterministic mini-batches of a dataset, by structure count or by atom budget.
 
@@ -259,7 +293,10 @@ class BatchLoader:
     def sizes(self) -> list[int]:
         """Number of atoms of each structure."""
         if self._sizes is None:
-            self._sizes = [int(graph[K.NUM_ATOMS].sum()) for graph in self.dataset]
+            if hasattr(self.dataset, "atom_counts"):  # a packed set knows them without reading
+                self._sizes = [int(n) for n in self.dataset.atom_counts()]
+            else:
+                self._sizes = [int(graph[K.NUM_ATOMS].sum()) for graph in self.dataset]
         return self._sizes
 
     def index_batches(self, epoch: int = 0) -> list[list[int]]:
@@ -269,21 +306,8 @@ class BatchLoader:
             order = torch.randperm(len(self.dataset), generator=generator).tolist()
         else:
             order = list(range(len(self.dataset)))
-        if self.max_atoms is None:
-            return [order[k : k + self.batch_size] for k in range(0, len(order), self.batch_size)]
-        batches: list[list[int]] = []
-        current: list[int] = []
-        atoms = 0
-        for index in order:
-            size = self.sizes[index]
-            if current and atoms + size > self.max_atoms:
-                batches.append(current)
-                current, atoms = [], 0
-            current.append(index)
-            atoms += size
-        if current:
-            batches.append(current)
-        return batches
+        sizes = self.sizes if self.max_atoms is not None else None
+        return group_batches(order, sizes, self.batch_size, self.max_atoms)
 
     def batches(self, epoch: int = 0) -> Iterator[Graph]:
         """Yield collated batches (float64, CPU) for ``epoch``."""

@@ -54,7 +54,13 @@ import numpy as np
 import torch
 
 from mlff.data import keys as K
-from mlff.data.dataset import GraphDataset, _progress, file_fingerprint
+from mlff.data.dataset import (
+    GraphDataset,
+    _progress,
+    batch_is_full,
+    file_fingerprint,
+    group_batches,
+)
 from mlff.data.graph import Graph, collate, structure_to_graph
 from mlff.data.readers import LabelKeys, check_file, iter_structures
 from mlff.errors import ConfigError, DataError
@@ -735,26 +741,11 @@ class ChunkedShuffleLoader:
 
     def _full(self, count: int, atoms: int, size: int) -> bool:
         """Whether a batch of ``count`` structures and ``atoms`` atoms takes no more."""
-        if self.max_atoms is None:
-            return count >= self.batch_size
-        return count > 0 and atoms + size > self.max_atoms
+        return batch_is_full(count, atoms, size, self.batch_size, self.max_atoms)
 
     def index_batches(self, epoch: int = 0) -> list[list[int]]:
         """The positions of each batch of ``epoch``."""
-        batches: list[list[int]] = []
-        current: list[int] = []
-        atoms = 0
-        sizes = self.sizes
-        for position in self.order(epoch).tolist():
-            size = int(sizes[position])
-            if self._full(len(current), atoms, size):
-                batches.append(current)
-                current, atoms = [], 0
-            current.append(position)
-            atoms += size
-        if current:
-            batches.append(current)
-        return batches
+        return group_batches(self.order(epoch).tolist(), self.sizes, self.batch_size, self.max_atoms)
 
     def __len__(self) -> int:
         if self.max_atoms is not None:
