@@ -175,3 +175,19 @@ def test_evaluate_file_without_labels_raises(potential, tmp_path):
     ase.io.write(path, [helpers.ethanol()], format="extxyz")
     with pytest.raises(DataError, match="no frame has an energy"):
         evaluate_file(potential, path)
+
+
+def test_evaluate_packed_file_equals_source_file(potential, data_file, tmp_path):
+    from mlff.data.packed import pack
+    from mlff.errors import ConfigError
+    from mlff.validate.evaluate import evaluate_file
+
+    packed = pack([data_file], tmp_path / "data.h5", cutoff=potential.cutoff)
+    direct = evaluate_file(potential, data_file)["metrics"]
+    from_packed = evaluate_file(potential, packed)["metrics"]
+    assert from_packed["overall"].keys() == direct["overall"].keys()
+    for key, value in direct["overall"].items():
+        assert from_packed["overall"][key] == pytest.approx(value, rel=1e-12), key
+    other = pack([data_file], tmp_path / "other.h5", cutoff=potential.cutoff + 1.0)
+    with pytest.raises(ConfigError, match="Repack"):
+        evaluate_file(potential, other)

@@ -42,7 +42,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help="the .mlff model file")
     parser.add_argument("data", metavar="DATA", nargs="+",
-                        help="labelled structure files (extxyz or any format ASE reads)")
+                        help="labelled structure files (extxyz or any format ASE reads, or a "
+                             ".h5 packed by `mlff data pack` with the model cutoff)")
     parser.add_argument("--json", metavar="FILE", type=Path, default=None,
                         help="write all metrics of all files to this JSON file")
     parser.add_argument("--plots", metavar="DIR", type=Path, default=None,

@@ -674,6 +674,28 @@ class PackedDataset(Sequence):
         return GraphDataset(graphs, self.config_types, sources, self.fingerprint)
 
 
+def open_packed(
+    path: str | Path, cutoff: float, require: Sequence[str] = (), stream: bool = False
+) -> GraphDataset | PackedDataset:
+    """A packed data set for a model of ``cutoff``, checked for the ``require``d labels.
+
+    Streamed from disk with ``stream``, else read into memory (no neighbour lists to compute).
+
+    Raises:
+        ConfigError: the file was packed with another cutoff.
+        DataError: the file is not a packed data set, or a structure lacks a required label.
+    """
+    packed = PackedDataset(path)
+    if not math.isclose(packed.cutoff, cutoff, rel_tol=0, abs_tol=1e-9):
+        raise ConfigError(
+            f"{path} was packed with cutoff {packed.cutoff} Å, but model.cutoff is {cutoff} Å; "
+            "the neighbour lists must be built with the model's cutoff. Repack it: "
+            f"`mlff data pack INPUT... --out {path} --cutoff {cutoff}`."
+        )
+    packed.check_labels(require)
+    return packed if stream else packed.to_memory()
+
+
 # --- shuffled batches in bounded memory ----------------------------------------------------
 class ChunkedShuffleLoader:
     """Shuffled mini-batches of a packed dataset, holding only a window of structures.

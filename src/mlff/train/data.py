@@ -10,7 +10,7 @@ import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
 from mlff.data.dataset import GraphDataset, default_cache_dir
-from mlff.data.packed import PackedDataset, is_packed
+from mlff.data.packed import PackedDataset, is_packed, open_packed
 from mlff.data.readers import LabelKeys
 from mlff.data.split import random_split
 from mlff.data.statistics import (
@@ -84,7 +84,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 
     def load(path: str) -> GraphDataset | PackedDataset:
         if is_packed(path):
-            return load_packed(path, cutoff, require, stream=data.stream)
+            return open_packed(path, cutoff, require, stream=data.stream)
         return GraphDataset.from_file(path, cutoff, keys, require=require, cache_dir=cache)
 
     if data.stream and not is_packed(data.train):
@@ -135,27 +135,6 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         avg_num_neighbors=summary.mean_num_neighbors(),
         fingerprints=fingerprints,
     )
-
-
-def load_packed(path: str, cutoff: float, require: tuple[str, ...], stream: bool
-                ) -> GraphDataset | PackedDataset:
-    """A packed data set, checked against the model's cutoff and the required labels.
-
-    Streamed from disk with ``stream``, else read into memory (no neighbour lists to compute).
-
-    Raises:
-        ConfigError: the file was packed with another cutoff.
-        DataError: the file is not a packed data set, or a structure lacks a required label.
-    """
-    packed = PackedDataset(path)
-    if not math.isclose(packed.cutoff, cutoff, rel_tol=0, abs_tol=1e-9):
-        raise ConfigError(
-            f"{path} was packed with cutoff {packed.cutoff} Å, but model.cutoff is {cutoff} Å; "
-            "the neighbour lists must be built with the model's cutoff. Repack it: "
-            f"`mlff data pack INPUT... --out {path} --cutoff {cutoff}`."
-        )
-    packed.check_labels(require)
-    return packed if stream else packed.to_memory()
 
 
 def _resolve_e0s(spec, train: GraphDataset, species: list[int], keys: LabelKeys) -> dict[int, float]:

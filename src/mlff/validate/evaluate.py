@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from mlff.data.dataset import GraphDataset
+from mlff.data.packed import is_packed, open_packed
 from mlff.data.readers import LabelKeys
 from mlff.errors import DataError
 from mlff.models.potential import Potential
@@ -28,7 +29,8 @@ def evaluate_file(
 
     Args:
         potential: the model.
-        path: any file ASE can read, with energy, forces and/or stress labels.
+        path: any file ASE can read, with energy, forces and/or stress labels, or a
+            data set packed by ``mlff data pack`` with the model's cutoff.
         keys: where the labels are stored in the file.
         batch_size: structures per forward pass.
         device: where to run; default the potential's device.
@@ -46,7 +48,10 @@ def evaluate_file(
         UnknownElementError: a structure holds an element unknown to the model.
     """
     path = Path(path)
-    dataset = GraphDataset.from_file(path, potential.cutoff, keys, cache_dir=None)
+    if is_packed(path):  # labels and neighbour lists stored by `mlff data pack`
+        dataset = open_packed(path, potential.cutoff)
+    else:
+        dataset = GraphDataset.from_file(path, potential.cutoff, keys, cache_dir=None)
     _require_labels(dataset, path, keys)
     predictions = predict(potential, dataset, batch_size=batch_size, device=device)
     metrics = error_metrics(predictions, dataset)
