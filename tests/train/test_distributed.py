@@ -1,7 +1,9 @@
 """DDP on gloo: two CPU processes follow the single-process run with the same global batch."""
 
+import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -15,10 +17,17 @@ from .conftest import small_config
 
 
 def _mlff_train(config_path, out, *extra):
-    result = subprocess.run(
-        [sys.executable, "-m", "mlff", "train", str(config_path), "--out", str(out), "--quiet", *extra],
-        capture_output=True, text=True, timeout=600,
-    )
+    command = [sys.executable, "-m", "mlff", "train", str(config_path), "--out", str(out), "--quiet",
+               *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0 and "--nproc" in extra:
+        # One launch in about a dozen failed once here and never again (its output was lost),
+        # so a multi-process launch gets one more try; a real error fails both. The first
+        # failure is kept as a warning in the test report.
+        warnings.warn(f"torchrun launch failed once, retrying: {result.stderr[-2000:]}", stacklevel=2)
+        if "--resume" not in extra:
+            shutil.rmtree(out, ignore_errors=True)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

@@ -118,3 +118,18 @@ def test_element_missing_from_training_set_is_named(tmp_path, ethanol_small):
     with pytest.raises(UnknownElementError) as info:
         train(config, out_dir=tmp_path / "n", progress=False)
     assert f"{test_file}:2" in str(info.value) and "N" in str(info.value)
+
+
+def test_test_indices_select_the_test_set(tmp_path, ethanol_small):
+    (tmp_path / "train.txt").write_text("\n".join(map(str, range(0, 16))))
+    (tmp_path / "valid.txt").write_text("\n".join(map(str, range(16, 20))))
+    (tmp_path / "test.txt").write_text("\n".join(map(str, range(20, 24))))
+    config = small_config(ethanol_small, max_epochs=1)
+    config["data"].update(train_indices=str(tmp_path / "train.txt"),
+                          valid_indices=str(tmp_path / "valid.txt"),
+                          test_indices=str(tmp_path / "test.txt"))
+    result = train(config, out_dir=tmp_path / "run", progress=False)
+    assert result.test_metrics["num_energy"] == 4
+    config["data"]["test"] = str(ethanol_small)
+    with pytest.raises(ConfigError, match="not both"):
+        train(config, out_dir=tmp_path / "run2", progress=False)

@@ -52,6 +52,9 @@ class DataConfig(_Strict):
     valid_indices: str | None = Field(
         None, description="file of 0-based frame indices of `train` used for validation"
     )
+    test_indices: str | None = Field(
+        None, description="file of 0-based frame indices of `train` used as the test set"
+    )
     valid_fraction: float = Field(
         0.05, gt=0, lt=1, description="fraction split off for validation when `valid` is not given"
     )
@@ -195,6 +198,8 @@ class TrainConfig(_Strict):
     def _check_split(self) -> TrainConfig:
         if (self.data.train_indices is None) != (self.data.valid_indices is None):
             raise ValueError("give both data.train_indices and data.valid_indices, or neither")
+        if self.data.test_indices is not None and self.data.test is not None:
+            raise ValueError("give data.test or data.test_indices, not both")
         if self.model is None and self.finetune is None:
             raise ValueError(
                 "missing required key 'model' (it may be left out only with finetune.init_from)"
@@ -315,7 +320,7 @@ def resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
     """Make the data paths of ``config`` absolute, relative to ``base``."""
     data = config.data
     updates = {}
-    for name in ("train", "valid", "test", "train_indices", "valid_indices"):
+    for name in ("train", "valid", "test", "train_indices", "valid_indices", "test_indices"):
         value = getattr(data, name)
         if value is not None and not Path(value).is_absolute():
             updates[name] = str((base / value).resolve())

@@ -110,6 +110,8 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     test = load(data.test) if data.test is not None else None
     if test is not None:
         fingerprints["test"] = test.fingerprint
+    elif data.test_indices is not None:
+        test = full.subset(_read_indices(data.test_indices, len(full), "test index"))
     if data.stream and config.finetune is not None and config.finetune.replay_fraction > 0:
         raise ConfigError(
             "data.stream: true cannot mix in finetune.replay_data (that would load the training "
