@@ -5,7 +5,6 @@ import subprocess
 import sys
 import warnings
 
-import pytest
 import torch
 import yaml
 

@@ -8,7 +8,7 @@ stress are always consistent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -86,6 +86,11 @@ class Potential(nn.Module):
                 f"{where}: element {names} is not known to this model (trained on {known}). "
                 "Use a model trained on these elements, or fine-tune this one."
             )
+
+    def check_structures(self, graphs: Iterable[dict[str, torch.Tensor]], sources: Sequence[str]) -> None:
+        """:meth:`check_species` for every graph dict, naming its source (``"file:frame"``)."""
+        for graph, source in zip(graphs, sources, strict=True):
+            self.check_species(graph[K.ATOMIC_NUMBERS], source or "structure")
 
     def forward(
         self,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import atomic_numbers
 
 from mlff.data.dataset import GraphDataset, default_cache_dir
 from mlff.data.packed import PackedDataset, is_packed, open_packed
@@ -155,7 +154,3 @@ def _resolve_e0s(spec, train: GraphDataset, species: list[int], keys: LabelKeys)
     check_e0s(e0s, species, str(path))
     return {z: e0s[z] for z in species}
 
-
-def symbols(species: list[int]) -> list[str]:
-    """Atomic numbers to element symbols."""
-    return [chemical_symbols[z] for z in species]

@@ -35,7 +35,7 @@ from mlff.models.potential import Potential
 from mlff.models.registry import build_model
 from mlff.train.checkpoint import load_checkpoint, save_checkpoint
 from mlff.train.config import TrainConfig, load_config, validate_config
-from mlff.train.data import TrainingData, load_training_data, symbols
+from mlff.train.data import TrainingData, load_training_data
 from mlff.train.finetune import (
     finetune_record,
     learning_rate,
@@ -96,15 +96,6 @@ def build_potential(config: TrainConfig, data: TrainingData) -> Potential:
         scale=data.scale,
         shift=data.shift,
     )
-
-
-def check_elements(potential: Potential, dataset) -> None:
-    """Raise UnknownElementError, naming the file and frame, if a structure of ``dataset``
-    holds an element the model was not built for (e.g. one absent from the training set)."""
-    known = set(potential.species)
-    for index, graph in enumerate(dataset):
-        if not set(graph[K.ATOMIC_NUMBERS].unique().tolist()) <= known:
-            potential.check_species(graph[K.ATOMIC_NUMBERS], dataset.sources[index])
 
 
 def align_energy_offset(potential: Potential, dataset: GraphDataset, max_structures: int = 256) -> float:
@@ -193,9 +184,10 @@ class Trainer:
 
         self.data = load_training_data(config)
         potential = build_potential(config, self.data)
+        # an element absent from the training set has no embedding: name its file and frame
         for dataset in (self.data.valid, self.data.test):
             if dataset is not None:
-                check_elements(potential, dataset)
+                potential.check_structures(dataset, dataset.sources)
         self.potential = potential.to(device=self.device, dtype=self.dtype)
         if config.finetune is None:  # a pretrained model's offset is meaningful
             align_energy_offset(self.potential, self.data.train)

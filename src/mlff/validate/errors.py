@@ -104,17 +104,6 @@ def as_dataset(data: GraphDataset | Sequence[Structure], cutoff: float) -> Graph
     return GraphDataset.from_structures(list(data), cutoff)
 
 
-def check_species(potential: Potential, dataset: GraphDataset) -> None:
-    """Check every structure's elements against the potential's species.
-
-    Raises:
-        UnknownElementError: naming the first structure ("file:frame") with an element
-            the potential does not know.
-    """
-    for graph, source in zip(dataset.graphs, dataset.sources, strict=True):
-        potential.check_species(graph[K.ATOMIC_NUMBERS], source or "structure")
-
-
 def predict(
     potential: Potential,
     data: GraphDataset | Sequence[Structure],
@@ -142,7 +131,7 @@ def predict(
     if batch_size < 1:
         raise ConfigError(f"batch_size = {batch_size}; it must be >= 1.")
     dataset = as_dataset(data, potential.cutoff)
-    check_species(potential, dataset)
+    potential.check_structures(dataset.graphs, dataset.sources)
     if device is not None:
         potential = potential.to(device)
     was_training = potential.training
