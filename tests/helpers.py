@@ -27,6 +27,14 @@ E0S: tuple[float, ...] = (-0.5, -1.25, -2.0, -3.5)
 TINY_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "schnet": {"num_features": 16, "num_filters": 16, "num_layers": 2, "num_radial": 16},
     "painn": {"num_features": 12, "num_layers": 2, "num_radial": 8},
+    "nequip": {"num_features": 8, "num_layers": 2, "l_max": 2, "num_radial": 6,
+               "radial_mlp_width": 16, "avg_num_neighbors": 12.0},
+    "allegro": {"num_layers": 2, "l_max": 2, "num_tensor_features": 4, "latent_dim": 16,
+                "num_radial": 6, "avg_num_neighbors": 12.0},
+    "mace": {"num_channels": 8, "max_L": 1, "correlation": 3, "num_interactions": 2,
+             "radial_mlp": [16, 16], "readout_mlp": 8, "avg_num_neighbors": 4.0},
+    "deeppot": {"rcut_smth": 1.0, "embedding_neurons": [4, 8], "axis_neurons": 4,
+                "fitting_neurons": [16, 16], "avg_num_neighbors": 4.0},
 }
 
 

@@ -1,4 +1,4 @@
-"""``mlff data pack|info|split``: prepare data sets, including ones larger than memory."""
+"""``mlff data pack|info|split|to-deepmd``: prepare data sets, including ones larger than memory."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlff.cli.options import add_label_key_options, label_keys
+from mlff.data.deepmd import write_deepmd_dir
 from mlff.data.describe import count_structures, describe
 from mlff.data.packed import pack
+from mlff.data.readers import read_structures
 from mlff.data.split import random_split, write_indices
 
 LABELS = ("energy", "forces", "stress")
@@ -88,6 +90,19 @@ def add_parser(subparsers) -> None:
     add_label_key_options(split_parser)
     split_parser.set_defaults(func=run_split)
 
+    deepmd_parser = actions.add_parser(
+        "to-deepmd",
+        help="write the structures of a data file as DeePMD's deepmd/npy directory",
+        description="Read labelled structures (any file ASE reads) and write them as a "
+                    "deepmd/npy data directory (type.raw, type_map.raw, set.000/*.npy; "
+                    "stress as virial = -stress * volume). Frames with other atoms go to "
+                    "subsystems OUT_DIR/sys.NNN.",
+    )
+    deepmd_parser.add_argument("data", metavar="IN", help="any ASE-readable structure file")
+    deepmd_parser.add_argument("out", metavar="OUT_DIR", help="new (or empty) output directory")
+    add_label_key_options(deepmd_parser)
+    deepmd_parser.set_defaults(func=run_to_deepmd)
+
 
 def run_pack(args: argparse.Namespace) -> int:
     """Pack ``args.inputs`` into ``args.out``."""
@@ -116,7 +131,8 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     n = summary["structures"]
     table = Table(title=escape(str(args.data)), show_header=False)
-    table.add_row("format", "packed (HDF5)" if summary["format"] == "packed" else "ASE-readable")
+    kind = "deepmd/npy" if Path(args.data).is_dir() else "ASE-readable"
+    table.add_row("format", "packed (HDF5)" if summary["format"] == "packed" else kind)
     table.add_row("structures", str(n))
     table.add_row("atoms", f"{summary['atoms']} ({summary['atoms'] / max(n, 1):.1f} per structure)")
     table.add_row("elements", ", ".join(f"{s} ({c})" for s, c in summary["elements"].items()))
@@ -154,5 +170,16 @@ def run_split(args: argparse.Namespace) -> int:
     console.print(
         f"in a training config: data.train_indices: {escape(str(written[0]))}, "
         f"data.valid_indices: {escape(str(written[1]))}", highlight=False, soft_wrap=True,
+    )
+    return 0
+
+
+def run_to_deepmd(args: argparse.Namespace) -> int:
+    """Write ``args.data`` as a deepmd/npy directory ``args.out``."""
+    structures = read_structures(args.data, label_keys(args))
+    systems = write_deepmd_dir(structures, args.out)
+    Console(soft_wrap=True).print(
+        f"wrote {len(structures)} structures as {len(systems)} deepmd/npy system(s) to "
+        f"{escape(str(args.out))}", highlight=False,
     )
     return 0

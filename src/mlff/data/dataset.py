@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from mlff.data import keys as K
 from mlff.data.graph import Graph, collate, structure_to_graph
+from mlff.data.deepmd import is_deepmd_dir
 from mlff.data.readers import LabelKeys, Structure, read_structures
 
 CACHE_VERSION = 1
@@ -36,12 +37,27 @@ def default_cache_dir() -> Path:
 
 
 def file_fingerprint(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (hex)."""
+    """SHA-256 of a file's bytes (hex); for a directory (deepmd/npy data), of the relative
+    path, size and bytes of every file in it, in sorted path order."""
+    path = Path(path)
     digest = hashlib.sha256()
+    if path.is_dir():
+        files = sorted((p for p in path.rglob("*") if p.is_file()),
+                       key=lambda p: p.relative_to(path).as_posix())
+        for file in files:
+            name = file.relative_to(path).as_posix().encode()
+            digest.update(len(name).to_bytes(8, "little") + name)
+            digest.update(file.stat().st_size.to_bytes(8, "little"))
+            _hash_bytes(digest, file)
+        return digest.hexdigest()
+    _hash_bytes(digest, path)
+    return digest.hexdigest()
+
+
+def _hash_bytes(digest, path: Path) -> None:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
 
 
 class GraphDataset(Sequence):
@@ -122,7 +138,7 @@ class GraphDataset(Sequence):
         """Read a structure file and build its dataset, through the cache when given.
 
         Args:
-            path: any file ASE can read.
+            path: any file ASE can read, or a deepmd/npy directory.
             cutoff: neighbour-list radius, Å.
             keys: where the labels are stored.
             require: labels each frame must have.
@@ -134,7 +150,7 @@ class GraphDataset(Sequence):
         """
         path = Path(path)
         structures = None
-        if not path.is_file():  # let the reader raise its clear error
+        if not (path.is_file() or is_deepmd_dir(path)):  # let the reader raise its clear error
             structures = read_structures(path, keys, require=require)
         fingerprint = file_fingerprint(path)
         cache_file = None

@@ -11,7 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+import torch
 from torch import nn
+
+from mlff.nn.dtype import default_dtype
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 
@@ -56,12 +59,17 @@ def get_architecture(name: str) -> type[nn.Module]:
 
 
 def build_model(hyperparameters: dict[str, Any], num_species: int) -> nn.Module:
-    """Validate ``hyperparameters`` with the architecture's Config and build the model."""
+    """Validate ``hyperparameters`` with the architecture's Config and build the model.
+
+    The model's parameters come out in float64; cast it with ``.to(dtype)``."""
     cls = get_architecture(hyperparameters["architecture"])
     config = cls.Config.model_validate(hyperparameters)
-    return cls(config, num_species)
+    # built in float64 and cast later: e3nn's coupling coefficients made in float32 and
+    # cast up would carry 1e-8 errors into float64 models
+    with default_dtype(torch.float64):
+        return cls(config, num_species)
 
 
 def _import_builtin() -> None:
     # importing the modules registers them; done lazily to keep import order free
-    from mlff.models import painn, schnet  # noqa: F401
+    from mlff.models import allegro, deeppot, mace, nequip, painn, schnet  # noqa: F401

@@ -7,7 +7,7 @@ section is validated by the chosen architecture's own schema (see the registry).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -72,6 +72,10 @@ class DataConfig(_Strict):
     chunk_structures: int = Field(
         1024, ge=1, description="with stream: structures read at once and shuffled together"
     )
+    config_type_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="{config_type: factor} multiplying the loss weight of those structures",
+    )
 
 
 class LossConfig(_Strict):
@@ -92,6 +96,30 @@ class SchedulerConfig(_Strict):
     factor: float = Field(0.5, gt=0, lt=1, description="plateau: LR multiplier")
     patience: int = Field(10, ge=0, description="plateau: epochs without improvement")
     min_lr: float = Field(1e-6, ge=0)
+
+
+class StageTwoConfig(_Strict):
+    """A second stage of training with new loss weights and learning rate (MACE's stage two).
+
+    Stage two begins before the first epoch at which ``start_fraction`` of ``max_epochs``
+    have been trained or, with ``max_minutes``, ``start_fraction`` of the budget has been
+    used, whichever comes first; early stopping during stage one also starts it.
+    """
+
+    start_fraction: float = Field(
+        0.75, gt=0, lt=1, description="fraction of max_epochs (or of max_minutes) before stage two"
+    )
+    energy_weight: float = Field(1000.0, ge=0, description="on the energy per atom, eV²")
+    forces_weight: float = Field(100.0, ge=0, description="on force components, (eV/Å)²")
+    stress_weight: float | None = Field(
+        None, ge=0, description="on stress components, (eV/Å³)²; null = training.loss's"
+    )
+    lr: float | None = Field(
+        None, gt=0, description="learning rate of stage two; null = a tenth of the base rate"
+    )
+    swa: bool = Field(
+        False, description="save the average of the weights of the stage-two epochs (SWA)"
+    )
 
 
 class TrainingConfig(_Strict):
@@ -116,6 +144,19 @@ class TrainingConfig(_Strict):
         None, ge=1, description="stop after this many epochs without a better validation loss"
     )
     loss: LossConfig = LossConfig()
+    stage_two: StageTwoConfig | None = Field(
+        None, description="a second stage with new loss weights and learning rate; null = off"
+    )
+
+    def stage_two_loss(self) -> LossConfig:
+        """The loss of stage two: ``loss`` with the weights of ``stage_two``."""
+        if self.stage_two is None:
+            return self.loss
+        s = self.stage_two
+        stress = self.loss.stress_weight if s.stress_weight is None else s.stress_weight
+        return self.loss.model_copy(update={"energy_weight": s.energy_weight,
+                                            "forces_weight": s.forces_weight,
+                                            "stress_weight": stress})
 
 
 class FinetuneConfig(_Strict):

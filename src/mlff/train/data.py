@@ -60,16 +60,32 @@ def _read_indices(path: str, size: int, name: str) -> list[int]:
 
 
 def required_labels(config: TrainConfig) -> tuple[str, ...]:
-    """Labels every training frame must carry, from the loss weights."""
-    loss = config.training.loss
+    """Labels every training frame must carry, from the loss weights (of both stages)."""
+    losses = (config.training.loss, config.training.stage_two_loss())
     names = []
-    if loss.energy_weight > 0:
+    if any(loss.energy_weight > 0 for loss in losses):
         names.append("energy")
-    if loss.forces_weight > 0:
+    if any(loss.forces_weight > 0 for loss in losses):
         names.append("forces")
-    if loss.stress_weight > 0:
+    if any(loss.stress_weight > 0 for loss in losses):
         names.append("stress")
     return tuple(names)
+
+
+def check_config_type_weights(weights: dict[str, float], *datasets) -> None:
+    """Raise if ``data.config_type_weights`` names a config_type absent from ``datasets``.
+
+    Raises:
+        ConfigError: naming the unknown names and listing the config_types of the data.
+    """
+    present = sorted({name for dataset in datasets for name in dataset.config_types})
+    unknown = sorted(set(weights) - set(present))
+    if unknown:
+        raise ConfigError(
+            f"data.config_type_weights: no structure of the training or validation data has "
+            f"config_type {', '.join(map(repr, unknown))}. The config_types present are: "
+            f"{', '.join(map(repr, present))}."
+        )
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
@@ -118,6 +134,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
             "set data.stream: false."
         )
     train = add_replay(config, train, load, fingerprints)
+    check_config_type_weights(data.config_type_weights, train, valid)
 
     summary = summarize(train)  # one streaming pass: a packed set is never all in memory
     species = sorted(summary.species)

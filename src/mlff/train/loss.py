@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from mlff.data import keys as K
@@ -22,6 +24,38 @@ def _weighted_mean(
     mask = mask.to(values.dtype)
     denominator = mask.sum().clamp(min=1.0) if count is None else max(count, 1.0)
     return (values * weights * mask).sum() / denominator
+
+
+def config_type_factors(
+    config_types: Sequence[str], weights: dict[str, float]
+) -> torch.Tensor | None:
+    """The factor on the structure weights of each integer config_type tag.
+
+    Args:
+        config_types: the name of each tag (``dataset.config_types``).
+        weights: ``data.config_type_weights``; names absent from it get 1.
+
+    Returns:
+        (T,) float64 tensor indexed by tag, or ``None`` when ``weights`` is empty.
+    """
+    if not weights:
+        return None
+    factors = [float(weights.get(name, 1.0)) for name in config_types]
+    return torch.tensor(factors, dtype=torch.float64)
+
+
+def reweight(
+    batch: dict[str, torch.Tensor], factors: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    """``batch`` with each structure's ``weight`` multiplied by its config_type's factor.
+
+    The batch dict itself is not modified; ``factors`` comes from :func:`config_type_factors`.
+    """
+    if factors is None:
+        return batch
+    weight = batch[K.WEIGHT]
+    factor = factors.to(device=weight.device, dtype=weight.dtype)[batch[K.CONFIG_TYPE]]
+    return {**batch, K.WEIGHT: weight * factor}
 
 
 def label_counts(batch: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -4,7 +4,8 @@ Output folder layout (``out_dir``):
     config.yaml   the full resolved config
     log.jsonl     one JSON object per epoch (losses, metrics, learning rate, time)
     last.ckpt     everything needed to resume, written after every epoch
-    best.ckpt     the weights (EMA when on) with the lowest validation loss so far
+    best.ckpt     the weights (EMA when on) with the lowest validation loss so far (in stage
+                  two: so far in stage two, SWA weights with stage_two.swa)
     model.mlff    the best model, written at the end, with test metrics when a test set is given
     metrics.json  final validation and test metrics
 """
@@ -34,7 +35,7 @@ from mlff.models.io import save_model
 from mlff.models.potential import Potential
 from mlff.models.registry import build_model
 from mlff.train.checkpoint import load_checkpoint, save_checkpoint
-from mlff.train.config import TrainConfig, load_config, validate_config
+from mlff.train.config import LossConfig, TrainConfig, load_config, validate_config
 from mlff.train.data import TrainingData, load_training_data
 from mlff.train.finetune import (
     finetune_record,
@@ -50,7 +51,7 @@ from mlff.train.distributed import (
     shutdown,
     split_by_atoms,
 )
-from mlff.train.loss import compute_loss, label_counts
+from mlff.train.loss import compute_loss, config_type_factors, label_counts, reweight
 from mlff.train.metrics import ErrorAccumulator
 from mlff.train.schedule import LRSchedule
 
@@ -80,13 +81,23 @@ class TrainingDiverged(MLFFError):
     """The loss became NaN or infinite."""
 
 
-def build_potential(config: TrainConfig, data: TrainingData) -> Potential:
-    """Build the architecture of ``config`` with the normalisation from ``data``."""
+def build_potential(
+    config: TrainConfig, data: TrainingData, avg_num_neighbors: float | None = None
+) -> Potential:
+    """Build the architecture of ``config`` with the normalisation from ``data``.
+
+    An ``avg_num_neighbors`` hyperparameter the config leaves ``null`` is set to the
+    ``avg_num_neighbors`` argument (a resumed run's stored value) or else to the training
+    data's mean number of neighbours per atom, so the model file stores the number. A
+    fine-tuned model keeps the pretrained model's hyperparameters.
+    """
     if config.finetune is not None:
         return potential_from_pretrained(config, data)
     hyperparameters = dict(config.model)
     if "avg_num_neighbors" in hyperparameters and hyperparameters["avg_num_neighbors"] is None:
-        hyperparameters["avg_num_neighbors"] = data.avg_num_neighbors
+        hyperparameters["avg_num_neighbors"] = float(
+            avg_num_neighbors if avg_num_neighbors is not None else data.avg_num_neighbors
+        )
     model = build_model(hyperparameters, len(data.species))
     return Potential(
         model,
@@ -127,13 +138,16 @@ def evaluate(
     loss_config=None,
     compute_stress: bool = False,
     context: DistributedContext | None = None,
+    config_type_weights: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Error metrics (meV units, see :class:`ErrorAccumulator`) and the loss on ``dataset``.
 
     In a distributed run (``context``), each process evaluates every world_size-th
     structure and the sums are reduced, so every process gets the same numbers.
+    ``config_type_weights`` (``data.config_type_weights``) reweight the loss only.
     """
     context = context or DistributedContext()
+    factors = config_type_factors(dataset.config_types, config_type_weights or {})
     if context.enabled:
         dataset = dataset.subset(range(context.rank, len(dataset), context.world_size))
     accumulator = ErrorAccumulator()
@@ -144,7 +158,7 @@ def evaluate(
         pred = {k: v.detach() for k, v in pred.items()}
         accumulator.update(pred, batch)
         if loss_config is not None:
-            loss, _ = compute_loss(pred, batch, loss_config)
+            loss, _ = compute_loss(pred, reweight(batch, factors), loss_config)
             loss_sum += float(loss) * len(batch[K.NUM_ATOMS])
             count += len(batch[K.NUM_ATOMS])
     if context.enabled:
@@ -166,7 +180,13 @@ class Trainer:
         out_dir: Path,
         progress: bool = True,
         context: DistributedContext | None = None,
+        avg_num_neighbors: float | None = None,
     ) -> None:
+        """Load the data and build the model, optimizer and loaders.
+
+        ``avg_num_neighbors``: the value a resumed run stored, for a model whose
+        ``avg_num_neighbors`` the config leaves ``null`` (default: from the training data).
+        """
         self.config = config = resolve_config(config)
         self.out_dir = out_dir
         self.context = context or DistributedContext(device=torch.device(config.device))
@@ -183,7 +203,12 @@ class Trainer:
         torch.manual_seed(config.seed)
 
         self.data = load_training_data(config)
-        potential = build_potential(config, self.data)
+        potential = build_potential(config, self.data, avg_num_neighbors)
+        if config.finetune is None and config.model.get("avg_num_neighbors", 0) is None:
+            origin = "the checkpoint" if avg_num_neighbors is not None else "the training data"
+            value = potential.hyperparameters["avg_num_neighbors"]
+            self.console.print(f"model.avg_num_neighbors = {value:.4f} (from {origin})",
+                               highlight=False)
         # an element absent from the training set has no embedding: name its file and frame
         for dataset in (self.data.valid, self.data.test):
             if dataset is not None:
@@ -210,7 +235,12 @@ class Trainer:
         if config.data.stream:  # a packed training set, read and shuffled chunk by chunk
             self.loader = ChunkedShuffleLoader(self.data.train, t.batch_size, config.seed,
                                                config.data.chunk_structures, max_atoms=t.batch_atoms)
+        self.loss_config: LossConfig = t.loss  # the loss of the current stage
         self.compute_stress = t.loss.stress_weight > 0
+        self.train_factors = config_type_factors(self.data.train.config_types,
+                                                 config.data.config_type_weights)
+        self.stage_two_epoch: int | None = None  # the first epoch (0-based) of stage two
+        self.swa: AveragedModel | None = None  # stage two with swa: the averaged weights
         self.trained: torch.nn.Module = self.potential
         if self.context.enabled:
             self.trained = torch.nn.parallel.DistributedDataParallel(
@@ -231,8 +261,59 @@ class Trainer:
 
     @property
     def evaluation_model(self) -> Potential:
-        """The EMA weights when EMA is on, else the trained weights."""
+        """The SWA weights in stage two with swa, else the EMA weights when EMA is on, else
+        the trained weights."""
+        if self.swa is not None:
+            return self.swa.module
         return self.ema.module if self.ema is not None else self.potential
+
+    # --- stage two -----------------------------------------------------------------------
+    def _stage_two_due(self, budget_seconds: float) -> str | None:
+        """Why stage two starts before the next epoch (``start_fraction`` of ``max_epochs``
+        trained, or of the wall-clock budget in seconds used), or ``None`` if it does not."""
+        t = self.config.training
+        if t.stage_two is None or self.stage_two_epoch is not None:
+            return None
+        fraction = t.stage_two.start_fraction
+        if self.epoch >= fraction * t.max_epochs:
+            return f"{fraction:g} of max_epochs"
+        if self.elapsed >= fraction * budget_seconds:
+            return f"{fraction:g} of max_minutes"
+        return None
+
+    def enter_stage_two(self, reason: str | None = None) -> None:
+        """Switch to ``training.stage_two``'s loss weights and learning rate from the next epoch.
+
+        The learning rate restarts at ``stage_two.lr`` (default: a tenth of the base rate)
+        without warm-up, and follows the plateau rule when the scheduler is ``plateau``
+        (else stays constant). The plateau and early-stopping counters and the best
+        validation loss start afresh, so ``best.ckpt`` and the final model come from stage
+        two. With ``swa`` the weights are averaged from here on and the average is what is
+        evaluated and saved (EMA, if on, is then not used). ``reason`` is logged; ``None``
+        (resuming) logs nothing.
+        """
+        t = self.config.training
+        stage = t.stage_two
+        assert stage is not None
+        self.stage_two_epoch = self.epoch
+        self.loss_config = t.stage_two_loss()
+        self.compute_stress = self.loss_config.stress_weight > 0
+        lr = stage.lr if stage.lr is not None else learning_rate(self.config) / 10
+        scheduler = t.scheduler.model_copy(update={
+            "warmup_epochs": 0, "name": "plateau" if t.scheduler.name == "plateau" else "constant"})
+        self.schedule = LRSchedule(self.optimizer, scheduler, lr, t.max_epochs)
+        if stage.swa:
+            self.swa = AveragedModel(self.potential)
+        self.best_valid_loss = math.inf
+        self.epochs_since_best = 0
+        if reason is not None:
+            loss = self.loss_config
+            self.console.print(
+                f"stage two from epoch {self.epoch + 1} ({reason}): weights E "
+                f"{loss.energy_weight:g} F {loss.forces_weight:g} S {loss.stress_weight:g}, "
+                f"lr {lr:.1e}{', SWA' if stage.swa else ''}",
+                highlight=False, soft_wrap=True,
+            )
 
     # --- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -250,6 +331,9 @@ class Trainer:
             "best_valid_metrics": self.best_valid_metrics,
             "elapsed": self.elapsed,
             "torch_rng": torch.get_rng_state(),
+            "stage_two_epoch": self.stage_two_epoch,
+            "swa": self.swa.state_dict() if self.swa is not None else None,
+            "hyperparameters": self.potential.hyperparameters,
         }
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
@@ -262,6 +346,9 @@ class Trainer:
                 f"{', '.join(differences)}. Start a new run in another folder, or restore those keys."
             )
         self.epoch = state["epoch"]
+        if state.get("stage_two_epoch") is not None:  # absent from older checkpoints
+            self.enter_stage_two()
+            self.stage_two_epoch = state["stage_two_epoch"]
         self.potential.load_state_dict(state["model"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
@@ -272,6 +359,8 @@ class Trainer:
         self.epochs_since_best = state["epochs_since_best"]
         self.best_valid_metrics = state["best_valid_metrics"]
         self.elapsed = state["elapsed"]
+        if self.swa is not None:
+            self.swa.load_state_dict(state["swa"])
         torch.set_rng_state(state["torch_rng"])
 
     def _save_best(self) -> None:
@@ -317,13 +406,13 @@ class Trainer:
         epoch_start = time.perf_counter()
         load_seconds, load_start = 0.0, epoch_start
         for batch, counts, factor in self._steps():
-            batch = to_device(batch, self.device, self.dtype)
+            batch = reweight(to_device(batch, self.device, self.dtype), self.train_factors)
             load_seconds += time.perf_counter() - load_start
             num_structures += int(batch[K.NUM_ATOMS].shape[0])
             self.optimizer.zero_grad(set_to_none=True)
             pred = self.trained(batch, compute_forces=True, compute_stress=self.compute_stress,
                                 create_graph=True)
-            loss, parts = compute_loss(pred, batch, t.loss, counts)
+            loss, parts = compute_loss(pred, batch, self.loss_config, counts)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"the training loss became {float(loss)} at epoch {self.epoch}. "
@@ -333,7 +422,7 @@ class Trainer:
             if t.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.potential.parameters(), t.grad_clip)
             self.optimizer.step()
-            if self.ema is not None:
+            if self.ema is not None and self.swa is None:
                 self.ema.update_parameters(self.potential)
             parts["loss"] = float(loss.detach())
             for key, value in parts.items():
@@ -371,14 +460,22 @@ class Trainer:
                 if self.elapsed + last_epoch_seconds > budget:
                     stop_reason = "time_budget"
                     break
+                reason = self._stage_two_due(budget)
+                if reason is not None:
+                    self.enter_stage_two(reason)
                 if t.early_stopping_patience is not None and self.epochs_since_best >= t.early_stopping_patience:
-                    stop_reason = "early_stopping"
-                    break
+                    if t.stage_two is None or self.stage_two_epoch is not None:
+                        stop_reason = "early_stopping"
+                        break
+                    self.enter_stage_two("early stopping in stage one")
                 start = time.perf_counter()
                 lr = self.schedule.start_epoch(self.epoch)
                 train_parts = self.train_epoch()
-                valid = evaluate(self.evaluation_model, self.data.valid, t.valid_batch_size, t.loss,
-                                 self.compute_stress, self.context)
+                if self.swa is not None:
+                    self.swa.update_parameters(self.potential)
+                valid = evaluate(self.evaluation_model, self.data.valid, t.valid_batch_size,
+                                 self.loss_config, self.compute_stress, self.context,
+                                 self.config.data.config_type_weights)
                 self.schedule.end_epoch(self.epoch, valid["loss"])
                 improved = valid["loss"] < self.best_valid_loss * (1 - _MIN_RELATIVE_IMPROVEMENT)
                 if improved:
@@ -396,7 +493,9 @@ class Trainer:
                     if improved:
                         self._save_best()
                     save_checkpoint(self.state_dict(), self.out_dir / "last.ckpt")
-                    record = {"epoch": self.epoch, "lr": lr, "time": round(self.elapsed, 3),
+                    stage = 1 if self.stage_two_epoch is None else 2
+                    record = {"epoch": self.epoch, "stage": stage, "lr": lr,
+                              "time": round(self.elapsed, 3),
                               "train": train_parts, "valid": valid, "best": improved,
                               "throughput": self.throughput}
                     with open(log_path, "a") as log:
@@ -434,6 +533,8 @@ class Trainer:
                 "num_train": len(self.data.train),
                 "num_valid": len(self.data.valid),
                 "finetune": finetune_record(self.config),
+                "stage_two_start_epoch": (None if self.stage_two_epoch is None
+                                          else self.stage_two_epoch + 1),
             },
         }
         model_path = save_model(final, self.out_dir / "model.mlff")
@@ -461,6 +562,8 @@ def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
     found = []
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
+        if key not in saved and b in (None, {}, []):
+            continue  # a key added to mlff after the checkpoint, left off (null or empty)
         if isinstance(a, dict) and isinstance(b, dict):
             found += _differences(a, b, f"{prefix}{key}.")
         elif a != b and key not in _RESUMABLE_CHANGES:
@@ -516,12 +619,18 @@ def train(
         if context.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
-        trainer = Trainer(config, out_dir, progress=progress, context=context)
-        if resume and last.exists():
-            trainer.load_state_dict(load_checkpoint(last), last)
+        state = load_checkpoint(last) if resume and last.exists() else None
+        stored = (state.get("hyperparameters") or {}) if state is not None else {}
+        trainer = Trainer(config, out_dir, progress=progress, context=context,
+                          avg_num_neighbors=stored.get("avg_num_neighbors"))
+        if state is not None:
+            trainer.load_state_dict(state, last)
             if context.is_main:
                 _truncate_log(out_dir / "log.jsonl", trainer.epoch)
-            trainer.console.print(f"resuming {out_dir} after epoch {trainer.epoch}", highlight=False)
+            stage = ("" if trainer.stage_two_epoch is None
+                     else f" (stage two since epoch {trainer.stage_two_epoch + 1})")
+            trainer.console.print(f"resuming {out_dir} after epoch {trainer.epoch}{stage}",
+                                  highlight=False)
         elif context.is_main and (out_dir / "log.jsonl").exists():
             (out_dir / "log.jsonl").unlink()
         return trainer.fit()

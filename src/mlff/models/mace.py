@@ -1,0 +1,189 @@
+"""MACE (Batatia et al., NeurIPS 2022): higher-order equivariant message passing.
+
+Each layer builds an atomic basis A from equivariant two-body messages (a tensor product
+of the neighbours' features with the spherical harmonics of the edge, weighted by a radial
+MLP), raises its body order by a symmetric contraction of A with itself up to
+``correlation`` (ν = 3 gives four-body features from one layer), and mixes the result
+into the atom's hidden features. Every layer has a readout; the atom's energy is the sum
+of the readouts (linear for all layers but the last, a small MLP for the last).
+
+Hidden features are ``num_channels x (0e + 1o + ... up to max_L)``; the last layer keeps
+scalars only, as they alone feed the energy. Messages carry l up to ``max_ell``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from e3nn import nn as e3nn_nn
+from e3nn import o3
+from pydantic import Field
+from torch import nn
+
+from mlff.data import keys as K
+from mlff.models.registry import ModelConfig, register
+from mlff.nn import BesselBasis, PolynomialCutoff, scatter_sum
+from mlff.nn.symmetric_contraction import SymmetricContraction
+
+
+def _irreps_up_to(l_max: int, multiplicity: int) -> o3.Irreps:
+    """``multiplicity x (0e + 1o + 2e + ...)`` up to l_max: the parities of spherical harmonics."""
+    return o3.Irreps([(multiplicity, (l, (-1) ** l)) for l in range(l_max + 1)])
+
+
+def _per_channel(features: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
+    """(N, irreps.dim) with equal multiplicities C -> (N, C, dim of one copy)."""
+    channels = irreps[0].mul
+    blocks = [features[:, s].reshape(-1, channels, ir.dim) for s, (_, ir) in
+              zip(irreps.slices(), irreps)]
+    return torch.cat(blocks, dim=-1)
+
+
+class MACEInteraction(nn.Module):
+    """Equivariant messages to the atomic basis A, shape (N, C · sh_irreps.dim).
+
+    Args:
+        irreps_node: the incoming hidden features' irreps.
+        irreps_sh: spherical harmonics of the edges.
+        irreps_target: A's irreps (``C x sh_irreps``).
+        num_species: species count (for the species-dependent mixing of the first layer).
+        radial_sizes: widths of the radial MLP, input (basis size) first.
+        irreps_hidden: irreps of the species-dependent skip connection of the input
+            features, returned to be added after the product.
+    """
+
+    def __init__(self, irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps,
+                 num_species: int, radial_sizes: list[int], irreps_hidden: o3.Irreps) -> None:
+        super().__init__()
+        species_irreps = o3.Irreps(f"{num_species}x0e")
+        self.linear_up = o3.Linear(irreps_node, irreps_node)
+        paths, instructions = [], []
+        for i, (mul, ir_in) in enumerate(irreps_node):
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in irreps_target:
+                        instructions.append((i, j, len(paths), "uvu", True))
+                        paths.append((mul, ir_out))
+        self.conv = o3.TensorProduct(irreps_node, irreps_sh, o3.Irreps(paths), instructions,
+                                     shared_weights=False, internal_weights=False)
+        # no biases: the weights vanish with the radial features at the cutoff
+        self.radial = e3nn_nn.FullyConnectedNet([*radial_sizes, self.conv.weight_numel],
+                                                nn.functional.silu)
+        self.linear = o3.Linear(o3.Irreps(paths), irreps_target)
+        self.skip = o3.FullyConnectedTensorProduct(irreps_node, species_irreps, irreps_hidden)
+
+    def forward(self, node_features: torch.Tensor, species_onehot: torch.Tensor,
+                edge_sh: torch.Tensor, edge_radial: torch.Tensor, sender: torch.Tensor,
+                receiver: torch.Tensor, inv_neighbors: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (A (N, irreps_target.dim), skip features (N, irreps_hidden.dim))."""
+        skip = self.skip(node_features, species_onehot)
+        h = self.linear_up(node_features)
+        messages = self.conv(h[sender], edge_sh, self.radial(edge_radial))
+        a = self.linear(scatter_sum(messages, receiver, h.shape[0]) * inv_neighbors)
+        return a, skip
+
+
+class MACEProduct(nn.Module):
+    """Symmetric contraction of A up to ``correlation``, then a linear map, plus the skip."""
+
+    def __init__(self, irreps_sh: o3.Irreps, irreps_hidden: o3.Irreps, correlation: int,
+                 num_species: int, num_channels: int) -> None:
+        super().__init__()
+        per_channel_out = o3.Irreps([(1, ir) for _, ir in irreps_hidden])
+        self.contraction = SymmetricContraction(irreps_sh, per_channel_out, correlation,
+                                                num_species, num_channels)
+        self.linear = o3.Linear(o3.Irreps([(num_channels, ir) for _, ir in irreps_hidden]),
+                                irreps_hidden)
+
+    def forward(self, a: torch.Tensor, species: torch.Tensor, skip: torch.Tensor,
+                irreps_a: o3.Irreps) -> torch.Tensor:
+        """A (N, irreps_a.dim) -> hidden features (N, irreps_hidden.dim)."""
+        return self.linear(self.contraction(_per_channel(a, irreps_a), species)) + skip
+
+
+@register("mace")
+class MACE(nn.Module):
+    """MACE mapped to per-atom energies (N,), in the units the Potential scales."""
+
+    class Config(ModelConfig):
+        """MACE hyperparameters (names as in mace-torch where they exist)."""
+
+        architecture: Literal["mace"] = "mace"
+        num_channels: int = Field(32, ge=1, description="channels of every hidden irrep")
+        max_L: int = Field(0, ge=0, description="highest l of the hidden features (0: scalars)")
+        max_ell: int = Field(3, ge=0, description="highest l of the edge spherical harmonics")
+        correlation: int = Field(3, ge=1, description="order of the symmetric contraction")
+        num_interactions: int = Field(2, ge=1, description="message-passing layers")
+        num_radial: int = Field(8, ge=1, description="Bessel basis functions")
+        envelope_exponent: int = Field(5, ge=2, description="p of the polynomial cutoff")
+        radial_mlp: list[int] = Field([64, 64, 64], description="hidden widths of the radial MLP")
+        readout_mlp: int = Field(16, ge=1, description="hidden width of the last readout")
+        avg_num_neighbors: float | None = Field(
+            None, gt=0, description="message normalisation; null = mean of the training data")
+
+    def __init__(self, config: Config, num_species: int) -> None:
+        super().__init__()
+        self.config = config
+        c = config.num_channels
+        self.num_species = num_species
+        self.inv_neighbors = 1.0 / (config.avg_num_neighbors or 1.0)
+        self.irreps_sh = _irreps_up_to(config.max_ell, 1)
+        self.irreps_a = _irreps_up_to(config.max_ell, c)
+        self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True,
+                                                         normalization="component")
+        self.radial_basis = BesselBasis(config.cutoff, config.num_radial)
+        self.envelope = PolynomialCutoff(config.cutoff, config.envelope_exponent)
+        species_irreps = o3.Irreps(f"{num_species}x0e")
+        self.embedding = o3.Linear(species_irreps, o3.Irreps(f"{c}x0e"))
+        radial_sizes = [config.num_radial, *config.radial_mlp]
+        self.interactions = nn.ModuleList()
+        self.products = nn.ModuleList()
+        self.readouts = nn.ModuleList()
+        self.irreps_hidden: list[o3.Irreps] = []
+        irreps_node = o3.Irreps(f"{c}x0e")
+        for layer in range(config.num_interactions):
+            last = layer == config.num_interactions - 1
+            hidden = o3.Irreps(f"{c}x0e") if last else _irreps_up_to(config.max_L, c)
+            self.interactions.append(MACEInteraction(
+                irreps_node, self.irreps_sh, self.irreps_a, num_species, radial_sizes, hidden))
+            self.products.append(MACEProduct(self.irreps_sh, hidden, config.correlation,
+                                             num_species, c))
+            if last:
+                self.readouts.append(nn.Sequential(
+                    o3.Linear(hidden, o3.Irreps(f"{config.readout_mlp}x0e")), nn.SiLU(),
+                    o3.Linear(o3.Irreps(f"{config.readout_mlp}x0e"), o3.Irreps("0e"))))
+            else:
+                self.readouts.append(o3.Linear(hidden, o3.Irreps("0e")))
+            self.irreps_hidden.append(hidden)
+            irreps_node = hidden
+
+    def _layers(self, graph: dict[str, torch.Tensor]):
+        """Yield (A, hidden features) of every layer."""
+        sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
+        lengths = graph[K.EDGE_LENGTHS]
+        species = graph[K.SPECIES]
+        onehot = nn.functional.one_hot(species, self.num_species).to(lengths.dtype)
+        edge_sh = self.spherical_harmonics(graph[K.EDGE_VECTORS])
+        edge_radial = self.radial_basis(lengths) * self.envelope(lengths).unsqueeze(-1)
+        h = self.embedding(onehot)
+        for interaction, product in zip(self.interactions, self.products):
+            a, skip = interaction(h, onehot, edge_sh, edge_radial, sender, receiver,
+                                  self.inv_neighbors)
+            h = product(a, species, skip, self.irreps_a)
+            yield a, h
+
+    def forward(self, graph: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Graph dict -> (N,) per-atom energies: the sum of every layer's readout."""
+        energy = None
+        for (_, h), readout in zip(self._layers(graph), self.readouts):
+            term = readout(h).squeeze(-1)
+            energy = term if energy is None else energy + term
+        return energy
+
+    def equivariant_features(self, graph: dict[str, torch.Tensor]) -> tuple[torch.Tensor, o3.Irreps]:
+        """The last layer's atomic basis A: (N, irreps.dim), ``C x (0e+1o+...)`` up to max_ell."""
+        a = None
+        for a, _ in self._layers(graph):
+            pass
+        return a, self.irreps_a
