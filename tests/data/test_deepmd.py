@@ -8,7 +8,6 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from mlff.data import GraphDataset, read_structures, structure_from_atoms
@@ -70,7 +69,8 @@ def test_single_system_with_several_sets(tmp_path):
     frames = emt_copper(5)
     systems = write_deepmd_dir(frames, tmp_path / "cu", set_size=2)
     assert systems == [tmp_path / "cu"]
-    assert sorted(p.name for p in (tmp_path / "cu").glob("set.*")) == ["set.000", "set.001", "set.002"]
+    sets = sorted(p.name for p in (tmp_path / "cu").glob("set.*"))
+    assert sets == ["set.000", "set.001", "set.002"]
     assert (tmp_path / "cu" / "type_map.raw").read_text().split() == ["Cu"]
     got = read_deepmd_dir(tmp_path / "cu")
     assert_same_structures(got, [structure_from_atoms(a) for a in frames])

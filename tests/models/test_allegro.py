@@ -1,4 +1,4 @@
-"""Allegro internals: equivariant edge features, parity, teacher-student fitting, locality."""
+"""Allegro internals: equivariant edge features, parity, locality (fitting: test_overfit.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from mlff.data import keys as K
 from tests import helpers
 from tests.models.equivariance import feature_equivariance_error, model_inputs
 from tests.models.physics import random_rotation, transformed
-from tests.models.test_nequip import chain, fit_student
+from tests.models.test_nequip import chain
 
 ARCHITECTURE = "allegro"
 
@@ -75,13 +75,6 @@ def test_missing_avg_num_neighbors_is_one():
     one = helpers.build_potential(ARCHITECTURE, avg_num_neighbors=1.0)
     graph = helpers.graph_of(helpers.ethanol(), default.cutoff)
     torch.testing.assert_close(default(graph)[K.FORCES], one(graph)[K.FORCES], rtol=0, atol=0)
-
-
-def test_student_learns_the_teacher():
-    torch.manual_seed(0)
-    start, end = fit_student(ARCHITECTURE, steps=250, lr=0.01)
-    assert start > 1e-2
-    assert end < 0.1 * start, f"force MAE {start:.4f} -> {end:.4f}"
 
 
 def atom0_energy_change(architecture: str, **overrides) -> float:

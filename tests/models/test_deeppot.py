@@ -151,7 +151,8 @@ def test_batched_model_equals_explicit_loops():
     graph[K.EDGE_LENGTHS] = graph[K.EDGE_VECTORS].norm(dim=-1)
     with torch.no_grad():
         batched = potential.model(graph)
-    torch.testing.assert_close(batched, reference_energies(potential, atoms), rtol=1e-12, atol=1e-12)
+    reference = reference_energies(potential, atoms)
+    torch.testing.assert_close(batched, reference, rtol=1e-12, atol=1e-12)
 
 
 def test_fit_statistics_normalises_the_environment(tmp_path):
@@ -165,8 +166,9 @@ def test_fit_statistics_normalises_the_environment(tmp_path):
     # s over the edges of each central species has mean 0 and std 1 after normalisation
     batch = collate(graphs)
     sender, receiver = batch[K.EDGE_INDEX]
+    cells = batch[K.CELL][batch[K.BATCH][sender]]
     vectors = (batch[K.POSITIONS][receiver] - batch[K.POSITIONS][sender]
-               + torch.einsum("ei,eij->ej", batch[K.EDGE_SHIFT], batch[K.CELL][batch[K.BATCH][sender]]))
+               + torch.einsum("ei,eij->ej", batch[K.EDGE_SHIFT], cells))
     s = smooth_inverse_distance(vectors.norm(dim=-1), model.rcut_smth, model.cutoff)
     central = potential.species_table[batch[K.ATOMIC_NUMBERS]][sender]
     for t in range(len(helpers.SPECIES)):
@@ -233,7 +235,7 @@ def test_config_checks():
     with pytest.raises(ValueError, match="axis_neurons"):
         build_model({"architecture": "deeppot", "embedding_neurons": [4, 8], "axis_neurons": 9}, 2)
     model = build_model({"architecture": "deeppot"}, 2)  # DeePMD's defaults
-    assert model.norm == 1.0 and model.cutoff == 6.0 and model.rcut_smth == 0.5
+    assert model.norm == 4.0 and model.cutoff == 6.0 and model.rcut_smth == 0.5
     assert model.fitting_nets[0].layers[0].in_features == 100 * 16
 
 

@@ -6,7 +6,7 @@ reproduce those numbers. A change of the file layout (metadata keys, tensor name
 shapes) without a FORMAT_VERSION bump fails `test_layout_changes_bump_the_format_version`.
 
 To add the files of a new format version (after bumping FORMAT_VERSION and writing the
-upgrade from the previous one): `python tests/models/test_golden_files.py`.
+upgrade from the previous one), or of a new architecture: `python tests/models/test_golden_files.py`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ase.build import molecule
 from safetensors.torch import load as load_safetensors
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-ARCHITECTURES = ("painn", "schnet")
+ARCHITECTURES = ("allegro", "deeppot", "mace", "nequip", "painn", "schnet")
 
 
 def _structure():
@@ -60,7 +60,10 @@ def test_golden_files_load_and_reproduce(path):
 
 
 def test_every_architecture_has_a_golden_file_of_the_current_format():
+    from mlff.models import architectures
     from mlff.models.io import FORMAT_VERSION
+
+    assert set(ARCHITECTURES) == set(architectures())
 
     for architecture in ARCHITECTURES:
         assert (GOLDEN / f"format-v{FORMAT_VERSION}-{architecture}.mlff").is_file(), (
@@ -84,7 +87,8 @@ def test_layout_changes_bump_the_format_version(tmp_path, architecture):
 
 
 def write_golden_files() -> None:
-    """Write the golden files of the current format version (run by hand, once per version)."""
+    """Write the missing golden files of the current format version (run by hand: once per
+    version, and once for each new architecture); existing files are never rewritten."""
     from mlff import MLFFCalculator
     from mlff.models import save_model
     from mlff.models.io import FORMAT_VERSION
@@ -93,6 +97,8 @@ def write_golden_files() -> None:
     GOLDEN.mkdir(exist_ok=True)
     for architecture in ARCHITECTURES:
         path = GOLDEN / f"format-v{FORMAT_VERSION}-{architecture}.mlff"
+        if path.exists():
+            continue
         potential = helpers.build_potential(architecture, scale=2.0, shift=-0.1, seed=7)
         save_model(potential, path)
         atoms = _structure()

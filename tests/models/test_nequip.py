@@ -1,4 +1,4 @@
-"""NequIP internals: equivariant hidden features, parity, teacher-student fitting, range."""
+"""NequIP internals: equivariant hidden features, parity, range (fitting: test_overfit.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 import torch
 from ase import Atoms
 
-from mlff.data import collate
 from mlff.data import keys as K
 from mlff.models.nequip import hidden_irreps
 from tests import helpers
@@ -105,39 +104,6 @@ def test_float32_and_float64_agree():
     assert single[K.FORCES].dtype == torch.float32
     for key in (K.ENERGY, K.FORCES, K.STRESS):
         torch.testing.assert_close(single[key].double(), double[key], rtol=1e-4, atol=1e-5)
-
-
-def fit_student(architecture: str, steps: int, lr: float, **overrides) -> tuple[float, float]:
-    """Fit a random tiny model to the energies and forces of another (teacher-student) on
-    three rattled ethanol molecules; the force MAE before and after."""
-    structures = [helpers.ethanol(seed=s, amplitude=0.15) for s in range(3)]
-    teacher = helpers.build_potential(architecture, seed=1, scale=1.0, **overrides)
-    student = helpers.build_potential(architecture, seed=0, scale=1.0, **overrides).train()
-    batch = collate([helpers.graph_of(a, teacher.cutoff) for a in structures])
-    labels = teacher(batch)
-    energy, forces = labels[K.ENERGY].detach(), labels[K.FORCES].detach()
-    num_atoms = batch[K.NUM_ATOMS].to(torch.float64)
-    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
-
-    def mae() -> float:
-        return float((student(batch)[K.FORCES] - forces).abs().mean())
-
-    start = mae()
-    for _ in range(steps):
-        optimizer.zero_grad()
-        out = student(batch, create_graph=True)
-        loss = (((out[K.ENERGY] - energy) / num_atoms) ** 2).mean() \
-            + 10.0 * ((out[K.FORCES] - forces) ** 2).mean()
-        loss.backward()
-        optimizer.step()
-    return start, mae()
-
-
-def test_student_learns_the_teacher():
-    torch.manual_seed(0)
-    start, end = fit_student(ARCHITECTURE, steps=250, lr=0.01)
-    assert start > 1e-2
-    assert end < 0.1 * start, f"force MAE {start:.4f} -> {end:.4f}"
 
 
 def chain(displacement: float = 0.0) -> Atoms:

@@ -43,6 +43,7 @@ TYPE_FILE = "type.raw"
 TYPE_MAP_FILE = "type_map.raw"
 NOPBC_FILE = "nopbc"
 _LABELS = ("energy", "forces", "stress")
+_LABEL_FILES = {"energy": "energy.npy", "forces": "force.npy", "stress": "virial.npy"}
 
 
 def _natural_key(path: Path) -> list:
@@ -135,7 +136,9 @@ def _iter_system(system: Path, require: Sequence[str]) -> Iterator:
     periodic = not (system / NOPBC_FILE).exists()
     sets = _set_dirs(system)
     if not sets:
-        raise DataError(f"{system}: no set.* folders with frames (expected set.000/coord.npy, ...).")
+        raise DataError(
+            f"{system}: no set.* folders with frames (expected set.000/coord.npy, ...)."
+        )
     for set_dir in sets:
         coords = _load(set_dir, "coord.npy", True, None, 3 * natoms,
                        f"the positions of the {natoms} atoms of {TYPE_FILE}")
@@ -157,8 +160,9 @@ def _iter_system(system: Path, require: Sequence[str]) -> Iterator:
         present = {"energy": energy, "forces": force, "stress": virial}
         for label in require:
             if present[label] is None:
-                name = {"energy": "energy.npy", "forces": "force.npy", "stress": "virial.npy"}[label]
-                detail = " (a nopbc system has no stress)" if label == "stress" and not periodic else ""
+                name = _LABEL_FILES[label]
+                nopbc_stress = label == "stress" and not periodic
+                detail = " (a nopbc system has no stress)" if nopbc_stress else ""
                 raise DataError(f"{set_dir}: no {name}, but every frame needs a {label} "
                                 f"label{detail}.")
         for frame in range(frames):

@@ -271,7 +271,9 @@ def read_structures(
     return list(iter_structures(path, keys, index, format, require))
 
 
-def _select(structures: Iterator[Structure], index: str | int | slice, path: Path) -> Iterator[Structure]:
+def _select(
+    structures: Iterator[Structure], index: str | int | slice, path: Path
+) -> Iterator[Structure]:
     """The frames of ``structures`` that ``index`` (as ASE understands it) picks."""
     if index in (":", slice(None)):
         yield from structures

@@ -14,9 +14,15 @@ For every edge i→j (i the central atom, r_ij = r_j - r_i, r = |r_ij|):
   with ``type_one_side``), with DeePMD's residual doubling (a layer twice as wide as its
   input adds ``[x, x]``).
 
-Then ``T_i = Σ_j R̂_ijᵀ G_ij / avg_num_neighbors`` (4, M1), the descriptor
+Then ``T_i = Σ_j R̂_ijᵀ G_ij / (4 avg_num_neighbors)`` (4, M1; DeePMD divides by its
+``sel``, the largest neighbour count, typically a few times the mean), the descriptor
 ``D_i = T_iᵀ T_i<`` (M1·M2 numbers, T_i< the first M2 = ``axis_neurons`` columns), and a
 fitting net per central species gives the per-atom energy.
+
+Differences from DeePMD-kit besides the normalisation below: the first embedding layer
+starts with weights of std 2 (DeePMD: 1/sqrt(1 + width)), the fitting nets' residual
+layers have no "timestep" scale, and the statistics are set by the first training batch
+when :meth:`DeepPot.fit_statistics` was not called (DeePMD uses its first batches too).
 
 Normalisation with a graph instead of DeePMD's fixed neighbour slots: DeePMD normalises
 ``(R - davg)/dstd`` and fills empty slots with ``-davg/dstd``, so an atom leaving the
@@ -41,6 +47,16 @@ from mlff.models.registry import ModelConfig, register
 from mlff.nn import activation, scatter_sum
 
 _MIN_STD = 1e-2  # DeePMD's protection: a (nearly) constant column is not blown up
+# DeePMD divides the neighbour sum by sel, the largest neighbour count it allows, typically
+# a few times the mean; dividing by this factor times avg_num_neighbors keeps the
+# descriptor (quadratic in T) at that small scale, where the tanh fitting nets, initialised
+# as in DeePMD, do not saturate. On ethanol, after 8 epochs: force MAE 178 meV/Å with a
+# factor of 1, 109-118 with factors of 2 to 8
+_SEL_FACTOR = 4.0
+# std of the first embedding layer's weights: its input ŝ has unit variance after the
+# statistics, and sharper initial features than with DeePMD's 1/sqrt(1 + width) ≈ 0.2
+# about halve the force error after 8 epochs on ethanol (99 instead of 207 meV/Å)
+_EMBEDDING_INPUT_STD = 2.0
 
 
 def smooth_inverse_distance(r: torch.Tensor, rcut_smth: float, cutoff: float) -> torch.Tensor:
@@ -138,13 +154,16 @@ class DeepPot(nn.Module):
         )
         activation: Literal["tanh", "silu", "ssp"] = Field("tanh", description="activation")
         avg_num_neighbors: float | None = Field(
-            None, gt=0, description="neighbour sums are divided by this; null: from the data"
+            None, gt=0,
+            description="mean neighbours per atom; sums are divided by 4x this; null: from the data"
         )
 
         @model_validator(mode="after")
         def _check(self):
             if self.rcut_smth >= self.cutoff:
-                raise ValueError(f"rcut_smth ({self.rcut_smth}) must be below cutoff ({self.cutoff})")
+                raise ValueError(
+                    f"rcut_smth ({self.rcut_smth}) must be below cutoff ({self.cutoff})"
+                )
             if any(n < 1 for n in self.embedding_neurons + self.fitting_neurons):
                 raise ValueError("layer widths must be at least 1")
             if self.axis_neurons > self.embedding_neurons[-1]:
@@ -162,12 +181,14 @@ class DeepPot(nn.Module):
         self.rcut_smth = float(config.rcut_smth)
         self.axis_neurons = config.axis_neurons
         self.type_one_side = config.type_one_side
-        self.norm = float(config.avg_num_neighbors or 1.0)
+        self.norm = _SEL_FACTOR * float(config.avg_num_neighbors or 1.0)
         m1 = config.embedding_neurons[-1]
         num_nets = num_species if config.type_one_side else num_species * num_species
         self.embedding_nets = nn.ModuleList(
             ResidualMLP([1, *config.embedding_neurons], config.activation) for _ in range(num_nets)
         )
+        for net in self.embedding_nets:
+            nn.init.normal_(net.layers[0].weight, std=_EMBEDDING_INPUT_STD)
         self.fitting_nets = nn.ModuleList(
             ResidualMLP([m1 * config.axis_neurons, *config.fitting_neurons], config.activation,
                         final_linear=True)
@@ -204,7 +225,8 @@ class DeepPot(nn.Module):
         mean, std = self.env_mean[central], self.env_std[central]
         s_hat = (s - mean[:, 0]) / std[:, 0]
         rows = rows / std  # the difference from an empty DeePMD slot; see the module docstring
-        pair = species[receiver] if self.type_one_side else central * self.num_species + species[receiver]
+        neighbour = species[receiver]
+        pair = neighbour if self.type_one_side else central * self.num_species + neighbour
         g = grouped_apply(self.embedding_nets, s_hat.unsqueeze(-1), pair)  # (E, M1)
         n = species.shape[0]
         t = scatter_sum(rows.unsqueeze(-1) * g.unsqueeze(1), sender, n) / self.norm  # (N, 4, M1)
