@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -237,32 +236,3 @@ def test_config_checks():
     model = build_model({"architecture": "deeppot"}, 2)  # DeePMD's defaults
     assert model.norm == 4.0 and model.cutoff == 6.0 and model.rcut_smth == 0.5
     assert model.fitting_nets[0].layers[0].in_features == 100 * 16
-
-
-def test_tiny_student_learns_a_teacher():
-    # teacher-student: labels from one random DeepPot, a second one learns them from forces
-    start = time.perf_counter()
-    settings = {"embedding_neurons": [8, 16], "axis_neurons": 4, "fitting_neurons": [32, 32]}
-    teacher = deeppot(seed=1, **settings)
-    student = deeppot(seed=2, **settings).train()
-    molecules = [helpers.ethanol(seed=s, amplitude=0.15) for s in range(3)]
-    graph = collate([helpers.graph_of(a, CUTOFF) for a in molecules])
-    labels = teacher(graph)
-    labels = {k: v.detach() for k, v in labels.items()}
-    optimizer = torch.optim.Adam(student.parameters(), lr=3e-3)
-
-    def force_mae():
-        return float((student(graph)[K.FORCES].detach() - labels[K.FORCES]).abs().mean())
-
-    initial = force_mae()
-    assert initial > 0.05
-    for _ in range(300):
-        optimizer.zero_grad()
-        out = student(graph, create_graph=True)
-        loss = ((out[K.FORCES] - labels[K.FORCES]) ** 2).mean() + (
-            ((out[K.ENERGY] - labels[K.ENERGY]) / 9) ** 2).mean()
-        loss.backward()
-        optimizer.step()
-    final = force_mae()
-    assert final < 0.1 * initial, (initial, final)
-    assert time.perf_counter() - start < 20
