@@ -192,3 +192,16 @@ def test_read_start_structure(tmp_path):
         read_start_structure(path, 5)
     with pytest.raises(DataError, match="no such file"):
         read_start_structure(tmp_path / "missing.xyz")
+
+
+def test_read_start_structure_from_deepmd_dir(tmp_path):
+    from mlff.data.deepmd import write_deepmd_dir
+    from mlff.errors import DataError
+
+    frames = [helpers.with_random_labels(helpers.ethanol(seed=s)) for s in range(3)]
+    write_deepmd_dir(frames, tmp_path / "system")
+    start = read_start_structure(tmp_path / "system", 1)
+    np.testing.assert_allclose(start.positions, frames[1].positions, rtol=0, atol=1e-12)
+    assert start.calc is None and start.get_chemical_formula() == "C2H6O"
+    with pytest.raises(DataError, match="no frame 3"):
+        read_start_structure(tmp_path / "system", 3)

@@ -7,6 +7,7 @@ from pathlib import Path
 import ase
 import ase.io
 
+from mlff.data.deepmd import is_deepmd_dir, read_deepmd_dir
 from mlff.data.readers import check_file, structure_from_atoms
 from mlff.errors import DataError
 
@@ -15,7 +16,8 @@ def read_start_structure(path: str | Path, frame: int = -1, format: str | None =
     """One frame of a structure file, checked, without labels or calculator.
 
     Args:
-        path: any file ASE can read (extxyz, POSCAR, CIF, ASE database, ...).
+        path: any file ASE can read (extxyz, POSCAR, CIF, ASE database, ...), or a
+            DeePMD-kit deepmd/npy directory.
         frame: 0-based frame index; negative counts from the end (-1: the last frame).
         format: ASE format name; guessed from the file when ``None``.
 
@@ -29,6 +31,11 @@ def read_start_structure(path: str | Path, frame: int = -1, format: str | None =
     """
     path = check_file(path)
     where = f"{path}:{frame}"
+    if is_deepmd_dir(path):
+        frames = read_deepmd_dir(path)
+        if not -len(frames) <= frame < len(frames):
+            raise DataError(f"{path}: has no frame {frame} (it holds {len(frames)}).")
+        return _bare(frames[frame].atoms, where)
     try:
         atoms = ase.io.read(path, index=frame, format=format)
     except (IndexError, StopIteration):  # past the last frame
@@ -43,6 +50,11 @@ def read_start_structure(path: str | Path, frame: int = -1, format: str | None =
         if not atoms:
             raise DataError(f"{path}: has no frame {frame}.")
         atoms = atoms[0]
+    return _bare(atoms, where)
+
+
+def _bare(atoms: ase.Atoms, where: str) -> ase.Atoms:
+    """``atoms`` without labels or calculator, with positions and cell checked."""
     bare = ase.Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell,
                      pbc=atoms.pbc)
-    return structure_from_atoms(bare, source=where).atoms  # checks positions and cell only
+    return structure_from_atoms(bare, source=where).atoms
