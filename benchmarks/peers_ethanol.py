@@ -141,7 +141,7 @@ def mace_torch_epochs(minutes: float, out: Path, env: dict) -> int:
     return epochs
 
 
-def run_mace_torch(minutes: float, threads: int, out: Path, env: dict) -> dict:
+def run_mace_torch(minutes: float, out: Path, env: dict) -> dict:
     work = out / "mace-torch"
     epochs = mace_torch_epochs(minutes, out, env)
     env = {**env, "WORK": str(work), "EPOCHS": str(epochs), "VENV": str(PEERS / "venv-mace"),
@@ -156,7 +156,7 @@ def run_mace_torch(minutes: float, threads: int, out: Path, env: dict) -> dict:
             "total_wall_s": wall, **_parse_eval(work / "eval_test.txt")}
 
 
-def run_nequip(minutes: float, threads: int, out: Path, env: dict) -> dict:
+def run_nequip(minutes: float, out: Path, env: dict) -> dict:
     work = out / "nequip"
     seconds = int(round(minutes * 60))
     budget = f"00:00:{seconds // 60:02d}:{seconds % 60:02d}"
@@ -215,9 +215,9 @@ def main() -> int:
 
     def run(name: str) -> dict:
         if name == "mace-torch":
-            return run_mace_torch(args.minutes, args.threads, out, env)
+            return run_mace_torch(args.minutes, out, env)  # threads: OMP_NUM_THREADS in env
         if name == "nequip":
-            return run_nequip(args.minutes, args.threads, out, env)
+            return run_nequip(args.minutes, out, env)
         return run_mlff(name[5:], args.minutes, args.threads, out, env)
 
     results: dict[str, dict] = {}

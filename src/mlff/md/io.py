@@ -7,8 +7,8 @@ from pathlib import Path
 import ase
 import ase.io
 
-from mlff.data.deepmd import is_deepmd_dir, read_deepmd_dir
-from mlff.data.readers import check_file, structure_from_atoms
+from mlff.data.deepmd import is_deepmd_dir
+from mlff.data.readers import check_file, read_structures, structure_from_atoms
 from mlff.errors import DataError
 
 
@@ -31,11 +31,8 @@ def read_start_structure(path: str | Path, frame: int = -1, format: str | None =
     """
     path = check_file(path)
     where = f"{path}:{frame}"
-    if is_deepmd_dir(path):
-        frames = read_deepmd_dir(path)
-        if not -len(frames) <= frame < len(frames):
-            raise DataError(f"{path}: has no frame {frame} (it holds {len(frames)}).")
-        return _bare(frames[frame].atoms, where)
+    if is_deepmd_dir(path):  # the readers' frame selection, shared with training data
+        return _bare(read_structures(path, index=frame)[0].atoms, where)
     try:
         atoms = ase.io.read(path, index=frame, format=format)
     except (IndexError, StopIteration):  # past the last frame

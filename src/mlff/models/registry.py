@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from mlff.nn.dtype import default_dtype
