@@ -2,28 +2,42 @@
 
 Public API:
     read_structures: labelled structures from any file ASE reads.
-    load_model / save_model: the ``.mlff`` model file.
-    MLFFCalculator: the ASE calculator.
-    train: train a model from a config (dict, path or TrainConfig).
+    load_model / save_model: the ``.mlff`` model file (load_model also reads committees).
+    MLFFCalculator: the ASE calculator (with uncertainties for committees).
+    train: train a model, or a committee when the config has ``committee: K``.
     MLFFError: the base of every error a user can cause.
 """
 
 __version__ = "0.1.0"
 
-from mlff.calculators.ase import MLFFCalculator
-from mlff.data.readers import LabelKeys, read_structures
-from mlff.errors import MLFFError
-from mlff.models.io import load_model, save_model
+from pathlib import Path
 
 # Import the subpackage first, so that the function below, not the subpackage, is the
 # attribute `mlff.train` (Python binds a subpackage to its parent only when first imported).
 import mlff.train as _train_package  # noqa: E402, F401
+from mlff.calculators.ase import MLFFCalculator
+from mlff.data.readers import LabelKeys, read_structures
+from mlff.errors import MLFFError
+from mlff.models.io import save_model
+from mlff.uq.io import load_model
 
 
 def train(config, out_dir=None, **kwargs):
-    """Train a model; see :func:`mlff.train.trainer.train`."""
+    """Train a model (:func:`mlff.train.trainer.train`) or, when the config has a
+    ``committee`` section, a committee (:func:`mlff.uq.training.train_committee`)."""
+    from mlff.train.config import load_config, validate_config
     from mlff.train.trainer import train as _train
 
+    if isinstance(config, dict):
+        config = validate_config(config)
+    elif not hasattr(config, "committee"):  # a path
+        if out_dir is None:
+            out_dir = f"runs/{Path(config).stem}"
+        config = load_config(config, kwargs.pop("overrides", None))
+    if config.committee is not None:
+        from mlff.uq.training import train_committee
+
+        return train_committee(config, out_dir=out_dir, **kwargs)
     return _train(config, out_dir=out_dir, **kwargs)
 
 

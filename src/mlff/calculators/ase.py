@@ -3,6 +3,20 @@
 Results (ASE units and signs): ``energy`` and ``free_energy`` (eV), ``energies``
 (per-atom, eV), ``forces`` (eV/Å), and ``stress`` (eV/Å³, Voigt order xx yy zz yz xz xy)
 for structures periodic in all three directions.
+
+A committee model (:class:`mlff.uq.Committee`) gives the members' mean for all of these,
+and its disagreement:
+
+==============================  =========  ================================================
+``forces_std``                  (N,) eV/Å  σ_i = sqrt((1/K) Σ_k |F_ki − F̄_i|²) per atom
+``max_forces_std``              eV/Å       max_i σ_i (DP-GEN's "max_devi_f")
+``energy_std``                  eV         std of the members' total energies
+``energy_std_per_atom``         eV/atom    ``energy_std`` / N
+``member_energies``             (K,) eV    each member's energy
+``forces_error_estimate``       (N,) eV/Å  calibrated |ΔF_i| expected from σ_i (when the
+                                           committee file holds a calibration)
+``max_forces_error_estimate``   eV/Å       its maximum over atoms
+==============================  =========  ================================================
 """
 
 from __future__ import annotations
@@ -19,15 +33,21 @@ from mlff.data import keys as K
 from mlff.data.graph import structure_to_graph, to_device
 from mlff.data.readers import Structure
 from mlff.errors import DataError
-from mlff.models.io import load_model
 from mlff.models.potential import Potential
+from mlff.uq.calibration import Calibration
+from mlff.uq.committee import ENERGY_STD, FORCES_STD, MEMBER_ENERGY, Committee
+from mlff.uq.io import load_model
+
+UNCERTAINTY_PROPERTIES = ["forces_std", "max_forces_std", "energy_std", "energy_std_per_atom",
+                          "member_energies"]
+CALIBRATED_PROPERTIES = ["forces_error_estimate", "max_forces_error_estimate"]
 
 
 class MLFFCalculator(Calculator):
-    """An ASE calculator backed by an mlff :class:`~mlff.models.Potential`.
+    """An ASE calculator backed by an mlff :class:`~mlff.models.Potential` or committee.
 
     Args:
-        model: a loaded Potential or the path of a ``.mlff`` file.
+        model: a loaded Potential or Committee, or the path of a ``.mlff`` file.
         device: torch device to run on (``"cpu"``, ``"cuda"``, ...).
         dtype: ``"float32"``/``"float64"`` or a torch dtype; default: the model's own.
 
@@ -43,7 +63,7 @@ class MLFFCalculator(Calculator):
 
     def __init__(
         self,
-        model: Potential | str | Path,
+        model: Potential | Committee | str | Path,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str | None = None,
         **kwargs,
@@ -57,6 +77,12 @@ class MLFFCalculator(Calculator):
                 model = model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         self.model = model.eval()
         self.device = torch.device(device)
+        self.calibration: Calibration | None = None
+        if isinstance(model, Committee):
+            self.implemented_properties = self.implemented_properties + UNCERTAINTY_PROPERTIES
+            if model.calibration is not None:
+                self.calibration = Calibration.from_dict(model.calibration)
+                self.implemented_properties = self.implemented_properties + CALIBRATED_PROPERTIES
 
     def atoms_to_graph(self, atoms: Atoms) -> dict[str, torch.Tensor]:
         """The graph dict of ``atoms`` on the model's device and dtype.
@@ -96,3 +122,20 @@ class MLFFCalculator(Calculator):
         if K.STRESS in out:
             stress = out[K.STRESS].detach().cpu().double().numpy()[0]
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+        if FORCES_STD in out:
+            self._add_uncertainty(out, len(self.atoms))
+
+    def _add_uncertainty(self, out: dict[str, torch.Tensor], num_atoms: int) -> None:
+        sigma = out[FORCES_STD].detach().cpu().double().numpy()
+        energy_std = float(out[ENERGY_STD].detach().cpu()[0])
+        self.results.update({
+            "forces_std": sigma,
+            "max_forces_std": float(sigma.max()) if len(sigma) else 0.0,
+            "energy_std": energy_std,
+            "energy_std_per_atom": energy_std / max(num_atoms, 1),
+            "member_energies": out[MEMBER_ENERGY].detach().cpu().double().numpy()[:, 0],
+        })
+        if self.calibration is not None:
+            estimate = self.calibration.predict(sigma)
+            self.results["forces_error_estimate"] = estimate
+            self.results["max_forces_error_estimate"] = float(estimate.max()) if len(sigma) else 0.0

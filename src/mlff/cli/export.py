@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from mlff.errors import ConfigError
-from mlff.models.io import dtype_name, load_model, read_metadata, save_model
+from mlff.models.io import dtype_name, read_metadata, save_model
+from mlff.uq.committee import Committee
+from mlff.uq.io import load_model, save_committee
 
 DESCRIPTION = """\
 Write a copy of a .mlff model file with its weights converted to another floating-point
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: that is the input model; choose another file.")
     saved = read_metadata(source)["dtype"]
     potential = load_model(source, dtype=args.dtype)
-    path = save_model(potential, out)
+    save = save_committee if isinstance(potential, Committee) else save_model
+    path = save(potential, out)
     print(f"{path} ({saved} -> {dtype_name(potential.dtype)})")
     return 0

@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     table = Table(title=str(args.model), show_header=False)
     table.add_row("architecture", metadata["architecture"])
+    if "committee" in metadata:
+        calibration = metadata.get("calibration") or {}
+        table.add_row("committee", f"{metadata['committee']} members; calibration: "
+                                   f"{calibration.get('method', 'none')}")
     table.add_row("species", " ".join(metadata["species_symbols"]))
     table.add_row("cutoff", f"{metadata['cutoff']} Å")
     table.add_row("dtype", metadata["dtype"])

@@ -8,7 +8,7 @@ import torch
 
 from mlff.data.readers import LabelKeys
 from mlff.errors import ConfigError
-from mlff.models.io import load_model
+from mlff.uq.io import load_model
 from mlff.models.potential import Potential
 
 

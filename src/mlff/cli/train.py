@@ -19,7 +19,9 @@ def add_parser(subparsers) -> None:
             "Train a model as the YAML config says (see examples/ethanol/painn.yaml). Writes "
             "DIR/model.mlff (the best model by validation loss), DIR/best.ckpt, DIR/last.ckpt "
             "(for --resume), the resolved DIR/config.yaml, DIR/log.jsonl (one line per epoch) "
-            "and DIR/metrics.json."
+            "and DIR/metrics.json. With `committee: K` in the config: one such run per member "
+            "in DIR/member_K/, and DIR/model.mlff holds the calibrated committee "
+            "(DIR/calibration.json, DIR/calibration.png)."
         ),
     )
     parser.add_argument("config", help="training config (YAML)")
@@ -43,12 +45,19 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print where the model went."""
-    from mlff.train.trainer import train
+    from mlff import train
 
-    if args.nproc > 1:
-        return _launch_torchrun(args)
     if args.nproc < 1:
         raise ConfigError(f"--nproc {args.nproc}: give a number of processes >= 1.")
+    if args.nproc > 1:
+        from mlff.train.config import load_config
+
+        if load_config(Path(args.config), args.overrides).committee is not None:
+            raise ConfigError(
+                "--nproc > 1 (DDP) cannot train a committee: the members already train in "
+                "parallel processes (committee.processes)."
+            )
+        return _launch_torchrun(args)
 
     result = train(Path(args.config), out_dir=args.out, resume=args.resume,
                    progress=not args.quiet, overrides=args.overrides)

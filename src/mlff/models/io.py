@@ -23,7 +23,9 @@ from mlff.errors import ModelFileError
 from mlff.models.potential import Potential
 from mlff.models.registry import build_model
 
-FORMAT_VERSION = 1
+# 2: a file may hold a committee (``"committee": K``, weights ``members.{k}.*``, read by
+# mlff.uq.io); single-potential files are unchanged from 1
+FORMAT_VERSION = 2
 METADATA_NAME = "metadata.json"
 WEIGHTS_NAME = "weights.safetensors"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -62,12 +64,17 @@ def save_model(potential: Potential, path: str | Path) -> Path:
     Extra provenance (``data_fingerprint``, ``test_metrics``, ``training``) is taken from
     ``potential.metadata``.
     """
+    return write_archive(path, model_metadata(potential), potential.state_dict())
+
+
+def write_archive(path: str | Path, metadata: dict[str, Any], state: dict[str, torch.Tensor]) -> Path:
+    """Write a model file from its metadata and tensors, atomically (temporary file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in potential.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(METADATA_NAME, json.dumps(model_metadata(potential), indent=2))
+        archive.writestr(METADATA_NAME, json.dumps(metadata, indent=2))
         archive.writestr(WEIGHTS_NAME, save_safetensors(state))
     os.replace(tmp, path)
     return path
@@ -75,7 +82,7 @@ def save_model(potential: Potential, path: str | Path) -> Path:
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of a model file, without building the model."""
-    metadata, _ = _read_archive(Path(path), weights=False)
+    metadata, _ = read_archive(Path(path), weights=False)
     return metadata
 
 
@@ -94,7 +101,28 @@ def load_model(
             this version of mlff understands.
     """
     path = Path(path)
-    metadata, weights = _read_archive(path, weights=True)
+    metadata, weights = read_archive(path, weights=True)
+    if "committee" in metadata:
+        raise ModelFileError(
+            f"{path}: a committee of {metadata['committee']} models; load it with "
+            "mlff.load_model (mlff.uq.io.load_model), not mlff.models.io.load_model."
+        )
+    potential = potential_from_metadata(metadata, path)
+    try:
+        potential.load_state_dict(load_safetensors(weights), strict=True)
+    except (RuntimeError, Exception) as exc:
+        raise ModelFileError(f"{path}: the weights do not fit the architecture ({exc}).") from None
+    if dtype is not None:
+        potential.to(dtype=_DTYPES[dtype] if isinstance(dtype, str) else dtype)
+    return potential.to(device).eval()
+
+
+def potential_from_metadata(metadata: dict[str, Any], path: Path) -> Potential:
+    """A Potential built as ``metadata`` describes, in its saved dtype, weights not loaded.
+
+    Raises:
+        ModelFileError: the metadata does not describe a valid model (``path`` is named).
+    """
     try:
         model = build_model(metadata["hyperparameters"], len(metadata["species"]))
         potential = Potential(
@@ -109,19 +137,13 @@ def load_model(
     except (KeyError, ValidationError, ValueError) as exc:
         raise ModelFileError(f"{path}: the metadata does not describe a valid model ({exc}).") from None
     potential.to(dtype=saved_dtype)
-    try:
-        potential.load_state_dict(load_safetensors(weights), strict=True)
-    except (RuntimeError, Exception) as exc:
-        raise ModelFileError(f"{path}: the weights do not fit the architecture ({exc}).") from None
     potential.metadata = {
         k: v for k, v in metadata.items() if k in ("data_fingerprint", "test_metrics", "training")
     }
-    if dtype is not None:
-        potential.to(dtype=_DTYPES[dtype] if isinstance(dtype, str) else dtype)
-    return potential.to(device).eval()
+    return potential
 
 
-def _read_archive(path: Path, weights: bool) -> tuple[dict[str, Any], bytes]:
+def read_archive(path: Path, weights: bool) -> tuple[dict[str, Any], bytes]:
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file.")
     try:
@@ -154,5 +176,6 @@ def _read_archive(path: Path, weights: bool) -> tuple[dict[str, Any], bytes]:
 
 def _upgrade(metadata: dict[str, Any]) -> dict[str, Any]:
     """Bring older metadata to the current format, one version at a time."""
-    # format 1 is the first; future upgrades go here as upgrade_v1_v2(metadata), ...
+    if metadata["format_version"] == 1:  # 1 -> 2 added committee files only
+        metadata = {**metadata, "format_version": 2}
     return metadata

@@ -76,6 +76,11 @@ class DataConfig(_Strict):
         default_factory=dict,
         description="{config_type: factor} multiplying the loss weight of those structures",
     )
+    bootstrap_seed: int | None = Field(
+        None,
+        description="resample the training structures with replacement (same count) with this "
+        "seed; set per member by `committee.bootstrap`",
+    )
 
 
 class LossConfig(_Strict):
@@ -159,6 +164,29 @@ class TrainingConfig(_Strict):
                                             "stress_weight": stress})
 
 
+class CommitteeConfig(_Strict):
+    """Train K models as a committee (ensemble) whose disagreement estimates the error.
+
+    ``committee: 4`` is short for ``committee: {size: 4}``.
+    """
+
+    size: int = Field(ge=2, description="number of members K")
+    bootstrap: bool = Field(
+        False, description="train each member on a bootstrap resample of the training data"
+    )
+    processes: int | None = Field(
+        None, ge=1, description="members trained at once; default: min(K, CPU cores)"
+    )
+    calibration: Literal["scale", "power_law", "isotonic"] = Field(
+        "power_law", description="map from disagreement to expected error, fitted on validation data"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_size(cls, value: Any) -> Any:
+        return {"size": value} if isinstance(value, int) else value
+
+
 class FinetuneConfig(_Strict):
     """Start from a trained model (``*.mlff``) instead of a freshly initialised one."""
 
@@ -190,6 +218,9 @@ class TrainConfig(_Strict):
     )
     training: TrainingConfig = TrainingConfig()
     finetune: FinetuneConfig | None = Field(None, description="start from a trained model")
+    committee: CommitteeConfig | None = Field(
+        None, description="train a committee of models (K >= 2); null = one model"
+    )
     # the model keys written in the config (not filled in by defaults): with finetune only
     # these must agree with the pretrained model
     _given_model_keys: frozenset[str] | None = PrivateAttr(None)

@@ -133,6 +133,9 @@ def load_training_data(config: TrainConfig) -> TrainingData:
             "set into memory); pack the replay structures with the training data instead, or "
             "set data.stream: false."
         )
+    if data.bootstrap_seed is not None:
+        rng = np.random.default_rng(data.bootstrap_seed)
+        train = train.subset(rng.integers(0, len(train), size=len(train)).tolist())
     train = add_replay(config, train, load, fingerprints)
     check_config_type_weights(data.config_type_weights, train, valid)
 
