@@ -30,3 +30,7 @@ class UnknownElementError(MLFFError):
 
 class SimulationError(MLFFError):
     """A simulation cannot run as asked (wrong ensemble for the structure, bad settings)."""
+
+
+class OracleError(MLFFError):
+    """A reference calculation cannot run as configured (oracle, executor, reference MD)."""

@@ -18,7 +18,7 @@ from rich.markup import escape
 from mlff import __version__
 from mlff.errors import MLFFError
 
-SUBCOMMANDS = ("train", "evaluate", "md", "info", "data", "export")
+SUBCOMMANDS = ("train", "evaluate", "md", "info", "data", "export", "label", "generate", "learn")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,12 +69,13 @@ def fit_calibration(sigma: np.ndarray, error: np.ndarray, method: Method = "powe
     """Fit ``error ≈ f(sigma)`` on per-structure values (both (S,), eV/Å).
 
     Raises:
-        ValueError: fewer than 2 structures, or an unknown method.
+        ValueError: fewer than 2 structures (1 for ``scale``), or an unknown method.
     """
     sigma = np.asarray(sigma, dtype=np.float64)
     error = np.asarray(error, dtype=np.float64)
-    if sigma.shape != error.shape or sigma.size < 2:
-        raise ValueError(f"need >= 2 matching values, got {sigma.shape} and {error.shape}")
+    if sigma.shape != error.shape or sigma.size < (1 if method == "scale" else 2):
+        raise ValueError(f"not enough matching values for a {method} fit: {sigma.shape} and "
+                         f"{error.shape}")
     log_s = np.log(np.maximum(sigma, _TINY))
     log_e = np.log(np.maximum(error, _TINY))
     if method == "scale":

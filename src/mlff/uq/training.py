@@ -39,6 +39,10 @@ from mlff.uq.io import save_committee
 from mlff.uq.plots import calibration_plot
 
 
+# below this many validation structures a power law or isotonic fit is not meaningful
+_MIN_CALIBRATION_STRUCTURES = 5
+
+
 @dataclass
 class CommitteeResult:
     """Where a committee run went and how it did."""
@@ -52,13 +56,21 @@ class CommitteeResult:
 
 
 def member_config(config: TrainConfig, k: int, threads: int | None = None) -> TrainConfig:
-    """The config of member ``k``: seed ``seed + k``, its bootstrap seed, no committee."""
+    """The config of member ``k``: seed ``seed + k``, its bootstrap seed, no committee.
+
+    A ``{member}`` in ``finetune.init_from`` becomes ``k``, so that each member can start
+    from its own predecessor (``previous/member_{member}/model.mlff``).
+    """
     spec = config.committee
     bootstrap = spec is not None and spec.bootstrap
     data = config.data.model_copy(
         update={"bootstrap_seed": 1_000_003 * (config.seed + 1) + k if bootstrap else None}
     )
     update: dict[str, Any] = {"seed": config.seed + k, "committee": None, "data": data}
+    if config.finetune is not None and "{member}" in config.finetune.init_from:
+        update["finetune"] = config.finetune.model_copy(
+            update={"init_from": config.finetune.init_from.replace("{member}", str(k))}
+        )
     if threads is not None:
         update["threads"] = threads
     return config.model_copy(update=update)
@@ -152,23 +164,33 @@ def _combine(config: TrainConfig, committee: Committee, out_dir: Path, member_pa
     batch = config.training.valid_batch_size
     valid_errors = committee_errors(committee, data.valid, batch)
     sigma, observed = structure_values(valid_errors.forces_std, valid_errors.force_errors)
-    calibration = fit_calibration(sigma, observed, config.committee.calibration)
-    committee.calibration = calibration.to_dict()
-    report: dict[str, Any] = {
-        "calibration": calibration.to_dict(),
-        "valid": calibration_metrics(calibration, valid_errors.forces_std, valid_errors.force_errors),
-    }
-    calibration_plot(calibration, valid_errors, out_dir / "calibration.png",
-                     title=f"committee of {committee.size}, validation data")
+    method = config.committee.calibration
+    if len(sigma) < _MIN_CALIBRATION_STRUCTURES:
+        console.print(f"only {len(sigma)} validation structure(s) with forces: calibrating "
+                      "by one scale factor")
+        method = "scale"
+    report: dict[str, Any] = {"calibration": None}
+    calibration = None
+    if len(sigma) > 0:
+        calibration = fit_calibration(sigma, observed, method)
+        committee.calibration = calibration.to_dict()
+        report = {
+            "calibration": calibration.to_dict(),
+            "valid": calibration_metrics(calibration, valid_errors.forces_std,
+                                         valid_errors.force_errors),
+        }
+        calibration_plot(calibration, valid_errors, out_dir / "calibration.png",
+                         title=f"committee of {committee.size}, validation data")
     valid_metrics = evaluate(committee, data.valid, batch, None, compute_stress)
     test_metrics = None
     if data.test is not None:
         test_metrics = evaluate(committee, data.test, batch, None, compute_stress)
         test_errors = committee_errors(committee, data.test, batch)
-        report["test"] = calibration_metrics(calibration, test_errors.forces_std,
-                                             test_errors.force_errors)
-        calibration_plot(calibration, test_errors, out_dir / "calibration_test.png",
-                         title=f"committee of {committee.size}, test data")
+        if calibration is not None and test_errors.forces_std:
+            report["test"] = calibration_metrics(calibration, test_errors.forces_std,
+                                                 test_errors.force_errors)
+            calibration_plot(calibration, test_errors, out_dir / "calibration_test.png",
+                             title=f"committee of {committee.size}, test data")
     committee.metadata = {
         "data_fingerprint": data.fingerprints,
         "test_metrics": test_metrics or {},
@@ -180,11 +202,12 @@ def _combine(config: TrainConfig, committee: Committee, out_dir: Path, member_pa
     (out_dir / "metrics.json").write_text(
         json.dumps({"valid": valid_metrics, "test": test_metrics}, indent=2)
     )
-    valid = report["valid"]
-    console.print(
-        f"committee of {committee.size}: validation Spearman {valid['spearman']:.2f}, predicted "
-        f"{valid['mean_predicted_meV_per_A']:.1f} vs observed {valid['mean_observed_meV_per_A']:.1f}"
-        f" meV/Å; model: {model_path}"
-    )
+    valid = report.get("valid")
+    if valid is not None:
+        console.print(
+            f"committee of {committee.size}: validation Spearman {valid['spearman']:.2f}, "
+            f"predicted {valid['mean_predicted_meV_per_A']:.1f} vs observed "
+            f"{valid['mean_observed_meV_per_A']:.1f} meV/Å; model: {model_path}"
+        )
     return CommitteeResult(out_dir, model_path, member_paths, valid_metrics, test_metrics, report)
 

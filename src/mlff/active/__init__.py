@@ -1,0 +1,1 @@
+"""Active learning: explore with a committee, select uncertain frames, label, retrain."""

@@ -1,0 +1,178 @@
+"""The ``mlff learn`` configuration (YAML, validated by pydantic; unknown keys are errors).
+
+Paths are relative to the config file. Units: eV/Å for trust levels, K, GPa, fs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlff.errors import ConfigError
+from mlff.oracles.executors import ExecutorConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerateConfig(_Strict):
+    """Reference MD with the oracle for the initial data (``mlff generate``)."""
+
+    structure: str = Field(description="start structure (any file ASE reads; first frame)")
+    temperature: float = Field(300.0, gt=0, description="K")
+    steps: int = Field(100, ge=1)
+    timestep: float = Field(1.0, gt=0, description="fs")
+    every: int = Field(10, ge=1, description="keep every this many steps")
+
+
+class InitialConfig(_Strict):
+    """Where the first labels come from (any combination)."""
+
+    data: list[str] = Field(
+        default_factory=list, description="labelled files whose labels are imported as they are"
+    )
+    structures: str | None = Field(
+        None, description="unlabelled structures labelled by the oracle before iteration 1"
+    )
+    generate: GenerateConfig | None = None
+
+
+class ExploreConfig(_Strict):
+    """MD walkers with the committee; walker w starts from frame w mod M of ``structures``
+    at temperature w mod T (and pressure w mod P)."""
+
+    structures: str = Field(description="start structures (any file ASE reads)")
+    walkers: int = Field(4, ge=1, description="walkers per iteration")
+    temperatures: list[float] = Field(default_factory=lambda: [300.0], min_length=1)
+    pressures: list[float] | None = Field(None, description="GPa; NPT (Berendsen) when given")
+    steps: int = Field(500, ge=1, description="MD steps per walker")
+    timestep: float = Field(1.0, gt=0, description="fs")
+    sample_every: int = Field(10, ge=1, description="steps between sampled frames")
+    friction: float = Field(0.01, gt=0, description="Langevin friction, 1/fs")
+
+
+class SelectConfig(_Strict):
+    """Which explored frames get labelled."""
+
+    lower: float = Field(gt=0, description="trust level, eV/Å: below it a frame is accurate")
+    upper: float = Field(gt=0, description="eV/Å: at or above it a frame failed (walker stops)")
+    max_labels: int = Field(10, ge=1, description="labels per iteration")
+    strategy: Literal["uncertainty", "random"] = Field(
+        "uncertainty", description="random: the baseline, frames drawn whatever their uncertainty"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SelectConfig:
+        if self.upper <= self.lower:
+            raise ValueError(f"select.upper ({self.upper}) must be above select.lower ({self.lower})")
+        return self
+
+
+class StopConfig(_Strict):
+    """When the loop ends (whichever comes first)."""
+
+    max_iterations: int = Field(5, ge=1)
+    accurate_fraction: float | None = Field(
+        0.99, gt=0, le=1, description="stop when this fraction of explored frames is accurate"
+    )
+    test_forces_mae: float | None = Field(
+        None, gt=0, description="stop when the test-set force MAE is below this, meV/Å"
+    )
+    max_labels: int | None = Field(None, ge=1, description="budget of oracle labels in all")
+
+
+class RetrainConfig(_Strict):
+    """How each iteration's committee is trained."""
+
+    warm_start: bool = Field(True, description="members start from the previous iteration's")
+    warm_max_epochs: int | None = Field(
+        None, ge=1, description="training.max_epochs of warm-started runs; null = the same"
+    )
+    warm_lr_factor: float = Field(1.0, gt=0, description="finetune.lr_factor of warm starts")
+
+
+class LearnConfig(_Strict):
+    """A whole active-learning run."""
+
+    seed: int = 0
+    train: dict[str, Any] = Field(
+        description="a training config (with committee: K); data.train is set by the loop"
+    )
+    oracle: dict[str, Any] | str = Field(description="oracle config, inline or a YAML file")
+    executor: ExecutorConfig = ExecutorConfig()
+    initial: InitialConfig = InitialConfig()
+    explore: ExploreConfig
+    select: SelectConfig
+    stop: StopConfig = StopConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    test: str | None = Field(None, description="fixed labelled test set, evaluated every iteration")
+
+    @model_validator(mode="after")
+    def _needs_committee(self) -> LearnConfig:
+        if not self.train.get("committee"):
+            raise ValueError("train.committee is required (e.g. committee: 4): the loop selects "
+                             "by committee disagreement")
+        return self
+
+
+def load_learn_config(path: str | Path) -> LearnConfig:
+    """Read, validate and resolve a ``mlff learn`` YAML config (paths made absolute).
+
+    Raises:
+        ConfigError: missing file, bad YAML, or invalid keys (each named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+    return resolve(validate_learn_config(raw, str(path)), path.parent)
+
+
+def validate_learn_config(raw: Any, source: str = "learn config") -> LearnConfig:
+    """Validate a config dict, with errors that name each bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values.")
+    try:
+        return LearnConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+            if error["type"] == "extra_forbidden":
+                problems.append(f"{source}: unknown key '{where}'.")
+            else:
+                problems.append(f"{source}: '{where}': {error['msg']}.")
+        raise ConfigError("\n".join(problems)) from None
+
+
+def resolve(config: LearnConfig, base: Path) -> LearnConfig:
+    """Make the file paths of ``config`` absolute, relative to ``base``."""
+    def absolute(value: str | None) -> str | None:
+        if value is None or Path(value).is_absolute():
+            return value
+        return str((base / value).resolve())
+
+    initial = config.initial.model_copy(update={
+        "data": [absolute(p) for p in config.initial.data],
+        "structures": absolute(config.initial.structures),
+        "generate": (None if config.initial.generate is None else config.initial.generate
+                     .model_copy(update={"structure": absolute(config.initial.generate.structure)})),
+    })
+    oracle = absolute(config.oracle) if isinstance(config.oracle, str) else config.oracle
+    explore = config.explore.model_copy(update={"structures": absolute(config.explore.structures)})
+    train = dict(config.train)
+    if isinstance(train.get("data"), dict):
+        data = dict(train["data"])
+        for key in ("valid", "test", "e0s"):
+            if isinstance(data.get(key), str) and data[key] != "least_squares":
+                data[key] = absolute(data[key])
+        train["data"] = data
+    return config.model_copy(update={"initial": initial, "oracle": oracle, "explore": explore,
+                                     "test": absolute(config.test), "train": train})

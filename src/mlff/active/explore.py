@@ -1,0 +1,101 @@
+"""Exploration: MD walkers driven by a committee, sampling frames and their disagreement.
+
+Each walker is one task for an executor (a process pool or Dask worker): it loads the
+committee file, runs Langevin NVT (or Berendsen NPT with a pressure) from its start
+structure, and every ``sample_every`` steps keeps a copy of the structure with the
+committee's disagreement in ``info``: ``max_forces_std`` (eV/Å), ``energy_std_per_atom``
+(eV/atom), plus ``walker``, ``step``, ``temperature_K`` (target). The uncertainty
+watchdog stops a walker at its first frame above the upper trust level; that frame is
+kept (it is where the model broke) and flagged ``stopped``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.nptberendsen import NPTBerendsen
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+from mlff.md.watchdog import UncertaintyExceeded, UncertaintyWatchdog
+
+
+@dataclass
+class Walker:
+    """One exploration run.
+
+    Attributes:
+        index: walker number in the iteration.
+        start: start structure (Å).
+        temperature_K: thermostat target.
+        pressure_GPa: barostat target; ``None`` for NVT.
+        seed: velocities and Langevin noise.
+    """
+
+    index: int
+    start: Atoms
+    temperature_K: float
+    pressure_GPa: float | None
+    seed: int
+
+
+@dataclass
+class WalkerResult:
+    """Frames sampled by a walker, and whether the watchdog stopped it (at which step)."""
+
+    index: int
+    frames: list[Atoms] = field(default_factory=list)
+    stopped_at: int | None = None
+
+
+def run_walker(
+    model_path: str,
+    walker: Walker,
+    steps: int,
+    timestep_fs: float,
+    sample_every: int,
+    upper: float,
+    friction_per_fs: float = 0.01,
+    threads: int = 1,
+) -> WalkerResult:
+    """Run one walker (an executor task; arguments are picklable)."""
+    import torch
+
+    from mlff.calculators.ase import MLFFCalculator
+
+    torch.set_num_threads(threads)
+    atoms = walker.start.copy()
+    atoms.calc = MLFFCalculator(model_path)
+    rng = np.random.default_rng(walker.seed)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=walker.temperature_K, rng=rng)
+    Stationary(atoms)
+    if walker.pressure_GPa is None:
+        dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=walker.temperature_K,
+                       friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
+    else:
+        dyn = NPTBerendsen(atoms, timestep_fs * units.fs, temperature_K=walker.temperature_K,
+                           pressure_au=walker.pressure_GPa * units.GPa, taut=100 * units.fs,
+                           taup=500 * units.fs, compressibility_au=1.0 / (140 * units.GPa))
+    result = WalkerResult(walker.index)
+
+    def sample() -> None:
+        frame = atoms.copy()
+        frame.calc = None
+        frame.info = {
+            "walker": walker.index, "step": dyn.nsteps, "temperature_K": walker.temperature_K,
+            "max_forces_std": float(atoms.calc.get_property("max_forces_std", atoms)),
+            "energy_std_per_atom": float(atoms.calc.results["energy_std_per_atom"]),
+        }
+        result.frames.append(frame)
+
+    watchdog = UncertaintyWatchdog(atoms, upper, dyn)
+    dyn.attach(sample, interval=sample_every)
+    dyn.attach(watchdog, interval=sample_every)
+    try:
+        dyn.run(steps)
+    except UncertaintyExceeded as stop:
+        result.stopped_at = stop.step
+        result.frames[-1].info["stopped"] = True
+    return result

@@ -1,0 +1,125 @@
+"""Build the ASE calculator of an oracle config, and check that it can be built.
+
+EMT is ``ase.calculators.emt.EMT``; tblite is ``tblite.ase.TBLite`` (silent); PySCF is
+:class:`mlff.oracles.pyscf_calculator.PySCFCalculator`; type ``ase`` imports any
+calculator class by its ``"module.path:ClassName"`` and passes ``kwargs`` to it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata
+import inspect
+
+from ase.calculators.calculator import BaseCalculator
+
+from mlff.errors import ConfigError
+from mlff.oracles.config import OracleConfig
+
+
+def import_calculator_class(path: str) -> type:
+    """The class named by ``"module.path:ClassName"``.
+
+    Raises:
+        ConfigError: the module cannot be imported or has no such class.
+    """
+    module_name, _, class_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"oracle calculator {path!r}: cannot import module {module_name!r} ({exc}). "
+            "Install the package that provides it, or fix the path."
+        ) from None
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise ConfigError(f"oracle calculator {path!r}: module {module_name!r} has no class "
+                          f"{class_name!r}.")
+    return cls
+
+
+def check_calculator(config: OracleConfig) -> None:
+    """Fail early, without running anything, if ``config``'s calculator cannot be built.
+
+    For type ``ase`` the class must import and accept ``kwargs``; for ``pyscf`` the
+    functional must be one PySCF knows.
+
+    Raises:
+        ConfigError: naming the setting and what to do.
+    """
+    if config.type == "ase":
+        cls = import_calculator_class(config.calculator or "")
+        try:
+            inspect.signature(cls).bind(**config.kwargs)
+        except TypeError as exc:
+            raise ConfigError(
+                f"oracle calculator {config.calculator}: kwargs {sorted(config.kwargs)} do not "
+                f"fit its constructor ({exc})."
+            ) from None
+        except ValueError:  # no signature to inspect (a builtin): let the calculator decide
+            pass
+    elif config.type == "pyscf":
+        from pyscf.dft import libxc
+
+        try:
+            libxc.parse_xc(config.xc)
+        except (KeyError, ValueError, NotImplementedError) as exc:
+            raise ConfigError(f"oracle xc {config.xc!r} is not a functional PySCF knows "
+                              f"({exc}); use e.g. PBE, B3LYP, PBE0 or HF.") from None
+
+
+def _accepts_directory(cls: type) -> bool:
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "directory" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def make_calculator(config: OracleConfig, directory: str | None = None) -> BaseCalculator:
+    """A new ASE calculator for ``config`` (energies in eV, forces eV/Å, stress eV/Å³).
+
+    Args:
+        config: the oracle.
+        directory: for type ``ase``, the folder the calculator works in (its input and
+            output files), replacing ``kwargs["directory"]``; ``None`` keeps the kwargs.
+    """
+    if config.type == "emt":
+        from ase.calculators.emt import EMT
+
+        return EMT()
+    if config.type == "tblite":
+        from tblite.ase import TBLite
+
+        return TBLite(method=config.method, accuracy=config.accuracy,
+                      electronic_temperature=config.electronic_temperature,
+                      max_iterations=config.max_iterations, charge=config.charge,
+                      multiplicity=config.spin + 1, verbosity=0)
+    if config.type == "pyscf":
+        from mlff.oracles.pyscf_calculator import PySCFCalculator
+
+        return PySCFCalculator(xc=config.xc, basis=config.basis, charge=config.charge,
+                               spin=config.spin, conv_tol=config.conv_tol,
+                               max_cycle=config.max_cycle)
+    cls = import_calculator_class(config.calculator or "")
+    kwargs = dict(config.kwargs)
+    if directory is not None and _accepts_directory(cls):
+        kwargs["directory"] = directory
+    return cls(**kwargs)
+
+
+def code_versions(config: OracleConfig) -> dict[str, str]:
+    """Versions of ASE and of the package that computes ``config``'s labels."""
+    package = {"emt": "ase", "tblite": "tblite", "pyscf": "pyscf"}.get(config.type)
+    if package is None:
+        package = (config.calculator or "").split(".", 1)[0].split(":", 1)[0]
+    return {name: _package_version(name) for name in dict.fromkeys(("ase", package))}
+
+
+@functools.lru_cache(maxsize=None)
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
