@@ -15,11 +15,25 @@ from pathlib import Path
 # Import the subpackage first, so that the function below, not the subpackage, is the
 # attribute `mlff.train` (Python binds a subpackage to its parent only when first imported).
 import mlff.train as _train_package  # noqa: E402, F401
-from mlff.calculators.ase import MLFFCalculator
-from mlff.data.readers import LabelKeys, read_structures
 from mlff.errors import MLFFError
-from mlff.models.io import save_model
-from mlff.uq.io import load_model
+
+# the rest is imported on first use (PEP 562): `import mlff` stays light (no torch), which
+# matters in labelling workers that only need mlff.oracles
+_LAZY = {
+    "MLFFCalculator": "mlff.calculators.ase",
+    "LabelKeys": "mlff.data.readers",
+    "read_structures": "mlff.data.readers",
+    "save_model": "mlff.models.io",
+    "load_model": "mlff.uq.io",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mlff' has no attribute {name!r}")
 
 
 def train(config, out_dir=None, **kwargs):

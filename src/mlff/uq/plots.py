@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from mlff.uq.calibration import Calibration, miscalibration_area, structure_values
 from mlff.uq.evaluate import CommitteeErrors
@@ -38,6 +39,10 @@ def calibration_plot(
     left.set_yscale("log")
     left.set_xlim(low, high)
     left.set_ylim(low, high)
+    for axis in (left.xaxis, left.yaxis):  # ticks at 1, 2, 5 x 10^n, as plain numbers
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
     left.set_xlabel("observed RMS force error per structure (meV/Å)")
     left.set_ylabel("predicted (meV/Å)")
     left.legend(loc="upper left", fontsize="small")
