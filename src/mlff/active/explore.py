@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.nptberendsen import NPTBerendsen
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from mlff.md.watchdog import UncertaintyExceeded, UncertaintyWatchdog
 
@@ -69,7 +69,7 @@ def run_walker(
     atoms = walker.start.copy()
     atoms.calc = MLFFCalculator(model_path)
     rng = np.random.default_rng(walker.seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=walker.temperature_K, rng=rng)
+    thermalize_momenta(atoms, temperature_K=walker.temperature_K, rng=rng)
     Stationary(atoms)
     if walker.pressure_GPa is None:
         dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=walker.temperature_K,
