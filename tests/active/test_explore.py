@@ -35,3 +35,11 @@ def test_npt_walker_moves_the_cell(tmp_path):
                         upper=10.0)
     volumes = [f.get_volume() for f in result.frames]
     assert abs(volumes[-1] - volumes[0]) > 1e-6
+
+
+def test_a_walker_stops_when_atoms_come_too_close(tmp_path):
+    walker = Walker(index=0, start=_start(), temperature_K=300, pressure_GPa=None, seed=1)
+    result = run_walker(_model(tmp_path), walker, steps=20, timestep_fs=2.0, sample_every=5,
+                        upper=10.0, min_distance=3.0)  # fcc Cu neighbours sit at 2.55 Å
+    assert result.stopped_at == 0 and len(result.frames) == 1
+    assert result.frames[0].info["collapsed"] and result.frames[0].info["stopped"]

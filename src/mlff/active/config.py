@@ -53,6 +53,9 @@ class ExploreConfig(_Strict):
     timestep: float = Field(1.0, gt=0, description="fs")
     sample_every: int = Field(10, ge=1, description="steps between sampled frames")
     friction: float = Field(0.01, gt=0, description="Langevin friction, 1/fs")
+    min_distance: float | None = Field(
+        None, gt=0, description="Å: a walker whose atoms come closer stops (frame counted failed)"
+    )
 
 
 class SelectConfig(_Strict):

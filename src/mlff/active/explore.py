@@ -6,7 +6,9 @@ structure, and every ``sample_every`` steps keeps a copy of the structure with t
 committee's disagreement in ``info``: ``max_forces_std`` (eV/Å), ``energy_std_per_atom``
 (eV/atom), plus ``walker``, ``step``, ``temperature_K`` (target). The uncertainty
 watchdog stops a walker at its first frame above the upper trust level; that frame is
-kept (it is where the model broke) and flagged ``stopped``.
+kept (it is where the model broke) and flagged ``stopped``. A committee can also agree on
+nonsense far from its data, so a walker whose nearest-neighbour distance drops below
+``min_distance`` (Å) is stopped the same way and its frame flagged ``collapsed``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ase import Atoms, units
 from ase.md.langevin import Langevin
 from ase.md.nptberendsen import NPTBerendsen
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
+from ase.neighborlist import neighbor_list
 
 from mlff.md.watchdog import UncertaintyExceeded, UncertaintyWatchdog
 
@@ -59,8 +62,19 @@ def run_walker(
     upper: float,
     friction_per_fs: float = 0.01,
     threads: int = 1,
+    min_distance: float | None = None,
 ) -> WalkerResult:
-    """Run one walker (an executor task; arguments are picklable)."""
+    """Run one walker (an executor task; arguments are picklable).
+
+    Args:
+        model_path: the committee file.
+        walker: start structure, thermostat/barostat targets and seed.
+        steps, timestep_fs, sample_every: MD length, step (fs) and sampling interval.
+        upper: the watchdog's trust level on ``max_forces_std``, eV/Å.
+        friction_per_fs: Langevin friction, 1/fs.
+        threads: torch threads in this task.
+        min_distance: stop when two atoms come closer than this, Å; ``None``: no check.
+    """
     import torch
 
     from mlff.calculators.ase import MLFFCalculator
@@ -90,12 +104,24 @@ def run_walker(
         }
         result.frames.append(frame)
 
+    def collapse_guard() -> None:
+        if min_distance is not None and len(neighbor_list("i", atoms, min_distance)):
+            result.frames[-1].info["collapsed"] = True
+            raise _Collapsed(dyn.nsteps)
+
     watchdog = UncertaintyWatchdog(atoms, upper, dyn)
     dyn.attach(sample, interval=sample_every)
+    dyn.attach(collapse_guard, interval=sample_every)
     dyn.attach(watchdog, interval=sample_every)
     try:
         dyn.run(steps)
-    except UncertaintyExceeded as stop:
+    except (UncertaintyExceeded, _Collapsed) as stop:
         result.stopped_at = stop.step
         result.frames[-1].info["stopped"] = True
     return result
+
+
+class _Collapsed(Exception):
+    def __init__(self, step: int) -> None:
+        super().__init__(f"step {step}: atoms closer than the minimum distance")
+        self.step = step

@@ -219,7 +219,8 @@ class ActiveLearning:
             for w in range(e.walkers)
         ]
         futures = [self.executor.submit(run_walker, str(model_path), walker, e.steps, e.timestep,
-                                        e.sample_every, self.config.select.upper, e.friction)
+                                        e.sample_every, self.config.select.upper, e.friction,
+                                        1, e.min_distance)
                    for walker in walkers]
         results = [f.result() for f in futures]
         frames = [frame for r in results for frame in r.frames]
@@ -239,7 +240,8 @@ class ActiveLearning:
         budget = s.max_labels
         if stop.max_labels is not None:
             budget = max(0, min(budget, stop.max_labels - self.store.count("ok")))
-        fresh = [f for f in explored if not self.store.has(structure_key(f))]
+        fresh = [f for f in explored
+                 if not f.info.get("collapsed") and not self.store.has(structure_key(f))]
         if s.strategy == "random":
             rng = np.random.default_rng([self.rng_seed, n, 7])
             chosen = select_random(fresh, budget, rng)
@@ -286,7 +288,8 @@ class ActiveLearning:
                    timings) -> dict[str, Any]:
         s = self.config.select
         sigma = np.array([f.info["max_forces_std"] for f in explored])
-        classes = classify(sigma, s.lower, s.upper)
+        collapsed = np.array([bool(f.info.get("collapsed")) for f in explored], dtype=bool)
+        classes = classify(np.where(collapsed, np.inf, sigma), s.lower, s.upper)
         fraction = {name: float(np.mean(classes == name)) if len(classes) else 0.0
                     for name in (ACCURATE, CANDIDATE, FAILED)}
         uncertainty_histogram(sigma, s.lower, s.upper, folder / "uncertainty.png",
@@ -298,6 +301,7 @@ class ActiveLearning:
             "train_labels": len(_read_frames(folder / "train.xyz")),
             "explored_frames": int(len(explored)),
             "walkers_stopped": len(stopped),
+            "walkers_collapsed": int(collapsed.sum()),
             "accurate_fraction": fraction[ACCURATE],
             "candidate_fraction": fraction[CANDIDATE],
             "failed_fraction": fraction[FAILED],
