@@ -18,7 +18,8 @@ from rich.markup import escape
 from mlff import __version__
 from mlff.errors import MLFFError
 
-SUBCOMMANDS = ("train", "evaluate", "md", "info", "data", "export", "label", "generate", "learn")
+SUBCOMMANDS = ("train", "evaluate", "md", "info", "data", "export", "label", "generate", "learn",
+               "validate", "deploy", "ipi")
 
 
 def build_parser() -> argparse.ArgumentParser:

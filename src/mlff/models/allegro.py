@@ -39,7 +39,7 @@ changes smoothly (to second order) as a neighbour crosses the cutoff.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 from e3nn import o3
@@ -128,6 +128,9 @@ class AllegroLayer(nn.Module):
         last: compute the scalar paths only (no tensor output).
     """
 
+    # a constant for TorchScript, which then compiles only the branch this layer takes
+    __constants__ = ["last"]
+
     def __init__(
         self,
         irreps_in: o3.Irreps,
@@ -200,7 +203,7 @@ class AllegroLayer(nn.Module):
         center: torch.Tensor,
         num_atoms: int,
         neighbor_norm: float,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:  # noqa: UP045 (TorchScript reads Optional)
         """Latents (E, latent_dim), features (E, irreps_in.dim) -> the updated ones."""
         env = self.env_weighting(sh, self.env_weights(soft_normalize(latents)))
         env = scatter_sum(env, center, num_atoms) * neighbor_norm
@@ -213,8 +216,7 @@ class AllegroLayer(nn.Module):
             return latents, None
         weights = self.feature_weights(soft_normalize(latents))
         tensors = torch.cat(
-            [linear(blocks[k]) for k, linear in zip(self.sources, self.linears, strict=True)],
-            dim=-1,
+            [linear(blocks[self.sources[k]]) for k, linear in enumerate(self.linears)], dim=-1
         )
         return latents, self.feature_weighting(tensors, weights)
 
@@ -298,11 +300,12 @@ class Allegro(nn.Module):
 
     def _features(
         self, graph: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, ...]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the layers.
 
         Returns the species, the central atom of every edge, the final latents, the
-        envelope, the tensor features entering the last layer and their irreps.
+        envelope and the tensor features entering the last layer (their irreps are
+        ``self.layers[-1].irreps_in``).
         """
         species = graph[K.SPECIES]
         center, neighbor = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
@@ -315,17 +318,19 @@ class Allegro(nn.Module):
         inputs = torch.cat([onehot[center], onehot[neighbor], self.basis(lengths)], dim=-1)
         latents = self.two_body(inputs) * envelope.unsqueeze(-1)
         features = self.initial_weighting(sh, self.initial_weights(soft_normalize(latents)))
-        last_features, last_irreps = features, self.initial_weighting.irreps_out
+        last_features = features
         for layer in self.layers:
-            last_features, last_irreps = features, layer.irreps_in
-            latents, features = layer(
+            last_features = features
+            latents, new_features = layer(
                 latents, features, sh, envelope, center, num_atoms, self.neighbor_norm
             )
-        return species, center, latents, envelope, last_features, last_irreps
+            if new_features is not None:  # None after the last layer (scalars only)
+                features = new_features
+        return species, center, latents, envelope, last_features
 
     def forward(self, graph: dict[str, torch.Tensor]) -> torch.Tensor:
         """Graph dict -> (N,) per-atom energies."""
-        species, center, latents, envelope, _, _ = self._features(graph)
+        species, center, latents, envelope, _ = self._features(graph)
         edge_energy = self.edge_energy(latents).squeeze(-1) * envelope
         out = scatter_sum(edge_energy, center, species.shape[0]) * self.energy_norm
         if self.scale_shift is not None:
@@ -339,5 +344,5 @@ class Allegro(nn.Module):
 
         These are the features entering the last layer, which computes scalars only.
         """
-        *_, features, irreps = self._features(inputs)
-        return features, irreps
+        features = self._features(inputs)[-1]
+        return features, self.layers[-1].irreps_in

@@ -113,16 +113,20 @@ class ResidualMLP(nn.Module):
         return x
 
 
-def grouped_apply(nets: nn.ModuleList, x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-    """Row k of the result is ``nets[group[k]](x[k])``, with one call per net.
+def group_rows(group: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, list[int]]:
+    """The stable order that sorts rows by ``group``, and the size of every group.
 
-    Rows are sorted by group once, split into contiguous chunks, and put back in order.
-    Every net runs, on an empty chunk too, so all parameters get (zero) gradients.
+    With :func:`ungroup_rows`, applies one net per group with one call per net: rows are
+    sorted by group once, split into contiguous chunks, and put back in order. Every net
+    runs, on an empty chunk too, so all parameters get (zero) gradients.
     """
     order = torch.argsort(group, stable=True)
-    counts = torch.bincount(group, minlength=len(nets)).tolist()
-    chunks = torch.split(x[order], counts)
-    out_sorted = torch.cat([net(chunk) for net, chunk in zip(nets, chunks)])
+    counts: list[int] = torch.bincount(group, minlength=num_groups).tolist()
+    return order, counts
+
+
+def ungroup_rows(out_sorted: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Put rows computed in the order of :func:`group_rows` back in their original order."""
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)
     return out_sorted[inverse]
@@ -227,7 +231,7 @@ class DeepPot(nn.Module):
         rows = rows / std  # the difference from an empty DeePMD slot; see the module docstring
         neighbour = species[receiver]
         pair = neighbour if self.type_one_side else central * self.num_species + neighbour
-        g = grouped_apply(self.embedding_nets, s_hat.unsqueeze(-1), pair)  # (E, M1)
+        g = self._embed(s_hat.unsqueeze(-1), pair)  # (E, M1)
         n = species.shape[0]
         t = scatter_sum(rows.unsqueeze(-1) * g.unsqueeze(1), sender, n) / self.norm  # (N, 4, M1)
         d = torch.bmm(t.transpose(1, 2), t[:, :, : self.axis_neurons])  # (N, M1, M2)
@@ -240,10 +244,28 @@ class DeepPot(nn.Module):
         :meth:`fit_statistics` or a loaded state) sets them from that batch, as DeePMD-kit
         computes davg/dstd from the first batches of the training data.
         """
-        if self.training and self._needs_statistics:
+        # a deployed (TorchScript) model never trains: it skips this block
+        if not torch.jit.is_scripting() and self.training and self._needs_statistics:
             self.fit_statistics([{k: v.detach() for k, v in graph.items()}])
         d = self.descriptor(graph)
-        return grouped_apply(self.fitting_nets, d, graph[K.SPECIES])
+        return self._fit(d, graph[K.SPECIES])
+
+    def _embed(self, x: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+        """Row k is ``embedding_nets[pair[k]](x[k])`` (see :func:`group_rows`)."""
+        order, counts = group_rows(pair, len(self.embedding_nets))
+        chunks = torch.split(x[order], counts)
+        outs = [net(chunks[k]) for k, net in enumerate(self.embedding_nets)]
+        return ungroup_rows(torch.cat(outs), order)
+
+    def _fit(self, d: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Row k is ``fitting_nets[species[k]](d[k])`` (see :func:`group_rows`).
+
+        Spelled out per ModuleList, like :meth:`_embed`: TorchScript cannot pass one.
+        """
+        order, counts = group_rows(species, len(self.fitting_nets))
+        chunks = torch.split(d[order], counts)
+        outs = [net(chunks[k]) for k, net in enumerate(self.fitting_nets)]
+        return ungroup_rows(torch.cat(outs), order)
 
     @torch.no_grad()
     def fit_statistics(

@@ -13,7 +13,7 @@ scalars only, as they alone feed the energy. Messages carry l up to ``max_ell``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 from e3nn import nn as e3nn_nn
@@ -32,12 +32,20 @@ def _irreps_up_to(l_max: int, multiplicity: int) -> o3.Irreps:
     return o3.Irreps([(multiplicity, (l, (-1) ** l)) for l in range(l_max + 1)])
 
 
-def _per_channel(features: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
-    """(N, irreps.dim) with equal multiplicities C -> (N, C, dim of one copy)."""
-    channels = irreps[0].mul
-    blocks = [features[:, s].reshape(-1, channels, ir.dim) for s, (_, ir) in
-              zip(irreps.slices(), irreps)]
-    return torch.cat(blocks, dim=-1)
+def _channel_blocks(irreps: o3.Irreps) -> list[tuple[int, int, int]]:
+    """(start, stop, dimension of one copy) of every irrep block of ``irreps``."""
+    return [(s.start, s.stop, ir.dim) for s, (_, ir) in zip(irreps.slices(), irreps)]
+
+
+def _per_channel(
+    features: torch.Tensor, channels: int, blocks: list[tuple[int, int, int]]
+) -> torch.Tensor:
+    """(N, irreps.dim) with equal multiplicities C -> (N, C, dim of one copy).
+
+    ``blocks`` is :func:`_channel_blocks` of the irreps (plain ints, for TorchScript).
+    """
+    parts = [features[:, start:stop].reshape(-1, channels, dim) for start, stop, dim in blocks]
+    return torch.cat(parts, dim=-1)
 
 
 class MACEInteraction(nn.Module):
@@ -95,11 +103,14 @@ class MACEProduct(nn.Module):
                                                 num_species, num_channels)
         self.linear = o3.Linear(o3.Irreps([(num_channels, ir) for _, ir in irreps_hidden]),
                                 irreps_hidden)
+        # A's irreps are C x irreps_sh
+        self.num_channels = num_channels
+        self.blocks_a = _channel_blocks(o3.Irreps([(num_channels, ir) for _, ir in irreps_sh]))
 
-    def forward(self, a: torch.Tensor, species: torch.Tensor, skip: torch.Tensor,
-                irreps_a: o3.Irreps) -> torch.Tensor:
-        """A (N, irreps_a.dim) -> hidden features (N, irreps_hidden.dim)."""
-        return self.linear(self.contraction(_per_channel(a, irreps_a), species)) + skip
+    def forward(self, a: torch.Tensor, species: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """A (N, C x irreps_sh) -> hidden features (N, irreps_hidden.dim)."""
+        a = _per_channel(a, self.num_channels, self.blocks_a)
+        return self.linear(self.contraction(a, species)) + skip
 
 
 @register("mace")
@@ -158,8 +169,8 @@ class MACE(nn.Module):
             self.irreps_hidden.append(hidden)
             irreps_node = hidden
 
-    def _layers(self, graph: dict[str, torch.Tensor]):
-        """Yield (A, hidden features) of every layer."""
+    def _layers(self, graph: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(A, hidden features) of every layer."""
         sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
         lengths = graph[K.EDGE_LENGTHS]
         species = graph[K.SPECIES]
@@ -167,23 +178,27 @@ class MACE(nn.Module):
         edge_sh = self.spherical_harmonics(graph[K.EDGE_VECTORS])
         edge_radial = self.radial_basis(lengths) * self.envelope(lengths).unsqueeze(-1)
         h = self.embedding(onehot)
+        layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for interaction, product in zip(self.interactions, self.products):
             a, skip = interaction(h, onehot, edge_sh, edge_radial, sender, receiver,
                                   self.inv_neighbors)
-            h = product(a, species, skip, self.irreps_a)
-            yield a, h
+            h = product(a, species, skip)
+            layers.append((a, h))
+        return layers
 
     def forward(self, graph: dict[str, torch.Tensor]) -> torch.Tensor:
         """Graph dict -> (N,) per-atom energies: the sum of every layer's readout."""
-        energy = None
-        for (_, h), readout in zip(self._layers(graph), self.readouts):
-            term = readout(h).squeeze(-1)
-            energy = term if energy is None else energy + term
+        layers = self._layers(graph)
+        energy: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript reads Optional)
+        for k, readout in enumerate(self.readouts):
+            term = readout(layers[k][1]).squeeze(-1)
+            if energy is None:
+                energy = term
+            else:
+                energy = energy + term
+        assert energy is not None  # num_interactions >= 1
         return energy
 
     def equivariant_features(self, graph: dict[str, torch.Tensor]) -> tuple[torch.Tensor, o3.Irreps]:
         """The last layer's atomic basis A: (N, irreps.dim), ``C x (0e+1o+...)`` up to max_ell."""
-        a = None
-        for a, _ in self._layers(graph):
-            pass
-        return a, self.irreps_a
+        return self._layers(graph)[-1][0], self.irreps_a

@@ -145,8 +145,12 @@ class NequIPInteraction(nn.Module):
             gated,
         )
         self.irreps_out = self.gate.irreps_out
-        # the part of the input the output adds to: all of it, or its 0e block (last block)
-        self.residual_slice = self._residual_slice(target) if residual else None
+        # the part of the input the output adds to: all of it, or its 0e block (last block);
+        # kept as two ints (start, stop), which TorchScript can hold, unlike a slice
+        part = self._residual_slice(target) if residual else None
+        self.has_residual = part is not None
+        self.residual_start = part.start if part is not None else 0
+        self.residual_stop = part.stop if part is not None else 0
 
         self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
         # "uvu" paths from every input irrep and harmonic to the gate's input irreps
@@ -210,8 +214,8 @@ class NequIPInteraction(nn.Module):
         messages = self.tensor_product(h[neighbor], sh, weights)
         h = scatter_sum(messages, center, x.shape[0]) * self.neighbor_norm
         h = self.gate(self.linear_out(h) + self_connection)
-        if self.residual_slice is not None:
-            h = h + x[:, self.residual_slice]
+        if self.has_residual:
+            h = h + x[:, self.residual_start : self.residual_stop]
         return h
 
 
@@ -281,11 +285,11 @@ class NequIP(nn.Module):
 
     def _features(
         self, graph: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, o3.Irreps]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the interaction blocks.
 
-        Returns the species, the last block's output, the features entering the last
-        block and their irreps.
+        Returns the species, the last block's output and the features entering the last
+        block (their irreps are ``self.layers[-1].irreps_in``).
         """
         species = graph[K.SPECIES]
         center, neighbor = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
@@ -296,15 +300,15 @@ class NequIP(nn.Module):
         envelope = self.envelope(lengths)
         attrs = nn.functional.one_hot(species, self.num_species).to(vectors.dtype)
         x = self.embedding(attrs)
-        previous, previous_irreps = x, self.embedding.irreps_out
+        previous = x
         for layer in self.layers:
-            previous, previous_irreps = x, layer.irreps_in
+            previous = x
             x = layer(x, attrs, sh, basis, envelope, center, neighbor)
-        return species, x, previous, previous_irreps
+        return species, x, previous
 
     def forward(self, graph: dict[str, torch.Tensor]) -> torch.Tensor:
         """Graph dict -> (N,) per-atom energies."""
-        species, x, _, _ = self._features(graph)
+        species, x, _ = self._features(graph)
         out = self.readout(self.readout_hidden(x)).squeeze(-1)
         if self.scale_shift is not None:
             out = self.scale_shift(out, species)
@@ -318,5 +322,5 @@ class NequIP(nn.Module):
         These are the features entering the last interaction block, which computes
         scalars only.
         """
-        _, _, features, irreps = self._features(inputs)
-        return features, irreps
+        _, _, features = self._features(inputs)
+        return features, self.layers[-1].irreps_in

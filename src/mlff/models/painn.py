@@ -56,6 +56,7 @@ class PaiNNUpdate(nn.Module):
     def __init__(self, num_features: int, act: str) -> None:
         super().__init__()
         self.num_features = num_features
+        self.norm_eps = _NORM_EPS  # an attribute: TorchScript reads no module-level floats
         self.vector_mix = nn.Linear(num_features, 2 * num_features, bias=False)
         self.scalar_net = nn.Sequential(
             nn.Linear(2 * num_features, num_features),
@@ -66,7 +67,7 @@ class PaiNNUpdate(nn.Module):
     def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """s (N, F), v (N, 3, F) -> (Δs, Δv)."""
         u_v, v_v = torch.split(self.vector_mix(v), self.num_features, dim=-1)
-        v_norm = torch.sqrt((v_v**2).sum(dim=1) + _NORM_EPS)
+        v_norm = torch.sqrt((v_v**2).sum(dim=1) + self.norm_eps)
         a = self.scalar_net(torch.cat([s, v_norm], dim=-1))
         a_vv, a_sv, a_ss = torch.split(a, self.num_features, dim=-1)
         dv = a_vv.unsqueeze(1) * u_v

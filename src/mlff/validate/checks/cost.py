@@ -1,0 +1,157 @@
+"""Check 7, cost: wall-clock time of one energy + forces call of the model and of the
+reference method on the same structure, and the speed-up of the model.
+
+Each timed call sees new positions (the structure displaced by a fixed, seeded 1e-4 Å
+pattern times the call number), so no calculator can answer from its cache. The first
+``warmup_calls`` of each calculator are not timed (model loading, JIT, first SCF guess).
+Times are medians over the timed calls, ms; the speed-up is the reference's median over
+the model's. Both run in this process with the threads it has (reported beside them).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
+
+from mlff.errors import ConfigError
+from mlff.validate.figures import MODEL_COLOR, REFERENCE_COLOR, FigureSink, new_figure
+from mlff.validate.result import CheckResult, Headline, Table, fmt
+
+NAME = "cost"
+TITLE = "Cost: model against reference"
+STEP = 1e-4  # Å, displacement pattern between calls
+
+
+@dataclass
+class CostOptions:
+    """Settings of the cost check.
+
+    Attributes:
+        model_calls: timed calls of the model.
+        reference_calls: timed calls of the reference.
+        warmup_calls: untimed calls of each before timing.
+        min_speedup: the speed-up the summary asks for (``None``: no verdict).
+    """
+
+    model_calls: int = 20
+    reference_calls: int = 3
+    warmup_calls: int = 1
+    min_speedup: float | None = None
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for call counts below 1 (0 for warm-up)."""
+        if self.model_calls < 1 or self.reference_calls < 1 or self.warmup_calls < 0:
+            raise ConfigError(f"cost check: model_calls ({self.model_calls}) and reference_calls "
+                              f"({self.reference_calls}) must be >= 1, warmup_calls "
+                              f"({self.warmup_calls}) >= 0.")
+
+
+def time_calls(calculator: BaseCalculator, structure: Atoms, calls: int, warmup: int
+               ) -> np.ndarray:
+    """Seconds of each of ``calls`` energy + forces calls, after ``warmup`` untimed ones."""
+    pattern = np.random.default_rng(0).standard_normal((len(structure), 3))
+    times = []
+    for k in range(warmup + calls):
+        atoms = structure.copy()
+        atoms.positions += (k + 1) * STEP * pattern
+        atoms.calc = calculator
+        start = time.perf_counter()
+        atoms.get_potential_energy()
+        atoms.get_forces()
+        elapsed = time.perf_counter() - start
+        if k >= warmup:
+            times.append(elapsed)
+    return np.asarray(times)
+
+
+def threads() -> dict[str, Any]:
+    """The thread settings that bound both timings."""
+    import torch
+
+    return {"torch_threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "cpu_count": os.cpu_count()}
+
+
+def run(model: BaseCalculator, structure: Atoms, out_dir, reference: BaseCalculator | None = None,
+        options: CostOptions | None = None, reference_name: str = "reference") -> CheckResult:
+    """Time the model and the reference on ``structure``.
+
+    Args:
+        model: the model's ASE calculator.
+        structure: the structure both are timed on.
+        out_dir: folder for the figure.
+        reference: the reference calculator; without it only the model is timed.
+        options: settings; defaults of :class:`CostOptions`.
+        reference_name: how the reference is named in the figure (e.g. ``pyscf:PBE/def2-SVP``).
+    """
+    options = options or CostOptions()
+    options.check()
+    timings = {"model": time_calls(model, structure, options.model_calls, options.warmup_calls)}
+    if reference is not None:
+        timings["reference"] = time_calls(reference, structure, options.reference_calls,
+                                          options.warmup_calls)
+    summary: dict[str, Any] = {
+        "structure": structure.get_chemical_formula(), "num_atoms": len(structure),
+        "threads": threads(),
+    }
+    for who, seconds in timings.items():
+        summary[f"{who}_ms_per_call"] = 1000.0 * float(np.median(seconds))
+        summary[f"{who}_ms_all_calls"] = 1000.0 * seconds
+    result = CheckResult(NAME, TITLE, summary=summary)
+    model_ms = summary["model_ms_per_call"]
+    headline = Headline("model time per energy+forces call", "ms", model_ms)
+    rows = [["model", fmt(model_ms), str(len(timings["model"]))]]
+    if reference is not None:
+        reference_ms = summary["reference_ms_per_call"]
+        summary["speedup"] = reference_ms / model_ms
+        headline = Headline("speed-up over the reference", "×", summary["speedup"])
+        if options.min_speedup is not None:
+            headline.target, headline.target_text = options.min_speedup, \
+                f"≥ {options.min_speedup:g} ×"
+            headline.passed = summary["speedup"] >= options.min_speedup
+        rows.append([reference_name, fmt(reference_ms), str(len(timings["reference"]))])
+        result.headlines.append(Headline("model time per energy+forces call", "ms", model_ms))
+        result.headlines.append(Headline(f"{reference_name} time per energy+forces call", "ms",
+                                         reference_ms))
+    result.headlines.append(headline)
+    result.tables.append(Table(
+        f"Median time of one energy + forces call on {structure.get_chemical_formula()} "
+        f"({len(structure)} atoms)", ["calculator", "ms per call", "timed calls"], rows))
+    t = summary["threads"]
+    result.notes.append(f"Both timed in one process: torch threads {t['torch_threads']}, "
+                        f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}, {t['cpu_count']} CPUs; "
+                        f"{options.warmup_calls} untimed warm-up call(s) each.")
+    if reference is None:
+        result.notes.append("No reference calculator: only the model was timed.")
+    result.figures.append(_figure(summary, reference_name, FigureSink(out_dir, NAME)))
+    return result
+
+
+def _figure(summary: dict[str, Any], reference_name: str, sink: FigureSink):
+    names, values, colors = ["model"], [summary["model_ms_per_call"]], [MODEL_COLOR]
+    if "reference_ms_per_call" in summary:
+        names.append(reference_name)
+        values.append(summary["reference_ms_per_call"])
+        colors.append(REFERENCE_COLOR)
+    figure, ax = new_figure(1, 1, width=6.0, height=2.2 + 0.3 * len(names))
+    y = np.arange(len(names))
+    ax.barh(y, values, color=colors, alpha=0.8)
+    for k, value in enumerate(values):
+        ax.text(value, k, f" {value:.3g} ms", va="center", fontsize="small")
+    ax.set_yticks(y, names)
+    ax.set_xscale("log")
+    ax.set_xlim(min(values) / 3, max(values) * 30)
+    ax.set_xlabel("time per energy + forces call (ms, log scale)")
+    if "speedup" in summary:
+        ax.set_title(f"speed-up {summary['speedup']:.3g}× on {summary['structure']}",
+                     fontsize="medium")
+    return sink.save(figure, "timings", "Median wall-clock time of one energy + forces call "
+                     "of the model and of the reference on the same structure (log scale).",
+                     {"names": names, "ms_per_call": values, "speedup": summary.get("speedup")})
