@@ -75,9 +75,13 @@ def init_distributed(device: str) -> DistributedContext:
 
 
 def shutdown(context: DistributedContext) -> None:
-    """Leave the process group."""
+    """Leave the process group.
+
+    No barrier first: every collective of training has completed, and a barrier's work item,
+    destroyed on gloo's thread, needs the GIL while this thread may hold it in the process
+    group's destructor (a deadlock at exit).
+    """
     if context.enabled and dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -620,6 +620,7 @@ def train(
             "another --out folder."
         )
     context = init_distributed(config.device)
+    trainer = None
     try:
         if context.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -640,4 +641,8 @@ def train(
             (out_dir / "log.jsonl").unlink()
         return trainer.fit()
     finally:
+        # the DDP reducer must be freed while the process group is still registered: freed
+        # afterwards, its destructor joins gloo's worker thread while holding the GIL that
+        # thread may need (a deadlock at exit seen about once in ten runs)
+        del trainer
         shutdown(context)
