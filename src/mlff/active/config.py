@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlff.errors import ConfigError
 from mlff.oracles.executors import ExecutorConfig
+from mlff.train.config import read_yaml
 
 
 class _Strict(BaseModel):
@@ -129,13 +129,7 @@ def load_learn_config(path: str | Path) -> LearnConfig:
         ConfigError: missing file, bad YAML, or invalid keys (each named).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file.")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
-    return resolve(validate_learn_config(raw, str(path)), path.parent)
+    return resolve(validate_learn_config(read_yaml(path), str(path)), path.parent)
 
 
 def validate_learn_config(raw: Any, source: str = "learn config") -> LearnConfig:

@@ -365,6 +365,20 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
     return raw
 
 
+def read_yaml(path: Path) -> Any:
+    """The parsed content of a YAML config file.
+
+    Raises:
+        ConfigError: the file is missing or not valid YAML.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file.")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     """Read and validate a YAML training config.
 
@@ -376,12 +390,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
             :func:`apply_overrides`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file.")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+    raw = read_yaml(path)
     if overrides:
         raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides, str(path))
     config = validate_config(raw, str(path))
