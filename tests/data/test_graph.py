@@ -88,3 +88,17 @@ def test_to_device_casts_only_floats():
     assert g[K.POSITIONS].dtype == torch.float32 and g[K.CELL].dtype == torch.float32
     assert g[K.ATOMIC_NUMBERS].dtype == torch.int64 and g[K.PBC].dtype == torch.bool
     assert g[K.EDGE_INDEX].dtype == torch.int64
+
+
+def test_graph_from_given_edges_is_structure_to_graph():
+    from mlff.data.graph import graph_from_edges
+    from mlff.data.neighbors import neighbor_list
+
+    atoms = helpers.with_random_labels(helpers.copper())
+    structure = structure_from_atoms(atoms)
+    edges = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, 3.0)
+    given = graph_from_edges(structure, *edges, config_type=2)
+    built = structure_to_graph(structure, 3.0, config_type=2)
+    assert set(given) == set(built)
+    for key, value in built.items():
+        assert given[key].dtype == value.dtype and torch.equal(given[key], value), key

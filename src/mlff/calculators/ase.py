@@ -29,10 +29,13 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from mlff import runtime
+from mlff.calculators.neighbors import VerletNeighborList
 from mlff.data import keys as K
-from mlff.data.graph import structure_to_graph, to_device
+from mlff.data.graph import graph_from_edges, to_device
 from mlff.data.readers import Structure
-from mlff.errors import DataError
+from mlff.errors import ConfigError, DataError
+from mlff.models.chunked import evaluate_in_chunks
 from mlff.models.potential import Potential
 from mlff.uq.calibration import Calibration
 from mlff.uq.committee import ENERGY_STD, FORCES_STD, MEMBER_ENERGY, Committee
@@ -42,6 +45,12 @@ UNCERTAINTY_PROPERTIES = ["forces_std", "max_forces_std", "energy_std", "energy_
                           "member_energies"]
 CALIBRATED_PROPERTIES = ["forces_error_estimate", "max_forces_error_estimate"]
 
+# automatic chunking (max_atoms_per_chunk=None): structures with more edges than this are
+# evaluated in chunks whose own atoms hold about a quarter of it, so that a chunk with its
+# halo stays near this many edges (a compact chunk of ~10^4 atoms grows 2-4x with a halo of
+# 2-3 cutoffs); the autograd graph, which dominates memory, grows with the edges
+AUTO_CHUNK_EDGES = 4_000_000
+
 
 class MLFFCalculator(Calculator):
     """An ASE calculator backed by an mlff :class:`~mlff.models.Potential` or committee.
@@ -50,6 +59,19 @@ class MLFFCalculator(Calculator):
         model: a loaded Potential or Committee, or the path of a ``.mlff`` file.
         device: torch device to run on (``"cpu"``, ``"cuda"``, ...).
         dtype: ``"float32"``/``"float64"`` or a torch dtype; default: the model's own.
+        skin: neighbour-list buffer, Å: the list is built at ``cutoff + skin`` and reused
+            until an atom has moved more than ``skin / 2`` or the cell, pbc or atoms
+            change; 0 builds a fresh list on every call. The counters are in
+            ``calculator.neighbor_list`` (``calls``, ``rebuilds``).
+        max_atoms_per_chunk: evaluate in chunks of at most this many atoms (plus the halo
+            of the model's receptive field around each), see :mod:`mlff.models.chunked`.
+            ``None``: automatic, only structures with more than ``AUTO_CHUNK_EDGES``
+            (4 million) edges, in chunks holding about a quarter of that many edges of
+            their own (the halo comes on top); 0: never chunk. Committees are chunked
+            too (every member runs on each chunk).
+        keep_freed_memory: on the CPU, let the C allocator keep freed memory for reuse
+            (:func:`mlff.runtime.keep_freed_memory`, process-wide): 1.3-1.7x faster steps
+            for large structures, at the price of the process keeping its peak memory.
 
     Examples:
         >>> from ase.build import molecule
@@ -66,17 +88,31 @@ class MLFFCalculator(Calculator):
         model: Potential | Committee | str | Path,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str | None = None,
+        skin: float = 0.5,
+        max_atoms_per_chunk: int | None = None,
+        keep_freed_memory: bool = True,
         **kwargs,
     ) -> None:
+        if max_atoms_per_chunk is not None and int(max_atoms_per_chunk) < 0:
+            raise ConfigError(
+                f"max_atoms_per_chunk must be None (automatic), 0 (never chunk) or positive, "
+                f"got {max_atoms_per_chunk}."
+            )
         super().__init__(**kwargs)
         if isinstance(model, (str, Path)):
             model = load_model(model, device=device, dtype=dtype)
+            # the calculator owns this model: no parameter gradients, less autograd state
+            model.requires_grad_(False)
         else:
             model = model.to(device)
             if dtype is not None:
                 model = model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         self.model = model.eval()
         self.device = torch.device(device)
+        if keep_freed_memory and self.device.type == "cpu":
+            runtime.keep_freed_memory()
+        self.neighbor_list = VerletNeighborList(model.cutoff, skin)
+        self.max_atoms_per_chunk = max_atoms_per_chunk
         self.calibration: Calibration | None = None
         if isinstance(model, Committee):
             self.implemented_properties = self.implemented_properties + UNCERTAINTY_PROPERTIES
@@ -93,8 +129,20 @@ class MLFFCalculator(Calculator):
         self.model.check_species(torch.as_tensor(atoms.numbers), f"Atoms {atoms.get_chemical_formula()}")
         if not np.isfinite(atoms.positions).all():
             raise DataError(f"Atoms {atoms.get_chemical_formula()}: positions contain NaN or inf.")
-        graph = structure_to_graph(Structure(atoms=atoms), self.model.cutoff)
+        edge_index, edge_shift = self.neighbor_list.update(atoms)
+        graph = graph_from_edges(Structure(atoms=atoms), edge_index, edge_shift)
         return to_device(graph, self.device, self.model.dtype)
+
+    def chunk_size(self, num_atoms: int, num_edges: int) -> int | None:
+        """Atoms per chunk for a structure of this size, or None to evaluate it whole."""
+        chunk = self.max_atoms_per_chunk
+        if chunk is None:
+            if num_edges <= AUTO_CHUNK_EDGES:
+                return None
+            chunk = max(1, AUTO_CHUNK_EDGES * num_atoms // (4 * num_edges))
+        if chunk == 0 or chunk >= num_atoms:
+            return None
+        return int(chunk)
 
     def calculate(
         self,
@@ -111,7 +159,12 @@ class MLFFCalculator(Calculator):
                 "stress needs a structure periodic in all three directions"
             )
         graph = self.atoms_to_graph(self.atoms)
-        out = self.model(graph, compute_forces=True, compute_stress=bool(self.atoms.pbc.all()))
+        compute_stress = bool(self.atoms.pbc.all())
+        chunk = self.chunk_size(len(self.atoms), int(graph[K.EDGE_INDEX].shape[1]))
+        if chunk is None:
+            out = self.model(graph, compute_forces=True, compute_stress=compute_stress)
+        else:
+            out = evaluate_in_chunks(self.model, graph, chunk, compute_stress=compute_stress)
         energy = float(out[K.ENERGY].detach().cpu()[0])
         self.results = {
             "energy": energy,

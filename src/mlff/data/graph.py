@@ -28,8 +28,30 @@ def structure_to_graph(structure: Structure, cutoff: float, config_type: int = 0
         config_type: integer tag of the structure's config_type.
     """
     atoms = structure.atoms
-    n = len(atoms)
     edge_index, edge_shift = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+    return graph_from_edges(structure, edge_index, edge_shift, config_type)
+
+
+def graph_from_edges(
+    structure: Structure,
+    edge_index: np.ndarray,
+    edge_shift: np.ndarray,
+    config_type: int = 0,
+) -> Graph:
+    """Build the graph dict of one structure from edges found elsewhere (float64, CPU).
+
+    :func:`structure_to_graph` finds the edges itself; a caller that keeps its own
+    neighbour list (:class:`mlff.calculators.neighbors.VerletNeighborList`) passes them here.
+
+    Args:
+        structure: the structure and its labels; missing labels become zeros with the
+            matching ``has_*`` flag False.
+        edge_index: (2, E) int64, sender i and receiver j of each directed edge.
+        edge_shift: (E, 3) float64 integer cell shifts S: r_ij = pos[j] - pos[i] + S @ cell.
+        config_type: integer tag of the structure's config_type.
+    """
+    atoms = structure.atoms
+    n = len(atoms)
     graph: Graph = {
         K.POSITIONS: torch.tensor(atoms.positions, dtype=torch.float64),
         K.ATOMIC_NUMBERS: torch.tensor(atoms.numbers, dtype=torch.int64),
@@ -38,8 +60,8 @@ def structure_to_graph(structure: Structure, cutoff: float, config_type: int = 0
             atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3)), dtype=torch.float64
         ).reshape(1, 3, 3),
         K.PBC: torch.tensor(atoms.pbc, dtype=torch.bool).reshape(1, 3),
-        K.EDGE_INDEX: torch.from_numpy(edge_index),
-        K.EDGE_SHIFT: torch.from_numpy(edge_shift),
+        K.EDGE_INDEX: torch.as_tensor(np.ascontiguousarray(edge_index, dtype=np.int64)),
+        K.EDGE_SHIFT: torch.as_tensor(np.ascontiguousarray(edge_shift, dtype=np.float64)),
         K.BATCH: torch.zeros(n, dtype=torch.int64),
         K.NUM_ATOMS: torch.tensor([n], dtype=torch.int64),
         K.WEIGHT: torch.tensor([structure.weight], dtype=torch.float64),

@@ -23,7 +23,9 @@ from torch import nn
 
 from mlff.data import keys as K
 from mlff.models.registry import ModelConfig, register
-from mlff.nn import BesselBasis, PolynomialCutoff, scatter_sum
+from mlff.nn import BesselBasis, PolynomialCutoff, gather, scatter_sum
+from mlff.nn.mlp import folded_fully_connected, folded_scales
+from mlff.nn.dense import DenseUVUSum, dense_slots, to_dense, worth_padding
 from mlff.nn.symmetric_contraction import SymmetricContraction
 
 
@@ -78,17 +80,34 @@ class MACEInteraction(nn.Module):
         # no biases: the weights vanish with the radial features at the cutoff
         self.radial = e3nn_nn.FullyConnectedNet([*radial_sizes, self.conv.weight_numel],
                                                 nn.functional.silu)
+        self.radial_scales = folded_scales(self.radial)
+        self.dense_conv = DenseUVUSum(self.conv)
+        self.weight_ranges = self.dense_conv.weight_ranges()
         self.linear = o3.Linear(o3.Irreps(paths), irreps_target)
         self.skip = o3.FullyConnectedTensorProduct(irreps_node, species_irreps, irreps_hidden)
 
     def forward(self, node_features: torch.Tensor, species_onehot: torch.Tensor,
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor, sender: torch.Tensor,
-                receiver: torch.Tensor, inv_neighbors: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (A (N, irreps_target.dim), skip features (N, irreps_hidden.dim))."""
+                receiver: torch.Tensor, inv_neighbors: float,
+                dense: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (A (N, irreps_target.dim), skip features (N, irreps_hidden.dim)).
+
+        Edge inputs are per edge ((E, ·) and sender (E,)), or with ``dense`` in the
+        padded layout of :mod:`mlff.nn.dense` ((N, D, ·), sender (N, D); receiver unused).
+        """
         skip = self.skip(node_features, species_onehot)
         h = self.linear_up(node_features)
-        messages = self.conv(h[sender], edge_sh, self.radial(edge_radial))
-        a = self.linear(scatter_sum(messages, receiver, h.shape[0]) * inv_neighbors)
+        if dense:
+            radial_weights: list[torch.Tensor] = []
+            for layer in self.radial:
+                radial_weights.append(layer.weight)
+            weights = folded_fully_connected(edge_radial, radial_weights, self.radial_scales,
+                                             self.weight_ranges)
+            summed = self.dense_conv(h, sender, edge_sh, weights)
+        else:
+            messages = self.conv(gather(h, sender), edge_sh, self.radial(edge_radial))
+            summed = scatter_sum(messages, receiver, h.shape[0])
+        a = self.linear(summed * inv_neighbors)
         return a, skip
 
 
@@ -138,6 +157,9 @@ class MACE(nn.Module):
         self.config = config
         c = config.num_channels
         self.num_species = num_species
+        # neighbour sums as batched matrix products (mlff.nn.dense); False: the e3nn
+        # tensor product and a scatter sum, the reference the fast path is tested against
+        self.use_dense = True
         self.inv_neighbors = 1.0 / (config.avg_num_neighbors or 1.0)
         self.irreps_sh = _irreps_up_to(config.max_ell, 1)
         self.irreps_a = _irreps_up_to(config.max_ell, c)
@@ -177,11 +199,21 @@ class MACE(nn.Module):
         onehot = nn.functional.one_hot(species, self.num_species).to(lengths.dtype)
         edge_sh = self.spherical_harmonics(graph[K.EDGE_VECTORS])
         edge_radial = self.radial_basis(lengths) * self.envelope(lengths).unsqueeze(-1)
+        num_nodes = species.shape[0]
+        dense = False
+        if self.use_dense:
+            slots, width = dense_slots(receiver, num_nodes)
+            if worth_padding(receiver.shape[0], num_nodes, width):
+                dense = True
+                # empty slots: sender 0, zero harmonics and radial features (zero weights)
+                sender = to_dense(sender, slots, num_nodes, width)
+                edge_sh = to_dense(edge_sh, slots, num_nodes, width)
+                edge_radial = to_dense(edge_radial, slots, num_nodes, width)
         h = self.embedding(onehot)
         layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for interaction, product in zip(self.interactions, self.products):
             a, skip = interaction(h, onehot, edge_sh, edge_radial, sender, receiver,
-                                  self.inv_neighbors)
+                                  self.inv_neighbors, dense)
             h = product(a, species, skip)
             layers.append((a, h))
         return layers

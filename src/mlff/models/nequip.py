@@ -36,7 +36,8 @@ from torch import nn
 
 from mlff.data import keys as K
 from mlff.models.registry import ModelConfig, register
-from mlff.nn import MLP, BesselBasis, PolynomialCutoff, scatter_sum
+from mlff.nn import MLP, BesselBasis, PolynomialCutoff, gather, scatter_sum
+from mlff.nn.dense import DenseUVUSum, dense_slots, to_dense, worth_padding
 
 _EVEN_SCALAR = o3.Irrep("0e")
 
@@ -173,13 +174,33 @@ class NequIPInteraction(nn.Module):
             shared_weights=False,
             internal_weights=False,
         )
+        self.dense_tensor_product = DenseUVUSum(self.tensor_product)
         self.radial = MLP([num_radial, *radial_sizes, self.tensor_product.weight_numel], act="silu")
+        self.weight_ranges = self.dense_tensor_product.weight_ranges()
         init_unit_variance(self.radial)
         self.linear_out = o3.Linear(irreps_mid_sorted.simplify(), self.gate.irreps_in)
         self.self_connection = o3.FullyConnectedTensorProduct(
             self.irreps_in, o3.Irreps(f"{num_species}x0e"), self.gate.irreps_in
         )
         self.neighbor_norm = 1.0 / math.sqrt(avg_num_neighbors)
+
+    def _dense_weights(self, basis: torch.Tensor) -> list[torch.Tensor]:
+        """The radial MLP's output, one tensor per input irrep of the dense product."""
+        if torch.jit.is_scripting():  # TorchScript cannot take the MLP apart
+            sizes = [stop - start for start, stop in self.weight_ranges]
+            return list(torch.split(self.radial(basis), sizes, dim=-1))
+        return self._dense_weights_by_parts(basis)
+
+    @torch.jit.unused
+    def _dense_weights_by_parts(self, basis: torch.Tensor) -> list[torch.Tensor]:
+        # one matrix product per part: slices of one large output would each need a
+        # full-size zero gradient buffer in the backward pass
+        *layers, last = list(self.radial)
+        hidden = basis
+        for layer in layers:
+            hidden = layer(hidden)
+        return [nn.functional.linear(hidden, last.weight[start:stop], last.bias[start:stop])
+                for start, stop in self.weight_ranges]
 
     def _residual_slice(self, target: o3.Irreps) -> slice:
         if target == self.irreps_in:
@@ -201,18 +222,27 @@ class NequIPInteraction(nn.Module):
         envelope: torch.Tensor,
         center: torch.Tensor,
         neighbor: torch.Tensor,
+        dense: bool = False,
     ) -> torch.Tensor:
         """Update the node features x (N, irreps_in.dim) to (N, irreps_out.dim).
 
         The other inputs: one-hot species (N, S), the edges' spherical harmonics (E, ·),
         radial basis (E, num_radial) and envelope (E,), the central atom and neighbour of
-        every edge.
+        every edge. With ``dense``, the edge inputs are in the padded layout of
+        :mod:`mlff.nn.dense` (harmonics (N, D, ·) already multiplied by the envelope,
+        basis (N, D, num_radial), neighbour (N, D); envelope and center unused).
         """
         self_connection = self.self_connection(x, attrs)
         h = self.linear_in(x)
-        weights = self.radial(basis) * envelope.unsqueeze(-1)
-        messages = self.tensor_product(h[neighbor], sh, weights)
-        h = scatter_sum(messages, center, x.shape[0]) * self.neighbor_norm
+        if dense:
+            # the product is linear in the harmonics: the envelope scales them (4 numbers
+            # per edge) instead of the weights (weight_numel per edge)
+            h = self.dense_tensor_product(h, neighbor, sh, self._dense_weights(basis))
+        else:
+            weights = self.radial(basis) * envelope.unsqueeze(-1)
+            messages = self.tensor_product(gather(h, neighbor), sh, weights)
+            h = scatter_sum(messages, center, x.shape[0])
+        h = h * self.neighbor_norm
         h = self.gate(self.linear_out(h) + self_connection)
         if self.has_residual:
             h = h + x[:, self.residual_start : self.residual_stop]
@@ -254,6 +284,9 @@ class NequIP(nn.Module):
         super().__init__()
         self.config = config
         self.num_species = num_species
+        # neighbour sums as batched matrix products (mlff.nn.dense); False: the e3nn
+        # tensor product and a scatter sum, the reference the fast path is tested against
+        self.use_dense = True
         self.irreps_sh = o3.Irreps.spherical_harmonics(config.l_max)
         self.spherical_harmonics = o3.SphericalHarmonics(
             self.irreps_sh, normalize=True, normalization="component"
@@ -299,11 +332,21 @@ class NequIP(nn.Module):
         basis = self.basis(lengths)
         envelope = self.envelope(lengths)
         attrs = nn.functional.one_hot(species, self.num_species).to(vectors.dtype)
+        num_nodes = species.shape[0]
+        dense = False
+        if self.use_dense:
+            slots, width = dense_slots(center, num_nodes)
+            if worth_padding(center.shape[0], num_nodes, width):
+                dense = True
+                # empty slots: zero harmonics, so they add nothing whatever their weights
+                sh = to_dense(sh * envelope.unsqueeze(-1), slots, num_nodes, width)
+                basis = to_dense(basis, slots, num_nodes, width)
+                neighbor = to_dense(neighbor, slots, num_nodes, width)
         x = self.embedding(attrs)
         previous = x
         for layer in self.layers:
             previous = x
-            x = layer(x, attrs, sh, basis, envelope, center, neighbor)
+            x = layer(x, attrs, sh, basis, envelope, center, neighbor, dense)
         return species, x, previous
 
     def forward(self, graph: dict[str, torch.Tensor]) -> torch.Tensor:

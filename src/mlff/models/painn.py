@@ -16,7 +16,7 @@ from torch import nn
 
 from mlff.data import keys as K
 from mlff.models.registry import ModelConfig, register
-from mlff.nn import MLP, PolynomialCutoff, activation, radial_basis, scatter_sum
+from mlff.nn import MLP, PolynomialCutoff, activation, gather, radial_basis, scatter_sum
 
 _NORM_EPS = 1e-8
 
@@ -43,9 +43,9 @@ class PaiNNMessage(nn.Module):
         receiver: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """s (N, F), v (N, 3, F), filters (E, 3F), directions (E, 3) -> (Δs, Δv)."""
-        x = self.scalar_net(s)[sender] * filters
+        x = gather(self.scalar_net(s), sender) * filters
         ds, dvv, dvs = torch.split(x, self.num_features, dim=-1)
-        dv = v[sender] * dvv.unsqueeze(1) + dvs.unsqueeze(1) * directions.unsqueeze(-1)
+        dv = gather(v, sender) * dvv.unsqueeze(1) + dvs.unsqueeze(1) * directions.unsqueeze(-1)
         n = s.shape[0]
         return scatter_sum(ds, receiver, n), scatter_sum(dv, receiver, n)
 

@@ -9,17 +9,46 @@ stress are always consistent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from ase.data import chemical_symbols
 from torch import nn
 
 from mlff.data import keys as K
-from mlff.errors import UnknownElementError
-from mlff.nn import scatter_sum
+from mlff.errors import ConfigError, UnknownElementError
+from mlff.nn import gather, scatter_sum
 
 _NUM_ELEMENTS = len(chemical_symbols)
+
+# architectures whose per-atom energy depends only on the atoms within one cutoff (Allegro:
+# edge features of one central atom only; DeepPot-SE: one descriptor per atom); every
+# other one passes messages along the edges num_layers (or num_interactions) times
+STRICTLY_LOCAL = frozenset({"allegro", "deeppot"})
+_LAYER_KEYS = ("num_interactions", "num_layers")
+
+
+def receptive_hops(hyperparameters: dict[str, Any]) -> int:
+    """The receptive field of an architecture in graph hops (edges of length < cutoff).
+
+    An atom's energy depends on the atoms at most this many edges away: 1 for strictly
+    local models (Allegro, DeepPot-SE), else the number of message-passing layers
+    (``num_interactions`` for MACE, ``num_layers`` for SchNet, PaiNN and NequIP).
+
+    Raises:
+        ConfigError: an architecture without either key that is not known to be local.
+    """
+    architecture = hyperparameters.get("architecture", "?")
+    if architecture in STRICTLY_LOCAL:
+        return 1
+    for key in _LAYER_KEYS:
+        if key in hyperparameters:
+            return int(hyperparameters[key])
+    raise ConfigError(
+        f"architecture {architecture!r}: cannot tell its number of message-passing layers "
+        f"(no {' or '.join(_LAYER_KEYS)} among its hyperparameters); add it to "
+        "mlff.models.potential.STRICTLY_LOCAL if it is strictly local."
+    )
 
 
 class Potential(nn.Module):
@@ -76,6 +105,11 @@ class Potential(nn.Module):
         """Device of the parameters."""
         return self.scale.device
 
+    def receptive_hops(self) -> int:
+        """How many edges away an atom's energy can feel another atom (see
+        :func:`receptive_hops`); the receptive field is this times ``cutoff``, Å."""
+        return receptive_hops(self.hyperparameters)
+
     def check_species(self, atomic_numbers: torch.Tensor, where: str = "structure") -> None:
         """Raise :class:`UnknownElementError` if an element is not among the model's species."""
         unknown = sorted(set(atomic_numbers.unique().tolist()) - set(self.species))
@@ -98,6 +132,7 @@ class Potential(nn.Module):
         compute_forces: bool = True,
         compute_stress: bool = False,
         create_graph: bool = False,
+        energy_mask: Optional[torch.Tensor] = None,
     ) -> dict[str, torch.Tensor]:
         """Energies, and forces and stress on request, of a graph dict (batch or single).
 
@@ -107,6 +142,10 @@ class Potential(nn.Module):
             compute_stress: also return stress (B, 3, 3), eV/Å³ (zero for non-periodic
                 structures).
             create_graph: keep the graph of the derivatives (training on forces).
+            energy_mask: (N,) bool; when given, only these atoms' node energies are summed
+                into ``energy``, so forces and stress are the derivatives of that partial
+                sum (chunked evaluation, :mod:`mlff.models.chunked`). ``node_energy``
+                still lists every atom.
 
         Returns:
             ``energy`` (B,) and ``node_energy`` (N,) in float64; ``forces`` (N, 3) and
@@ -129,9 +168,9 @@ class Potential(nn.Module):
             cell = cell + torch.bmm(cell, symmetric)
 
         edge_vectors = (
-            positions[receiver]
-            - positions[sender]
-            + torch.einsum("ei,eij->ej", graph[K.EDGE_SHIFT], cell[batch[sender]])
+            gather(positions, receiver)
+            - gather(positions, sender)
+            + torch.einsum("ei,eij->ej", graph[K.EDGE_SHIFT], gather(cell, gather(batch, sender)))
         )
         species = self.species_table[graph[K.ATOMIC_NUMBERS]]
         inputs = dict(graph)
@@ -142,7 +181,10 @@ class Potential(nn.Module):
 
         interaction = self.model(inputs) * self.scale + self.shift
         node_energy = interaction.to(torch.float64) + self.e0s[species]
-        energy = scatter_sum(node_energy, batch, num_structures)
+        counted = node_energy
+        if energy_mask is not None:
+            counted = torch.where(energy_mask, node_energy, torch.zeros_like(node_energy))
+        energy = scatter_sum(counted, batch, num_structures)
         out = {K.ENERGY: energy, K.NODE_ENERGY: node_energy}
         if not (compute_forces or compute_stress):
             return out

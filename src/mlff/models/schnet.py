@@ -10,7 +10,7 @@ from torch import nn
 
 from mlff.data import keys as K
 from mlff.models.registry import ModelConfig, register
-from mlff.nn import MLP, CosineCutoff, ShiftedSoftplus, radial_basis, scatter_sum
+from mlff.nn import MLP, CosineCutoff, ShiftedSoftplus, gather, radial_basis, scatter_sum
 
 
 class SchNetInteraction(nn.Module):
@@ -34,7 +34,7 @@ class SchNetInteraction(nn.Module):
     ) -> torch.Tensor:
         """x (N, F), radial (E, R), envelope (E,) -> update of x (N, F)."""
         filters = self.filter_net(radial) * envelope.unsqueeze(-1)
-        messages = self.in_to_filter(x)[sender] * filters
+        messages = gather(self.in_to_filter(x), sender) * filters
         return self.filter_to_out(scatter_sum(messages, receiver, x.shape[0]))
 
 

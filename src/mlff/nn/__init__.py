@@ -2,7 +2,7 @@
 
 from mlff.nn.mlp import MLP, ShiftedSoftplus, activation
 from mlff.nn.radial import BesselBasis, CosineCutoff, GaussianBasis, PolynomialCutoff, radial_basis
-from mlff.nn.scatter import scatter_sum
+from mlff.nn.scatter import gather, scatter_sum
 
 __all__ = [
     "MLP",
@@ -12,6 +12,7 @@ __all__ = [
     "PolynomialCutoff",
     "ShiftedSoftplus",
     "activation",
+    "gather",
     "radial_basis",
     "scatter_sum",
 ]

@@ -42,3 +42,42 @@ class MLP(nn.Sequential):
             if not last:
                 layers.append(activation(act))
         super().__init__(*layers)
+
+
+def folded_scales(net: nn.Sequential) -> list[float]:
+    """Per-layer weight factors of an e3nn ``FullyConnectedNet`` with SiLU, constants folded.
+
+    e3nn's layer k computes ``act(x @ W_k / sqrt(fan_in · var_in)) · c · sqrt(var_out)``,
+    with c the activation's second-moment normalisation: two extra passes over the
+    (E, width) activations per layer. Moving each layer's output factor into the next
+    layer's weight gives the same function with matrix products and activations only
+    (see :func:`folded_fully_connected`).
+    """
+    layers = list(net.children())
+    scales, carry = [], 1.0
+    for k, layer in enumerate(layers):
+        last = k == len(layers) - 1
+        if last and layer.act is None:
+            scales.append(carry / math.sqrt(layer.h_in * layer.var_in / layer.var_out))
+            continue
+        if layer.act is None or getattr(layer.act, "f", None) is not nn.functional.silu:
+            raise ValueError("folded_scales supports SiLU hidden layers and a linear output")
+        scales.append(carry / math.sqrt(layer.h_in * layer.var_in))
+        carry = float(layer.act.cst) * math.sqrt(layer.var_out)
+    if not layers or layers[-1].act is not None:
+        raise ValueError("folded_scales needs a linear last layer")
+    return scales
+
+
+def folded_fully_connected(x: torch.Tensor, weights: list[torch.Tensor], scales: list[float],
+                           column_ranges: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """The e3nn ``FullyConnectedNet`` of :func:`folded_scales`: (..., in) -> (..., out).
+
+    Returns the output columns ``[start, stop)`` of each of ``column_ranges``, each
+    computed by its own matrix product (no slices of one large output).
+    """
+    last = len(weights) - 1
+    for k in range(last):
+        x = nn.functional.silu(torch.matmul(x, weights[k] * scales[k]))
+    return [torch.matmul(x, weights[last][:, start:stop] * scales[last])
+            for start, stop in column_ranges]

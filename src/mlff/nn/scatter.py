@@ -18,3 +18,20 @@ def scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.
     """
     out = torch.zeros((dim_size,) + src.shape[1:], dtype=src.dtype, device=src.device)
     return out.index_add_(0, index, src)
+
+
+def gather(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``src[index]`` for an int64 index of any shape, as ``index_select``.
+
+    The same values as indexing, but its backward is an ``index_add`` instead of an
+    accumulating ``index_put``, which on the CPU is several times slower.
+
+    Args:
+        src: (N, ...) rows.
+        index: (...) int64 row numbers.
+
+    Returns:
+        index.shape + src.shape[1:].
+    """
+    rows = torch.index_select(src, 0, index.reshape(-1))
+    return rows.reshape(index.shape + src.shape[1:])

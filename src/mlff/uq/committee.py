@@ -12,7 +12,7 @@ Disagreement (population statistics over the K members, as DP-GEN's model deviat
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -79,6 +79,11 @@ class Committee(nn.Module):
         """Device of the members."""
         return self.members[0].device
 
+    def receptive_hops(self) -> int:
+        """The largest receptive field of the members, in graph hops (see
+        :meth:`Potential.receptive_hops`)."""
+        return max(member.receptive_hops() for member in self.members)
+
     @property
     def size(self) -> int:
         """Number of members K."""
@@ -98,23 +103,39 @@ class Committee(nn.Module):
         compute_forces: bool = True,
         compute_stress: bool = False,
         create_graph: bool = False,
+        energy_mask: Optional[torch.Tensor] = None,
     ) -> dict[str, torch.Tensor]:
         """Mean outputs of the members plus their spread.
 
         Returns the keys of :meth:`Potential.forward` (member means), and
         ``member_energy`` (K, B), ``energy_std`` (B,); with forces also
-        ``member_forces`` (K, N, 3) and ``forces_std`` (N,).
+        ``member_forces`` (K, N, 3) and ``forces_std`` (N,). ``energy_mask`` is passed
+        to every member (see :meth:`Potential.forward`).
         """
-        outputs = [m(graph, compute_forces, compute_stress, create_graph) for m in self.members]
-        out = {key: torch.stack([o[key] for o in outputs]).mean(dim=0) for key in outputs[0]}
-        energies = torch.stack([o[K.ENERGY] for o in outputs])
-        out[MEMBER_ENERGY] = energies
-        out[ENERGY_STD] = energies.std(dim=0, unbiased=False)
-        if compute_forces:
-            forces = torch.stack([o[K.FORCES] for o in outputs])
-            out[MEMBER_FORCES] = forces
-            out[FORCES_STD] = disagreement(forces)
-        return out
+        outputs = [m(graph, compute_forces, compute_stress, create_graph, energy_mask)
+                   for m in self.members]
+        return combine_members(outputs, compute_forces)
+
+
+def combine_members(
+    outputs: Sequence[dict[str, torch.Tensor]], compute_forces: bool = True
+) -> dict[str, torch.Tensor]:
+    """A committee's output from its members' outputs (each as :meth:`Potential.forward`).
+
+    Returns:
+        The members' mean of every key, plus ``member_energy`` (K, B) and ``energy_std``
+        (B,) eV; with ``compute_forces`` also ``member_forces`` (K, N, 3) and
+        ``forces_std`` (N,) eV/Å.
+    """
+    out = {key: torch.stack([o[key] for o in outputs]).mean(dim=0) for key in outputs[0]}
+    energies = torch.stack([o[K.ENERGY] for o in outputs])
+    out[MEMBER_ENERGY] = energies
+    out[ENERGY_STD] = energies.std(dim=0, unbiased=False)
+    if compute_forces:
+        forces = torch.stack([o[K.FORCES] for o in outputs])
+        out[MEMBER_FORCES] = forces
+        out[FORCES_STD] = disagreement(forces)
+    return out
 
 
 def disagreement(member_forces: torch.Tensor) -> torch.Tensor:

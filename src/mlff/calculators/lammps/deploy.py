@@ -55,7 +55,7 @@ from mlff.data import keys as K
 from mlff.data.neighbors import neighbor_list
 from mlff.errors import ConfigError, ModelFileError
 from mlff.models.io import dtype_name
-from mlff.models.potential import Potential
+from mlff.models.potential import Potential, receptive_hops
 
 DEPLOY_FORMAT_VERSION = 1
 MODEL_NAME = "model.pt"
@@ -64,10 +64,6 @@ INPUT_NAME = "in.lammps"
 DATA_NAME = "data.lammps"
 EXTRA_METADATA = "mlff_metadata.json"  # inside the TorchScript archive, under extra/
 
-# architectures whose per-atom energy depends only on the atoms within one cutoff;
-# every other one passes messages num_layers (or num_interactions) times
-_STRICTLY_LOCAL = {"allegro", "deeppot"}
-_LAYER_KEYS = ("num_interactions", "num_layers")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -75,22 +71,12 @@ def num_message_passing(hyperparameters: dict[str, Any]) -> int:
     """How many cutoffs away an atom's energy can feel another atom.
 
     1 for strictly local models (Allegro, DeepPot-SE), else the number of message-passing
-    layers (``num_interactions`` or ``num_layers``).
+    layers (``num_interactions`` or ``num_layers``): :func:`mlff.models.potential.receptive_hops`.
 
     Raises:
         ConfigError: an architecture without either key that is not known to be local.
     """
-    architecture = hyperparameters.get("architecture", "?")
-    if architecture in _STRICTLY_LOCAL:
-        return 1
-    for key in _LAYER_KEYS:
-        if key in hyperparameters:
-            return int(hyperparameters[key])
-    raise ConfigError(
-        f"architecture {architecture!r}: cannot tell its number of message-passing layers "
-        f"(no {' or '.join(_LAYER_KEYS)} among its hyperparameters); add it to "
-        "mlff.calculators.lammps.deploy._STRICTLY_LOCAL if it is strictly local."
-    )
+    return receptive_hops(hyperparameters)
 
 
 def _script_architecture(model: nn.Module) -> torch.jit.ScriptModule:
