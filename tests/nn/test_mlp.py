@@ -38,3 +38,27 @@ def test_mlp_layers():
     assert sum(isinstance(m, nn.Tanh) for m in mlp) == 2
     assert not isinstance(list(mlp)[-1], nn.Tanh)  # no activation after the last layer
     assert mlp(torch.randn(4, 5)).shape == (4, 1)
+
+
+@pytest.mark.parametrize("sizes", [[8, 64, 64, 64, 128], [6, 16, 40]])
+def test_folded_fully_connected_is_e3nns_network(sizes):
+    from e3nn.nn import FullyConnectedNet
+
+    from mlff.nn.mlp import folded_fully_connected, folded_scales
+
+    torch.manual_seed(0)
+    net = FullyConnectedNet(sizes, torch.nn.functional.silu).double()
+    x = torch.randn(11, sizes[0], dtype=torch.float64)
+    weights = [layer.weight for layer in net]
+    ranges = [(0, 3), (3, sizes[-1])]
+    parts = folded_fully_connected(x, weights, folded_scales(net), ranges)
+    torch.testing.assert_close(torch.cat(parts, dim=-1), net(x), rtol=0, atol=1e-12)
+
+
+def test_folding_refuses_other_activations():
+    from e3nn.nn import FullyConnectedNet
+
+    from mlff.nn.mlp import folded_scales
+
+    with pytest.raises(ValueError, match="SiLU"):
+        folded_scales(FullyConnectedNet([4, 8, 2], torch.tanh))

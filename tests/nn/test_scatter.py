@@ -42,3 +42,18 @@ def test_does_not_modify_input():
     src = torch.ones(4, 2)
     scatter_sum(src, torch.tensor([0, 0, 1, 1]), 2)
     assert torch.equal(src, torch.ones(4, 2))
+
+
+@pytest.mark.parametrize("index_shape", [(7,), (3, 4), (0,)])
+def test_gather_is_indexing_with_the_same_gradient(index_shape):
+    from mlff.nn import gather
+
+    generator = torch.Generator().manual_seed(1)
+    src = torch.randn(5, 3, dtype=torch.float64, generator=generator, requires_grad=True)
+    index = torch.randint(0, 5, index_shape, generator=generator)
+    out = gather(src, index)
+    assert torch.equal(out, src[index])
+    probe = torch.randn(out.shape, dtype=torch.float64, generator=generator)
+    (grad,) = torch.autograd.grad((out * probe).sum(), [src])
+    (expected,) = torch.autograd.grad((src[index] * probe).sum(), [src])
+    torch.testing.assert_close(grad, expected, rtol=0, atol=1e-14)

@@ -152,18 +152,21 @@ class SymmetricContraction(nn.Module):
         outputs = [features.new_zeros((n, c, d)) for d in self.out_dims]
         weights = [w for w in self.weights]
         weight_index = 0
+        # channels innermost: the gathers and products below move contiguous rows of C
+        by_component = features.transpose(1, 2).contiguous()  # (N, D, C)
         for order_index, terms in enumerate(self.orders):
             tuples = terms.tuples
-            monomials = features[:, :, tuples[0]]
+            # index_select: its backward is an index_add, not an accumulating index_put
+            monomials = torch.index_select(by_component, 1, tuples[0])  # (N, T, C)
             for k in range(1, order_index + 1):
-                monomials = monomials * features[:, :, tuples[k]]
-            projected = monomials @ terms.matrix
+                monomials = monomials * torch.index_select(by_component, 1, tuples[k])
+            projected = torch.matmul(terms.matrix.t(), monomials)  # (N, width, C)
             column = 0
             for j in range(len(self.out_dims)):
                 k, d = terms.counts[j], self.out_dims[j]
                 weight = weights[weight_index][species]  # (N, K, C)
                 weight_index += 1
-                block = projected[..., column : column + k * d].reshape(n, c, k, d)
+                block = projected[:, column : column + k * d].reshape(n, k, d, c)
                 column += k * d
-                outputs[j] = outputs[j] + torch.einsum("nckd,nkc->ncd", block, weight)
+                outputs[j] = outputs[j] + torch.einsum("nkdc,nkc->ncd", block, weight)
         return torch.cat([o.reshape(n, -1) for o in outputs], dim=-1)
