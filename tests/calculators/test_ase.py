@@ -178,3 +178,31 @@ def test_float64_option_upcasts_a_float32_model(architecture):
     calc = MLFFCalculator(potential, dtype="float64")
     assert calc.model.dtype == torch.float64
     assert np.isfinite(calc.get_property("energy", helpers.water()))
+
+
+def test_many_calls_leave_no_objects_behind():
+    """No leak: after warm-up, a few hundred MD-like calls keep the live object count flat."""
+    import gc
+
+    potential = helpers.build_potential("mace", dtype=torch.float32)
+    atoms = helpers.copper().repeat((2, 2, 2))
+    atoms.calc = MLFFCalculator(potential)
+    rng = np.random.default_rng(0)
+
+    def steps(count: int) -> None:
+        for _ in range(count):
+            atoms.positions += 1e-3 * rng.standard_normal(atoms.positions.shape)
+            atoms.get_forces()
+
+    steps(20)
+    gc.collect()
+    before = len(gc.get_objects())
+    steps(300)
+    gc.collect()
+    assert len(gc.get_objects()) - before < 50
+    assert atoms.calc.neighbor_list.rebuilds < 20  # the skin spared most rebuilds
+
+
+def test_model_file_parameters_are_frozen(model_file):
+    calculator = MLFFCalculator(model_file)
+    assert not any(p.requires_grad for p in calculator.model.parameters())

@@ -11,7 +11,8 @@ from mlff import MLFFCalculator
 from mlff.calculators import ase as ase_calculator
 from mlff.data import keys as K
 from mlff.errors import ConfigError, DataError
-from mlff.models.chunked import evaluate_in_chunks, spatial_chunks
+from mlff.models import chunked as chunked_module
+from mlff.models.chunked import evaluate_in_chunks, plan_chunk_size, spatial_chunks
 from mlff.models.potential import receptive_hops
 from mlff.uq import Committee
 from mlff.uq.committee import FORCES_STD, MEMBER_ENERGY, MEMBER_FORCES
@@ -200,8 +201,9 @@ def test_calculator_in_chunks(architecture):
     atoms = copper_rod()
     whole = MLFFCalculator(potential, max_atoms_per_chunk=0)
     chunked = MLFFCalculator(potential, max_atoms_per_chunk=20)
-    assert chunked.chunk_size(len(atoms), 10**9) == 20
-    assert whole.chunk_size(len(atoms), 10**9) is None
+    graph = chunked.atoms_to_graph(atoms)
+    assert chunked.chunk_size(graph, True) == 20
+    assert whole.chunk_size(graph, True) is None
     for name in ("energy", "energies", "forces", "stress"):
         np.testing.assert_allclose(chunked.get_property(name, atoms),
                                    whole.get_property(name, atoms), rtol=0, atol=1e-10)
@@ -211,8 +213,7 @@ def test_calculator_chunks_large_structures_by_itself(monkeypatch):
     potential = helpers.build_potential("painn", scale=10.0)
     atoms = copper_rod()
     calc = MLFFCalculator(potential)
-    assert calc.chunk_size(10**6, 10**7) == 10**5  # a quarter of 4M edges, 10 per atom
-    assert calc.chunk_size(100, 4_000_000) is None
+    assert calc.chunk_size(calc.atoms_to_graph(atoms), True) is None  # small: runs whole
     expected = {p: calc.get_property(p, atoms) for p in ("energy", "forces", "stress")}
     calls = []
     original = ase_calculator.evaluate_in_chunks
@@ -221,8 +222,11 @@ def test_calculator_chunks_large_structures_by_itself(monkeypatch):
         calls.append(args[2])
         return original(*args, **kwargs)
 
-    # pretend that the rod (~1700 edges) is large
-    monkeypatch.setattr(ase_calculator, "AUTO_CHUNK_EDGES", 400)
+    # pretend that the rod (~1700 edges) is large and memory short: the budget is 0.6x the
+    # tensors a whole evaluation saves, which the plan doubles for the backward pass
+    probe = chunked_module.autograd_bytes(potential, helpers.graph_of(atoms, 4.0), True)
+    monkeypatch.setattr(ase_calculator, "AUTO_PROBE_EDGES", 400)
+    monkeypatch.setattr(ase_calculator.runtime, "available_memory", lambda device: probe)
     monkeypatch.setattr(ase_calculator, "evaluate_in_chunks", spy)
     calc = MLFFCalculator(potential)
     for name, value in expected.items():
@@ -238,3 +242,18 @@ def test_committee_calculator_in_chunks():
     for name in ("energy", "forces", "stress", "forces_std", "energy_std", "member_energies"):
         np.testing.assert_allclose(chunked.get_property(name, atoms),
                                    whole.get_property(name, atoms), rtol=0, atol=1e-10)
+
+
+def test_memory_plan_from_a_probe_chunk():
+    """A probe smaller than the structure: the plan extrapolates the probe's halo."""
+    potential = helpers.build_potential("mace")
+    graph = helpers.graph_of(copper_rod(), potential.cutoff)
+    whole = chunked_module.autograd_bytes(potential, graph, True)
+    assert whole > 0
+    assert plan_chunk_size(potential, graph, 100 * whole, True, probe_atoms=20) is None
+    chunk = plan_chunk_size(potential, graph, 0.5 * whole, True, probe_atoms=20)
+    assert chunk is not None and 1 <= chunk < graph[K.POSITIONS].shape[0]
+    reference = potential(graph, compute_forces=True, compute_stress=True)
+    out = evaluate_in_chunks(potential, graph, chunk, compute_stress=True)
+    for key in (K.ENERGY, K.FORCES, K.STRESS):
+        torch.testing.assert_close(out[key], reference[key].detach(), rtol=0, atol=1e-10)

@@ -35,7 +35,7 @@ from mlff.data import keys as K
 from mlff.data.graph import graph_from_edges, to_device
 from mlff.data.readers import Structure
 from mlff.errors import ConfigError, DataError
-from mlff.models.chunked import evaluate_in_chunks
+from mlff.models.chunked import evaluate_in_chunks, plan_chunk_size
 from mlff.models.potential import Potential
 from mlff.uq.calibration import Calibration
 from mlff.uq.committee import ENERGY_STD, FORCES_STD, MEMBER_ENERGY, Committee
@@ -45,11 +45,11 @@ UNCERTAINTY_PROPERTIES = ["forces_std", "max_forces_std", "energy_std", "energy_
                           "member_energies"]
 CALIBRATED_PROPERTIES = ["forces_error_estimate", "max_forces_error_estimate"]
 
-# automatic chunking (max_atoms_per_chunk=None): structures with more edges than this are
-# evaluated in chunks whose own atoms hold about a quarter of it, so that a chunk with its
-# halo stays near this many edges (a compact chunk of ~10^4 atoms grows 2-4x with a halo of
-# 2-3 cutoffs); the autograd graph, which dominates memory, grows with the edges
-AUTO_CHUNK_EDGES = 4_000_000
+# automatic chunking (max_atoms_per_chunk=None): structures with fewer edges than this
+# always run whole; larger ones get a memory plan (mlff.models.chunked.plan_chunk_size)
+AUTO_PROBE_EDGES = 200_000
+# the share of the device's available memory one evaluation may take
+AUTO_MEMORY_FRACTION = 0.85
 
 
 class MLFFCalculator(Calculator):
@@ -65,10 +65,12 @@ class MLFFCalculator(Calculator):
             ``calculator.neighbor_list`` (``calls``, ``rebuilds``).
         max_atoms_per_chunk: evaluate in chunks of at most this many atoms (plus the halo
             of the model's receptive field around each), see :mod:`mlff.models.chunked`.
-            ``None``: automatic, only structures with more than ``AUTO_CHUNK_EDGES``
-            (4 million) edges, in chunks holding about a quarter of that many edges of
-            their own (the halo comes on top); 0: never chunk. Committees are chunked
-            too (every member runs on each chunk).
+            ``None``: automatic: for structures with more than ``AUTO_PROBE_EDGES``
+            edges the memory per edge is measured once per structure size on a probe
+            chunk, and the structure is chunked only if a whole evaluation would take
+            more than ``AUTO_MEMORY_FRACTION`` of the device's available memory
+            (:func:`mlff.models.chunked.plan_chunk_size`); 0: never chunk. Committees
+            are chunked too (every member runs on each chunk).
         keep_freed_memory: on the CPU, let the C allocator keep freed memory for reuse
             (:func:`mlff.runtime.keep_freed_memory`, process-wide): 1.3-1.7x faster steps
             for large structures, at the price of the process keeping its peak memory.
@@ -113,6 +115,7 @@ class MLFFCalculator(Calculator):
             runtime.keep_freed_memory()
         self.neighbor_list = VerletNeighborList(model.cutoff, skin)
         self.max_atoms_per_chunk = max_atoms_per_chunk
+        self._chunk_plans: dict[tuple[int, bool], int | None] = {}
         self.calibration: Calibration | None = None
         if isinstance(model, Committee):
             self.implemented_properties = self.implemented_properties + UNCERTAINTY_PROPERTIES
@@ -133,13 +136,21 @@ class MLFFCalculator(Calculator):
         graph = graph_from_edges(Structure(atoms=atoms), edge_index, edge_shift)
         return to_device(graph, self.device, self.model.dtype)
 
-    def chunk_size(self, num_atoms: int, num_edges: int) -> int | None:
-        """Atoms per chunk for a structure of this size, or None to evaluate it whole."""
+    def chunk_size(self, graph: dict[str, torch.Tensor], compute_stress: bool) -> int | None:
+        """Atoms per chunk for this structure, or None to evaluate it whole."""
+        num_atoms = int(graph[K.POSITIONS].shape[0])
         chunk = self.max_atoms_per_chunk
         if chunk is None:
-            if num_edges <= AUTO_CHUNK_EDGES:
+            if int(graph[K.EDGE_INDEX].shape[1]) <= AUTO_PROBE_EDGES:
                 return None
-            chunk = max(1, AUTO_CHUNK_EDGES * num_atoms // (4 * num_edges))
+            key = (num_atoms, compute_stress)
+            if key not in self._chunk_plans:  # the memory per edge does not change in MD
+                budget = AUTO_MEMORY_FRACTION * runtime.available_memory(self.device)
+                self._chunk_plans[key] = plan_chunk_size(self.model, graph, budget,
+                                                         compute_stress)
+            chunk = self._chunk_plans[key]
+            if chunk is None:
+                return None
         if chunk == 0 or chunk >= num_atoms:
             return None
         return int(chunk)
@@ -160,7 +171,7 @@ class MLFFCalculator(Calculator):
             )
         graph = self.atoms_to_graph(self.atoms)
         compute_stress = bool(self.atoms.pbc.all())
-        chunk = self.chunk_size(len(self.atoms), int(graph[K.EDGE_INDEX].shape[1]))
+        chunk = self.chunk_size(graph, compute_stress)
         if chunk is None:
             out = self.model(graph, compute_forces=True, compute_stress=compute_stress)
         else:

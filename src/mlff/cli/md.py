@@ -70,7 +70,11 @@ def add_parser(subparsers) -> None:
                         help="seed of the initial velocities and the thermostat noise (default: 0)")
     parser.add_argument("--out", metavar="DIR", type=Path, required=True,
                         help="output folder (created; existing outputs are overwritten)")
-    add_device_options(parser)
+    parser.add_argument("--skin", metavar="ANGSTROM", type=float, default=0.5,
+                        help="neighbour-list buffer: the list is rebuilt only after an atom "
+                             "has moved skin/2 (default: 0.5; 0 rebuilds every step)")
+    # float32 by default for MD (faster; see docs/performance.md), --dtype float64 available
+    add_device_options(parser, dtype="float32")
     parser.set_defaults(func=run)
 
 
@@ -79,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     potential = load_potential(args)
     atoms = read_start_structure(args.structure, args.frame)
     potential.check_species(torch.as_tensor(atoms.numbers), f"{args.structure}:{args.frame}")
-    calculator = MLFFCalculator(potential, device=potential.device)
+    potential.requires_grad_(False)  # inference only: no parameter gradients
+    calculator = MLFFCalculator(potential, device=potential.device, skin=args.skin)
     summary = run_md(
         calculator, atoms, args.steps, args.timestep, args.temperature,
         out_dir=args.out, ensemble=args.ensemble, thermostat=args.thermostat,

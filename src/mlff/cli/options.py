@@ -12,12 +12,13 @@ from mlff.uq.io import load_model
 from mlff.models.potential import Potential
 
 
-def add_device_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--device`` and ``--dtype``."""
+def add_device_options(parser: argparse.ArgumentParser, dtype: str | None = None) -> None:
+    """Add ``--device`` and ``--dtype`` (default ``dtype``; None: the model file's own)."""
     parser.add_argument("--device", default="cpu",
                         help="torch device to run on: cpu, cuda, cuda:1, ... (default: cpu)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                        help="floating-point precision (default: the one the model was saved in)")
+    default = dtype or "the one the model was saved in"
+    parser.add_argument("--dtype", choices=("float32", "float64"), default=dtype,
+                        help=f"floating-point precision (default: {default})")
 
 
 def add_label_key_options(parser: argparse.ArgumentParser) -> None:

@@ -245,3 +245,82 @@ def _zeros_like_output(graph: Graph, compute_stress: bool) -> Graph:
         out[K.STRESS] = torch.zeros((1, 3, 3), dtype=positions.dtype, device=device)
     return out
 
+
+
+def autograd_bytes(potential: torch.nn.Module, graph: Graph, compute_stress: bool = False) -> int:
+    """Bytes of the tensors one evaluation of ``graph`` saves for its backward pass.
+
+    Counted with :func:`torch.autograd.graph.saved_tensors_hooks` over the forward pass
+    (each storage once): the autograd graph that the forces' backward pass walks, which
+    is what grows with the structure.
+    """
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        potential(graph, compute_forces=True, compute_stress=compute_stress)
+    return sum(storages.values())
+
+
+def plan_chunk_size(potential: torch.nn.Module, graph: Graph, budget_bytes: float,
+                    compute_stress: bool = False, probe_atoms: int = 1000,
+                    peak_factor: float = 2.0) -> int | None:
+    """Atoms per chunk so that one evaluation fits ``budget_bytes``; None: run it whole.
+
+    The memory per edge is measured on a probe: the first spatial chunk of about
+    ``probe_atoms`` atoms with its halo (:func:`autograd_bytes`, times ``peak_factor``
+    for the buffers of the backward pass). If the whole structure's edges times that
+    exceed the budget, the chunk size is the largest whose subgraph (chunk plus halo,
+    extrapolated from the probe's halo thickness) fits.
+
+    Args:
+        potential: a Potential or committee, in eval mode.
+        graph: one structure's graph dict on the potential's device and dtype.
+        budget_bytes: memory one evaluation may take.
+        compute_stress: whether the evaluations compute the stress.
+        probe_atoms: atoms of the probe chunk (its halo comes on top).
+        peak_factor: peak memory of an evaluation over its saved tensors.
+    """
+    n = graph[K.POSITIONS].shape[0]
+    num_edges = graph[K.EDGE_INDEX].shape[1]
+    if n <= probe_atoms:
+        sub, core = graph, n
+    else:
+        hops = potential.receptive_hops()
+        core_atoms = spatial_chunks(graph[K.POSITIONS].detach().cpu().double().numpy(),
+                                    graph[K.CELL][0].detach().cpu().double().numpy(),
+                                    graph[K.PBC][0].cpu().numpy(), probe_atoms)[0]
+        sub, core = _probe_subgraph(graph, torch.as_tensor(core_atoms), hops), len(core_atoms)
+    sub_edges = max(int(sub[K.EDGE_INDEX].shape[1]), 1)
+    per_edge = peak_factor * autograd_bytes(potential, sub, compute_stress) / sub_edges
+    if per_edge * num_edges <= budget_bytes:
+        return None
+    degree = num_edges / n
+    affordable_atoms = budget_bytes / (per_edge * degree)  # chunk plus halo
+    # subgraph atoms ~ (core^(1/3) + halo)^3, the halo thickness taken from the probe
+    halo = sub[K.POSITIONS].shape[0] ** (1 / 3) - core ** (1 / 3)
+    side = affordable_atoms ** (1 / 3) - halo
+    return max(int(side**3), 1) if side > 0 else 1
+
+
+def _probe_subgraph(graph: Graph, core: torch.Tensor, hops: int) -> Graph:
+    """The subgraph of ``core`` grown by ``hops`` (as one chunk of :func:`evaluate_in_chunks`)."""
+    n = graph[K.POSITIONS].shape[0]
+    device = graph[K.POSITIONS].device
+    core = core.to(device)
+    sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
+    order = torch.argsort(receiver, stable=True)
+    indptr = torch.zeros(n + 1, dtype=torch.int64, device=device)
+    indptr[1:] = torch.cumsum(torch.bincount(receiver, minlength=n), dim=0)
+    in_set = torch.zeros(n, dtype=torch.bool, device=device)
+    nodes = _grow(core, hops, sender, order, indptr, in_set)
+    in_set[nodes] = True
+    edges = order[_incident(indptr, nodes)]
+    edges = edges[in_set[sender[edges]]]
+    local = torch.full((n,), -1, dtype=torch.int64, device=device)
+    local[nodes] = torch.arange(nodes.shape[0], device=device)
+    return _subgraph(graph, nodes, edges, local)
