@@ -130,14 +130,14 @@ def measure(model_file: str, dtype: str, name: str, min_seconds: float, max_step
 def leak_check(model_file: str, dtype: str, steps: int, every: int) -> list[dict]:
     """Velocity Verlet on 256 Cu atoms at 600 K; RSS (current, from /proc) every ``every`` steps."""
     from ase import units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
     from ase.md.verlet import VelocityVerlet
 
     from mlff.calculators.ase import MLFFCalculator
 
     atoms = structure("cu:4")
     atoms.calc = MLFFCalculator(model_file, dtype=dtype)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=600, rng=np.random.default_rng(0))
     dynamics = VelocityVerlet(atoms, timestep=1.0 * units.fs)
     rows = []
     start = time.perf_counter()
@@ -176,6 +176,8 @@ def build_models(directory: Path, architectures: list[str]) -> dict[str, Path]:
                                **PEER_MATCHED.get(architecture, {})}
             if "avg_num_neighbors" in get_architecture(architecture).Config.model_fields:
                 hyperparameters["avg_num_neighbors"] = AVG_NEIGHBORS
+            hyperparameters = get_architecture(architecture).Config.model_validate(
+                hyperparameters).model_dump()
             model = build_model(hyperparameters, len(SPECIES))
             save_model(Potential(model, hyperparameters, SPECIES, [0.0] * len(SPECIES)), path)
         files[architecture] = path

@@ -25,6 +25,8 @@ from mlff.data import keys as K
 from mlff.models.registry import ModelConfig, register
 from mlff.nn import BesselBasis, PolynomialCutoff, gather, scatter_sum
 from mlff.nn.mlp import folded_fully_connected, folded_scales
+from mlff.nn.cueq import cueq_sum_for
+from mlff.nn.cueq import wanted as cueq_wanted
 from mlff.nn.dense import DenseUVUSum, dense_slots, to_dense, worth_padding
 from mlff.nn.symmetric_contraction import SymmetricContraction
 
@@ -89,11 +91,12 @@ class MACEInteraction(nn.Module):
     def forward(self, node_features: torch.Tensor, species_onehot: torch.Tensor,
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor, sender: torch.Tensor,
                 receiver: torch.Tensor, inv_neighbors: float,
-                dense: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                dense: bool = False, cueq: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (A (N, irreps_target.dim), skip features (N, irreps_hidden.dim)).
 
         Edge inputs are per edge ((E, ·) and sender (E,)), or with ``dense`` in the
         padded layout of :mod:`mlff.nn.dense` ((N, D, ·), sender (N, D); receiver unused).
+        With ``cueq`` the neighbour sum runs on cuEquivariance (:mod:`mlff.nn.cueq`).
         """
         skip = self.skip(node_features, species_onehot)
         h = self.linear_up(node_features)
@@ -104,11 +107,19 @@ class MACEInteraction(nn.Module):
             weights = folded_fully_connected(edge_radial, radial_weights, self.radial_scales,
                                              self.weight_ranges)
             summed = self.dense_conv(h, sender, edge_sh, weights)
+        elif cueq and not torch.jit.is_scripting():
+            summed = self._cueq_sum(h, sender, receiver, edge_sh, self.radial(edge_radial))
         else:
             messages = self.conv(gather(h, sender), edge_sh, self.radial(edge_radial))
             summed = scatter_sum(messages, receiver, h.shape[0])
         a = self.linear(summed * inv_neighbors)
         return a, skip
+
+
+    @torch.jit.unused
+    def _cueq_sum(self, h: torch.Tensor, sender: torch.Tensor, receiver: torch.Tensor,
+                  edge_sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return cueq_sum_for(self, self.conv, h.device)(h, sender, receiver, edge_sh, weights)
 
 
 class MACEProduct(nn.Module):
@@ -191,6 +202,10 @@ class MACE(nn.Module):
             self.irreps_hidden.append(hidden)
             irreps_node = hidden
 
+    @torch.jit.unused
+    def _cueq_wanted(self, device: torch.device) -> bool:
+        return cueq_wanted(device)
+
     def _layers(self, graph: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(A, hidden features) of every layer."""
         sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
@@ -201,7 +216,10 @@ class MACE(nn.Module):
         edge_radial = self.radial_basis(lengths) * self.envelope(lengths).unsqueeze(-1)
         num_nodes = species.shape[0]
         dense = False
-        if self.use_dense:
+        cueq = False
+        if not torch.jit.is_scripting():
+            cueq = self.use_dense and self._cueq_wanted(species.device)
+        if self.use_dense and not cueq:
             slots, width = dense_slots(receiver, num_nodes)
             if worth_padding(receiver.shape[0], num_nodes, width):
                 dense = True
@@ -213,7 +231,7 @@ class MACE(nn.Module):
         layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for interaction, product in zip(self.interactions, self.products):
             a, skip = interaction(h, onehot, edge_sh, edge_radial, sender, receiver,
-                                  self.inv_neighbors, dense)
+                                  self.inv_neighbors, dense, cueq)
             h = product(a, species, skip)
             layers.append((a, h))
         return layers

@@ -37,6 +37,8 @@ from torch import nn
 from mlff.data import keys as K
 from mlff.models.registry import ModelConfig, register
 from mlff.nn import MLP, BesselBasis, PolynomialCutoff, gather, scatter_sum
+from mlff.nn.cueq import cueq_sum_for
+from mlff.nn.cueq import wanted as cueq_wanted
 from mlff.nn.dense import DenseUVUSum, dense_slots, to_dense, worth_padding
 
 _EVEN_SCALAR = o3.Irrep("0e")
@@ -184,6 +186,12 @@ class NequIPInteraction(nn.Module):
         )
         self.neighbor_norm = 1.0 / math.sqrt(avg_num_neighbors)
 
+    @torch.jit.unused
+    def _cueq_sum(self, h: torch.Tensor, sender: torch.Tensor, receiver: torch.Tensor,
+                  sh: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        product = cueq_sum_for(self, self.tensor_product, h.device)
+        return product(h, sender, receiver, sh, weights)
+
     def _dense_weights(self, basis: torch.Tensor) -> list[torch.Tensor]:
         """The radial MLP's output, one tensor per input irrep of the dense product."""
         if torch.jit.is_scripting():  # TorchScript cannot take the MLP apart
@@ -223,6 +231,7 @@ class NequIPInteraction(nn.Module):
         center: torch.Tensor,
         neighbor: torch.Tensor,
         dense: bool = False,
+        cueq: bool = False,
     ) -> torch.Tensor:
         """Update the node features x (N, irreps_in.dim) to (N, irreps_out.dim).
 
@@ -231,6 +240,7 @@ class NequIPInteraction(nn.Module):
         every edge. With ``dense``, the edge inputs are in the padded layout of
         :mod:`mlff.nn.dense` (harmonics (N, D, ·) already multiplied by the envelope,
         basis (N, D, num_radial), neighbour (N, D); envelope and center unused).
+        With ``cueq`` the neighbour sum runs on cuEquivariance (:mod:`mlff.nn.cueq`).
         """
         self_connection = self.self_connection(x, attrs)
         h = self.linear_in(x)
@@ -238,6 +248,8 @@ class NequIPInteraction(nn.Module):
             # the product is linear in the harmonics: the envelope scales them (4 numbers
             # per edge) instead of the weights (weight_numel per edge)
             h = self.dense_tensor_product(h, neighbor, sh, self._dense_weights(basis))
+        elif cueq and not torch.jit.is_scripting():
+            h = self._cueq_sum(h, neighbor, center, sh * envelope.unsqueeze(-1), self.radial(basis))
         else:
             weights = self.radial(basis) * envelope.unsqueeze(-1)
             messages = self.tensor_product(gather(h, neighbor), sh, weights)
@@ -316,6 +328,10 @@ class NequIP(nn.Module):
         )
         settle_codegen(self)
 
+    @torch.jit.unused
+    def _cueq_wanted(self, device: torch.device) -> bool:
+        return cueq_wanted(device)
+
     def _features(
         self, graph: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -334,7 +350,10 @@ class NequIP(nn.Module):
         attrs = nn.functional.one_hot(species, self.num_species).to(vectors.dtype)
         num_nodes = species.shape[0]
         dense = False
-        if self.use_dense:
+        cueq = False
+        if not torch.jit.is_scripting():
+            cueq = self.use_dense and self._cueq_wanted(species.device)
+        if self.use_dense and not cueq:
             slots, width = dense_slots(center, num_nodes)
             if worth_padding(center.shape[0], num_nodes, width):
                 dense = True
@@ -346,7 +365,7 @@ class NequIP(nn.Module):
         previous = x
         for layer in self.layers:
             previous = x
-            x = layer(x, attrs, sh, basis, envelope, center, neighbor, dense)
+            x = layer(x, attrs, sh, basis, envelope, center, neighbor, dense, cueq)
         return species, x, previous
 
     def forward(self, graph: dict[str, torch.Tensor]) -> torch.Tensor:

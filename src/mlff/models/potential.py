@@ -41,6 +41,14 @@ def receptive_hops(hyperparameters: dict[str, Any]) -> int:
     architecture = hyperparameters.get("architecture", "?")
     if architecture in STRICTLY_LOCAL:
         return 1
+    if not any(key in hyperparameters for key in _LAYER_KEYS):
+        try:  # a partial set: the architecture's defaults fill it in
+            from mlff.models.registry import get_architecture
+
+            config = get_architecture(architecture).Config.model_validate(dict(hyperparameters))
+            hyperparameters = config.model_dump()
+        except (KeyError, ValueError):
+            pass
     for key in _LAYER_KEYS:
         if key in hyperparameters:
             return int(hyperparameters[key])
