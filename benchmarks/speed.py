@@ -121,6 +121,7 @@ def measure(model_file: str, dtype: str, name: str, min_seconds: float, max_step
         "rss_before_model_MiB": round(rss_before, 1),
         "neighbor_list_rebuilds": calc.neighbor_list.rebuilds,
         "neighbor_list_calls": calc.neighbor_list.calls,
+        "atoms_per_chunk": calc.chunk_size(calc.atoms_to_graph(atoms), bool(atoms.pbc.all())),
         "torch_threads": torch.get_num_threads(),
         "energy_eV": float(atoms.get_potential_energy()),
         "md": bool(md_steps),

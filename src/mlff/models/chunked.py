@@ -272,37 +272,41 @@ def plan_chunk_size(potential: torch.nn.Module, graph: Graph, budget_bytes: floa
     """Atoms per chunk so that one evaluation fits ``budget_bytes``; None: run it whole.
 
     The memory per edge is measured on a probe: the first spatial chunk of about
-    ``probe_atoms`` atoms with its halo (:func:`autograd_bytes`, times ``peak_factor``
-    for the buffers of the backward pass). If the whole structure's edges times that
-    exceed the budget, the chunk size is the largest whose subgraph (chunk plus halo,
-    extrapolated from the probe's halo thickness) fits.
+    ``probe_atoms`` atoms, evaluated without a halo (:func:`autograd_bytes`, times
+    ``peak_factor`` for the buffers of the backward pass). If the whole structure's edges
+    times that exceed the budget, the chunk size is the largest whose subgraph (chunk
+    plus halo, the halo's thickness counted around the probe chunk) fits.
 
     Args:
         potential: a Potential or committee, in eval mode.
         graph: one structure's graph dict on the potential's device and dtype.
         budget_bytes: memory one evaluation may take.
         compute_stress: whether the evaluations compute the stress.
-        probe_atoms: atoms of the probe chunk (its halo comes on top).
+        probe_atoms: atoms of the probe chunk (evaluated without its halo).
         peak_factor: peak memory of an evaluation over its saved tensors.
     """
     n = graph[K.POSITIONS].shape[0]
     num_edges = graph[K.EDGE_INDEX].shape[1]
     if n <= probe_atoms:
-        sub, core = graph, n
+        probe, core, grown = graph, n, n
     else:
-        hops = potential.receptive_hops()
-        core_atoms = spatial_chunks(graph[K.POSITIONS].detach().cpu().double().numpy(),
-                                    graph[K.CELL][0].detach().cpu().double().numpy(),
-                                    graph[K.PBC][0].cpu().numpy(), probe_atoms)[0]
-        sub, core = _probe_subgraph(graph, torch.as_tensor(core_atoms), hops), len(core_atoms)
-    sub_edges = max(int(sub[K.EDGE_INDEX].shape[1]), 1)
-    per_edge = peak_factor * autograd_bytes(potential, sub, compute_stress) / sub_edges
+        # memory per edge is a property of the model: the probe evaluates a compact chunk
+        # without its halo (cheap, whatever the receptive field); the halo is only counted
+        core_atoms = torch.as_tensor(spatial_chunks(
+            graph[K.POSITIONS].detach().cpu().double().numpy(),
+            graph[K.CELL][0].detach().cpu().double().numpy(),
+            graph[K.PBC][0].cpu().numpy(), probe_atoms)[0])
+        probe = _probe_subgraph(graph, core_atoms, 0)
+        core = len(core_atoms)
+        grown = _probe_subgraph(graph, core_atoms, potential.receptive_hops())[K.POSITIONS].shape[0]
+    probe_edges = max(int(probe[K.EDGE_INDEX].shape[1]), 1)
+    per_edge = peak_factor * autograd_bytes(potential, probe, compute_stress) / probe_edges
     if per_edge * num_edges <= budget_bytes:
         return None
     degree = num_edges / n
     affordable_atoms = budget_bytes / (per_edge * degree)  # chunk plus halo
     # subgraph atoms ~ (core^(1/3) + halo)^3, the halo thickness taken from the probe
-    halo = sub[K.POSITIONS].shape[0] ** (1 / 3) - core ** (1 / 3)
+    halo = grown ** (1 / 3) - core ** (1 / 3)
     side = affordable_atoms ** (1 / 3) - halo
     return max(int(side**3), 1) if side > 0 else 1
 
