@@ -27,7 +27,7 @@ from mlff.nn import BesselBasis, PolynomialCutoff, gather, scatter_sum
 from mlff.nn.mlp import folded_fully_connected, folded_scales
 from mlff.nn.cueq import cueq_sum_for
 from mlff.nn.cueq import wanted as cueq_wanted
-from mlff.nn.dense import DenseUVUSum, dense_slots, to_dense, worth_padding
+from mlff.nn.dense import DenseUVUSum, plan_dense, to_dense
 from mlff.nn.symmetric_contraction import SymmetricContraction
 
 
@@ -215,14 +215,12 @@ class MACE(nn.Module):
         edge_sh = self.spherical_harmonics(graph[K.EDGE_VECTORS])
         edge_radial = self.radial_basis(lengths) * self.envelope(lengths).unsqueeze(-1)
         num_nodes = species.shape[0]
-        dense = False
-        cueq = False
+        dense, cueq = False, False
         if not torch.jit.is_scripting():
             cueq = self.use_dense and self._cueq_wanted(species.device)
         if self.use_dense and not cueq:
-            slots, width = dense_slots(receiver, num_nodes)
-            if worth_padding(receiver.shape[0], num_nodes, width):
-                dense = True
+            dense, slots, width = plan_dense(receiver, num_nodes)
+            if dense:
                 # empty slots: sender 0, zero harmonics and radial features (zero weights)
                 sender = to_dense(sender, slots, num_nodes, width)
                 edge_sh = to_dense(edge_sh, slots, num_nodes, width)

@@ -39,7 +39,7 @@ from mlff.models.registry import ModelConfig, register
 from mlff.nn import MLP, BesselBasis, PolynomialCutoff, gather, scatter_sum
 from mlff.nn.cueq import cueq_sum_for
 from mlff.nn.cueq import wanted as cueq_wanted
-from mlff.nn.dense import DenseUVUSum, dense_slots, to_dense, worth_padding
+from mlff.nn.dense import DenseUVUSum, plan_dense, to_dense
 
 _EVEN_SCALAR = o3.Irrep("0e")
 
@@ -349,14 +349,12 @@ class NequIP(nn.Module):
         envelope = self.envelope(lengths)
         attrs = nn.functional.one_hot(species, self.num_species).to(vectors.dtype)
         num_nodes = species.shape[0]
-        dense = False
-        cueq = False
+        dense, cueq = False, False
         if not torch.jit.is_scripting():
             cueq = self.use_dense and self._cueq_wanted(species.device)
         if self.use_dense and not cueq:
-            slots, width = dense_slots(center, num_nodes)
-            if worth_padding(center.shape[0], num_nodes, width):
-                dense = True
+            dense, slots, width = plan_dense(center, num_nodes)
+            if dense:
                 # empty slots: zero harmonics, so they add nothing whatever their weights
                 sh = to_dense(sh * envelope.unsqueeze(-1), slots, num_nodes, width)
                 basis = to_dense(basis, slots, num_nodes, width)

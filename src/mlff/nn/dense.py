@@ -53,6 +53,12 @@ def worth_padding(num_edges: int, num_nodes: int, width: int) -> bool:
     return num_nodes * width <= 2 * max(num_edges, 1)
 
 
+def plan_dense(receiver: torch.Tensor, num_nodes: int) -> tuple[bool, torch.Tensor, int]:
+    """(:func:`worth_padding`, slots, D) of :func:`dense_slots` for these receivers."""
+    slots, width = dense_slots(receiver, num_nodes)
+    return worth_padding(receiver.shape[0], num_nodes, width), slots, width
+
+
 class DenseUVUSum(nn.Module):
     """Neighbour sum of an e3nn "uvu" tensor product, evaluated in the dense layout.
 
