@@ -88,34 +88,12 @@ def evaluate_in_chunks(
         out = potential(graph, compute_forces=True, compute_stress=compute_stress)
         return {key: value.detach() for key, value in out.items()}
 
-    chunks = spatial_chunks(
-        positions.detach().cpu().double().numpy(),
-        graph[K.CELL][0].detach().cpu().double().numpy(),
-        graph[K.PBC][0].cpu().numpy(),
-        int(max_atoms_per_chunk),
-    )
     device = positions.device
-    edge_index = graph[K.EDGE_INDEX]
-    sender, receiver = edge_index[0], edge_index[1]
-    # edges grouped by receiver (CSR): the edges into node j are order[indptr[j]:indptr[j+1]]
-    order = torch.argsort(receiver, stable=True)
-    indptr = torch.zeros(n + 1, dtype=torch.int64, device=device)
-    indptr[1:] = torch.cumsum(torch.bincount(receiver, minlength=n), dim=0)
-    in_set = torch.zeros(n, dtype=torch.bool, device=device)  # reset after every chunk
-    local = torch.full((n,), -1, dtype=torch.int64, device=device)
-
+    cutter = _ChunkCutter(graph)
     totals = [_zeros_like_output(graph, compute_stress) for _ in members]
-    for chunk in chunks:
+    for chunk in _spatial_chunks_of(graph, int(max_atoms_per_chunk)):
         core = torch.as_tensor(chunk, dtype=torch.int64, device=device)
-        nodes = _grow(core, hops, sender, order, indptr, in_set)
-        in_set[nodes] = True
-        edges = order[_incident(indptr, nodes)]  # edges into the grown set ...
-        edges = edges[in_set[sender[edges]]]  # ... from inside it
-        in_set[nodes] = False
-        local[nodes] = torch.arange(nodes.shape[0], device=device)
-        sub = _subgraph(graph, nodes, edges, local)
-        core_local = local[core]
-        local[nodes] = -1
+        sub, nodes, core_local = cutter.cut(core, hops)
         mask = torch.zeros(nodes.shape[0], dtype=torch.bool, device=device)
         mask[core_local] = True  # only the chunk's own atoms count; the halo is context
         for member, total in zip(members, totals):
@@ -292,13 +270,12 @@ def plan_chunk_size(potential: torch.nn.Module, graph: Graph, budget_bytes: floa
     else:
         # memory per edge is a property of the model: the probe evaluates a compact chunk
         # without its halo (cheap, whatever the receptive field); the halo is only counted
-        core_atoms = torch.as_tensor(spatial_chunks(
-            graph[K.POSITIONS].detach().cpu().double().numpy(),
-            graph[K.CELL][0].detach().cpu().double().numpy(),
-            graph[K.PBC][0].cpu().numpy(), probe_atoms)[0])
-        probe = _probe_subgraph(graph, core_atoms, 0)
+        cutter = _ChunkCutter(graph)
+        core_atoms = torch.as_tensor(_spatial_chunks_of(graph, probe_atoms)[0],
+                                     device=graph[K.POSITIONS].device)
+        probe = cutter.cut(core_atoms, 0)[0]
         core = len(core_atoms)
-        grown = _probe_subgraph(graph, core_atoms, potential.receptive_hops())[K.POSITIONS].shape[0]
+        grown = cutter.cut(core_atoms, potential.receptive_hops())[1].shape[0]
     probe_edges = max(int(probe[K.EDGE_INDEX].shape[1]), 1)
     per_edge = peak_factor * autograd_bytes(potential, probe, compute_stress) / probe_edges
     if per_edge * num_edges <= budget_bytes:
@@ -311,20 +288,40 @@ def plan_chunk_size(potential: torch.nn.Module, graph: Graph, budget_bytes: floa
     return max(int(side**3), 1) if side > 0 else 1
 
 
-def _probe_subgraph(graph: Graph, core: torch.Tensor, hops: int) -> Graph:
-    """The subgraph of ``core`` grown by ``hops`` (as one chunk of :func:`evaluate_in_chunks`)."""
-    n = graph[K.POSITIONS].shape[0]
-    device = graph[K.POSITIONS].device
-    core = core.to(device)
-    sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
-    order = torch.argsort(receiver, stable=True)
-    indptr = torch.zeros(n + 1, dtype=torch.int64, device=device)
-    indptr[1:] = torch.cumsum(torch.bincount(receiver, minlength=n), dim=0)
-    in_set = torch.zeros(n, dtype=torch.bool, device=device)
-    nodes = _grow(core, hops, sender, order, indptr, in_set)
-    in_set[nodes] = True
-    edges = order[_incident(indptr, nodes)]
-    edges = edges[in_set[sender[edges]]]
-    local = torch.full((n,), -1, dtype=torch.int64, device=device)
-    local[nodes] = torch.arange(nodes.shape[0], device=device)
-    return _subgraph(graph, nodes, edges, local)
+def _spatial_chunks_of(graph: Graph, max_atoms: int) -> list[np.ndarray]:
+    """:func:`spatial_chunks` of a one-structure graph dict."""
+    return spatial_chunks(graph[K.POSITIONS].detach().cpu().double().numpy(),
+                          graph[K.CELL][0].detach().cpu().double().numpy(),
+                          graph[K.PBC][0].cpu().numpy(), max_atoms)
+
+
+class _ChunkCutter:
+    """Cuts chunks grown by some hops out of one structure's graph dict.
+
+    Holds the edges grouped by receiver (CSR: the edges into node j are
+    ``order[indptr[j]:indptr[j+1]]``) and two scratch arrays, reset after every cut.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        n = graph[K.POSITIONS].shape[0]
+        device = graph[K.POSITIONS].device
+        self.graph = graph
+        self.sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
+        self.order = torch.argsort(receiver, stable=True)
+        self.indptr = torch.zeros(n + 1, dtype=torch.int64, device=device)
+        self.indptr[1:] = torch.cumsum(torch.bincount(receiver, minlength=n), dim=0)
+        self.in_set = torch.zeros(n, dtype=torch.bool, device=device)
+        self.local = torch.full((n,), -1, dtype=torch.int64, device=device)
+
+    def cut(self, core: torch.Tensor, hops: int) -> tuple[Graph, torch.Tensor, torch.Tensor]:
+        """(subgraph, its global node ids, the local ids of ``core``) of ``core`` grown by ``hops``."""
+        nodes = _grow(core, hops, self.sender, self.order, self.indptr, self.in_set)
+        self.in_set[nodes] = True
+        edges = self.order[_incident(self.indptr, nodes)]  # edges into the grown set ...
+        edges = edges[self.in_set[self.sender[edges]]]  # ... from inside it
+        self.in_set[nodes] = False
+        self.local[nodes] = torch.arange(nodes.shape[0], device=nodes.device)
+        sub = _subgraph(self.graph, nodes, edges, self.local)
+        core_local = self.local[core]
+        self.local[nodes] = -1
+        return sub, nodes, core_local

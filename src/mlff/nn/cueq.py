@@ -19,6 +19,7 @@ CPU too (slow; for tests).
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import os
@@ -70,24 +71,26 @@ class CueqUVUSum(nn.Module):
             [cue.O3(ir.l, ir.p) for ir in targets], layout=cue.mul_ir,
             shared_weights=False, internal_weights=False, dtype=torch.float64, method=method,
         ).to(device)
-        self.dim_out = tp.irreps_out.dim
         cue_blocks = [(mul, o3.Irrep(ir.l, ir.p)) for mul, ir in self.product.irreps_out]
         cue_starts = [0]
         for mul, ir in cue_blocks:
             cue_starts.append(cue_starts[-1] + mul * ir.dim)
         if self.product.weight_numel != tp.weight_numel or len(cue_blocks) != len(tp.instructions):
             raise ValueError("cuEquivariance's channel-wise product has other paths than e3nn's")
-        self.weight_order, self.blocks = self._match(tp, cue_blocks, cue_starts)
-        if sorted(int(block[0]) for block in self.blocks) != list(range(len(tp.irreps_out))):
+        weight_order, blocks = self._match(tp, device, cue_blocks, cue_starts)
+        if sorted(block[0] for block in blocks) != list(range(len(tp.irreps_out))):
             raise ValueError("every output irrep of the e3nn product needs exactly one path")
+        # e3nn's weight columns in cuEquivariance's order (None: the same order)
+        self.weight_order = None if weight_order == sorted(weight_order) else weight_order
+        # per e3nn output block, in order: its cuEquivariance columns and their factor
+        self.blocks = [(start, stop, factor) for _, start, stop, factor in sorted(blocks)]
 
-    def _match(self, tp: o3.TensorProduct, cue_blocks, cue_starts):
+    def _match(self, tp: o3.TensorProduct, device: torch.device, cue_blocks, cue_starts):
         """Pair every e3nn instruction with the cuEquivariance path giving the same output."""
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(1, tp.irreps_in1.dim, dtype=torch.float64, generator=generator)
         y = torch.randn(1, tp.irreps_in2.dim, dtype=torch.float64, generator=generator)
-        device = next(iter(self.product.buffers()), torch.empty(0)).device
-        tp64 = tp.to(torch.float64)
+        tp64 = copy.deepcopy(tp).to(device="cpu", dtype=torch.float64)  # tp stays as is
         out_slices = tp.irreps_out.slices()
         # cuEquivariance: weights of path q are the mul entries after those of paths < q
         cue_weight_starts = [0]
@@ -100,7 +103,7 @@ class CueqUVUSum(nn.Module):
             out = self.product(x.to(device), y.to(device), w.to(device)).cpu()
             cue_responses.append(out[0, cue_starts[q] : cue_starts[q] + ir.dim])
         weight_order: list[int] = []
-        blocks: list[list[float]] = []  # per e3nn path: i_out, cue start, cue stop, factor
+        blocks: list[tuple[int, int, int, float]] = []  # per e3nn path: i_out, cue columns, factor
         used: set[int] = set()
         offset = 0
         for ins in tp.instructions:
@@ -125,7 +128,7 @@ class CueqUVUSum(nn.Module):
             q, factor = match
             used.add(q)
             weight_order.extend(range(cue_weight_starts[q], cue_weight_starts[q] + mul))
-            blocks.append([ins.i_out, cue_starts[q], cue_starts[q + 1], factor])
+            blocks.append((ins.i_out, cue_starts[q], cue_starts[q + 1], factor))
         # weight_order[k]: the cue column that e3nn column k feeds
         inverse = [0] * len(weight_order)
         for e3nn_column, cue_column in enumerate(weight_order):
@@ -143,11 +146,10 @@ class CueqUVUSum(nn.Module):
             w: (E, weight_numel) per-edge weights in e3nn's order.
         """
         n = x.shape[0]
-        weights = w[:, self.weight_order]
+        weights = w if self.weight_order is None else w[:, self.weight_order]
         out = self.product(x, y, weights, indices_1=sender, indices_out=receiver, size_out=n)
-        parts = [out[:, int(start) : int(stop)] * factor for _, start, stop, factor in self.blocks]
-        order = sorted(range(len(self.blocks)), key=lambda k: self.blocks[k][0])
-        return torch.cat([parts[k] for k in order], dim=-1)
+        return torch.cat([out[:, start:stop] * factor for start, stop, factor in self.blocks],
+                         dim=-1)
 
 
 def cueq_sum_for(owner: nn.Module, tp: o3.TensorProduct, device: torch.device) -> CueqUVUSum:

@@ -11,6 +11,8 @@ neighbour list; the models compute it once per forward and share it across layer
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from e3nn import o3
 from torch import nn
@@ -82,9 +84,8 @@ class DenseUVUSum(nn.Module):
 
     def __init__(self, tp: o3.TensorProduct) -> None:
         super().__init__()
-        self.dim_out = tp.irreps_out.dim
-        self.out_blocks: list[list[int]] = [[s.start, s.stop, mul, ir.dim]
-                                            for s, (mul, ir) in zip(tp.irreps_out.slices(), tp.irreps_out)]
+        self.out_widths: list[int] = [s.stop - s.start for s in tp.irreps_out.slices()]
+        reference = copy.deepcopy(tp).to(device="cpu", dtype=torch.float64)  # tp stays as is
         in1_slices = tp.irreps_in1.slices()
         in2_slices = tp.irreps_in2.slices()
         offset = 0
@@ -104,8 +105,8 @@ class DenseUVUSum(nn.Module):
                 raise ValueError("the paths of one input irrep must have adjacent weights")
             rank = (offset - group[0]) // mul1
             group[1] = offset + mul1
+            couplings.append(_coupling(reference, ins, offset))
             offset += mul1
-            couplings.append(self._coupling(tp, ins))
             self.paths.append([ins.i_in1, rank, in2_slices[ins.i_in2].start,
                                in2_slices[ins.i_in2].stop, ins.i_out])
         if offset != tp.weight_numel:
@@ -124,31 +125,6 @@ class DenseUVUSum(nn.Module):
             flat_start += coupling.numel()
         self.register_buffer("couplings", torch.cat([c.reshape(-1) for c in couplings]),
                              persistent=False)
-
-    @staticmethod
-    def _coupling(tp: o3.TensorProduct, ins) -> torch.Tensor:
-        """C[a, b, k] of one instruction, read from ``tp`` with unit inputs and weights."""
-        mul1, ir1 = tp.irreps_in1[ins.i_in1]
-        _, ir2 = tp.irreps_in2[ins.i_in2]
-        _, ir3 = tp.irreps_out[ins.i_out]
-        start1 = tp.irreps_in1.slices()[ins.i_in1].start
-        start2 = tp.irreps_in2.slices()[ins.i_in2].start
-        start3 = tp.irreps_out.slices()[ins.i_out].start
-        weight_start = sum(i.path_shape[0] for i in tp.instructions[: tp.instructions.index(ins)])
-        rows = ir1.dim * ir2.dim
-        dtype = torch.float64
-        x = torch.zeros(rows, tp.irreps_in1.dim, dtype=dtype)
-        y = torch.zeros(rows, tp.irreps_in2.dim, dtype=dtype)
-        w = torch.zeros(rows, tp.weight_numel, dtype=dtype)
-        for a in range(ir1.dim):
-            for b in range(ir2.dim):
-                x[a * ir2.dim + b, start1 + a] = 1.0  # channel u = 0
-                y[a * ir2.dim + b, start2 + b] = 1.0
-        w[:, weight_start] = 1.0
-        tp64 = tp.to(dtype)
-        out = tp64(x, y, w)[:, start3 : start3 + ir3.dim]
-        # only this instruction carries weight; other paths into the block add nothing
-        return out.reshape(ir1.dim, ir2.dim, ir3.dim).to(torch.get_default_dtype())
 
     def weight_ranges(self) -> list[tuple[int, int]]:
         """(start, stop) in the product's weights of each group's ``weights`` argument."""
@@ -178,8 +154,8 @@ class DenseUVUSum(nn.Module):
             z = weights[g].reshape(n, width, paths, 1, mul) * features
             sums.append(torch.bmm(y_first, z.reshape(n, width, paths * dim * mul))
                         .reshape(n, -1, paths, dim, mul))
-        blocks: list[torch.Tensor] = [x.new_zeros((n, 1)) for _ in self.out_blocks]
-        filled: list[bool] = [False for _ in self.out_blocks]
+        blocks: list[torch.Tensor] = [x.new_zeros((n, 1)) for _ in self.out_widths]
+        filled: list[bool] = [False for _ in self.out_widths]
         for path in self.paths:
             t = sums[path[0]][:, path[2] : path[3], path[1]]  # (N, b, a, mul)
             size = path[6] * path[7] * path[8]
@@ -191,7 +167,32 @@ class DenseUVUSum(nn.Module):
             else:
                 blocks[i_out] = value
                 filled[i_out] = True
-        for i, block in enumerate(self.out_blocks):
+        for i, width_out in enumerate(self.out_widths):
             if not filled[i]:
-                blocks[i] = x.new_zeros((n, block[1] - block[0]))
+                blocks[i] = x.new_zeros((n, width_out))
         return torch.cat(blocks, dim=-1)
+
+
+def _coupling(tp: o3.TensorProduct, ins, weight_start: int) -> torch.Tensor:
+    """C[a, b, k] of one instruction, read from a float64 ``tp`` with unit inputs and weights.
+
+    ``weight_start``: the instruction's first weight (channel 0).
+    """
+    _, ir1 = tp.irreps_in1[ins.i_in1]
+    _, ir2 = tp.irreps_in2[ins.i_in2]
+    _, ir3 = tp.irreps_out[ins.i_out]
+    start1 = tp.irreps_in1.slices()[ins.i_in1].start
+    start2 = tp.irreps_in2.slices()[ins.i_in2].start
+    start3 = tp.irreps_out.slices()[ins.i_out].start
+    rows = ir1.dim * ir2.dim
+    x = torch.zeros(rows, tp.irreps_in1.dim, dtype=torch.float64)
+    y = torch.zeros(rows, tp.irreps_in2.dim, dtype=torch.float64)
+    w = torch.zeros(rows, tp.weight_numel, dtype=torch.float64)
+    for a in range(ir1.dim):
+        for b in range(ir2.dim):
+            x[a * ir2.dim + b, start1 + a] = 1.0  # channel u = 0
+            y[a * ir2.dim + b, start2 + b] = 1.0
+    w[:, weight_start] = 1.0
+    out = tp(x, y, w)[:, start3 : start3 + ir3.dim]
+    # only this instruction carries weight; other paths into the block add nothing
+    return out.reshape(ir1.dim, ir2.dim, ir3.dim).to(torch.get_default_dtype())

@@ -55,7 +55,7 @@ from mlff.data import keys as K
 from mlff.data.neighbors import neighbor_list
 from mlff.errors import ConfigError, ModelFileError
 from mlff.models.io import dtype_name
-from mlff.models.potential import Potential, receptive_hops
+from mlff.models.potential import Potential
 
 DEPLOY_FORMAT_VERSION = 1
 MODEL_NAME = "model.pt"
@@ -65,18 +65,6 @@ DATA_NAME = "data.lammps"
 EXTRA_METADATA = "mlff_metadata.json"  # inside the TorchScript archive, under extra/
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def num_message_passing(hyperparameters: dict[str, Any]) -> int:
-    """How many cutoffs away an atom's energy can feel another atom.
-
-    1 for strictly local models (Allegro, DeepPot-SE), else the number of message-passing
-    layers (``num_interactions`` or ``num_layers``): :func:`mlff.models.potential.receptive_hops`.
-
-    Raises:
-        ConfigError: an architecture without either key that is not known to be local.
-    """
-    return receptive_hops(hyperparameters)
 
 
 def _script_architecture(model: nn.Module) -> torch.jit.ScriptModule:
@@ -144,7 +132,7 @@ class LammpsModel(nn.Module):
         self.symbols: list[str] = [chemical_symbols[z] for z in self.species]
         self.masses: list[float] = [float(atomic_masses[z]) for z in self.species]
         self.cutoff: float = float(first.cutoff)
-        self.num_message_passing: int = max(num_message_passing(p.hyperparameters) for p in members)
+        self.num_message_passing: int = max(p.receptive_hops() for p in members)
         self.interaction_range: float = self.num_message_passing * self.cutoff
         self.dtype: str = dtype_name(first.dtype)
         self.committee_size: int = len(members)
