@@ -65,7 +65,8 @@ def new_figure(columns: int = 1, rows: int = 1, width: float = 4.8, height: floa
     return figure, axes
 
 
-def parity_axes(axes: Axes, reference: np.ndarray, predicted: np.ndarray, unit: str) -> None:
+def parity_axes(axes: Axes, reference: np.ndarray, predicted: np.ndarray, unit: str,
+                predicted_label: str = "model") -> None:
     """Finish a parity plot: the y = x line, equal square limits, few ticks, axis labels."""
     values = np.concatenate([np.ravel(reference), np.ravel(predicted)])
     values = values[np.isfinite(values)]
@@ -75,11 +76,12 @@ def parity_axes(axes: Axes, reference: np.ndarray, predicted: np.ndarray, unit: 
     axes.set_xlim(low - pad, high + pad)
     axes.set_ylim(low - pad, high + pad)
     axes.set_aspect("equal")
+    # few, slanted ticks: energies per atom have long labels (-467.72) that would overlap
     for axis in (axes.xaxis, axes.yaxis):
         axis.set_major_locator(MaxNLocator(nbins=5))
     axes.tick_params(axis="x", labelrotation=30)
     axes.set_xlabel(f"reference ({unit})")
-    axes.set_ylabel(f"model ({unit})")
+    axes.set_ylabel(f"{predicted_label} ({unit})")
 
 
 def subsample(count: int, limit: int, seed: int = 0) -> np.ndarray:

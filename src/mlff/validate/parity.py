@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from mlff.data.dataset import GraphDataset
 from mlff.validate.errors import Predictions, References
+from mlff.validate.figures import parity_axes
 
 MAX_POINTS = 100_000  # points drawn per plot; the MAE always uses every value
 ENERGY_PLOT = "energy_parity.png"
@@ -71,7 +71,7 @@ def _energy_plot(
         axes.scatter(reference[mask], predicted[mask], s=8, alpha=0.7, label=config_types[tag])
     if len(set(tags.tolist())) > 1:
         axes.legend(fontsize="small", markerscale=2)
-    _finish(axes, reference, predicted, "eV/atom")
+    parity_axes(axes, reference, predicted, "eV/atom", "predicted")
     return figure
 
 
@@ -88,7 +88,7 @@ def _forces_plot(
     figure, axes = _figure(f"force components: MAE {mae:.4g} meV/Å", title)
     reference, predicted = _subsample(reference, predicted)
     axes.scatter(reference, predicted, s=2, alpha=0.4, rasterized=True)
-    _finish(axes, reference, predicted, "eV/Å")
+    parity_axes(axes, reference, predicted, "eV/Å", "predicted")
     return figure
 
 
@@ -105,7 +105,7 @@ def _stress_plot(
     mae = np.mean(np.abs(predicted - reference))
     figure, axes = _figure(f"stress components: MAE {mae:.4g} meV/Å³", title)
     axes.scatter(reference, predicted, s=6, alpha=0.6)
-    _finish(axes, reference, predicted, "meV/Å³")
+    parity_axes(axes, reference, predicted, "meV/Å³", "predicted")
     return figure
 
 
@@ -116,23 +116,6 @@ def _figure(what: str, title: str) -> tuple[Figure, object]:
     axes = figure.add_subplot()
     axes.set_title(f"{title}\n{what}" if title else what, fontsize="medium")
     return figure, axes
-
-
-def _finish(axes, reference: np.ndarray, predicted: np.ndarray, unit: str) -> None:
-    """Add the y = x line, equal square limits and axis labels."""
-    low = float(min(reference.min(), predicted.min()))
-    high = float(max(reference.max(), predicted.max()))
-    pad = 0.05 * (high - low) or 1e-3 * max(abs(low), 1.0)
-    axes.plot([low - pad, high + pad], [low - pad, high + pad], color="black", lw=0.8)
-    axes.set_xlim(low - pad, high + pad)
-    axes.set_ylim(low - pad, high + pad)
-    axes.set_aspect("equal")
-    # few, slanted ticks: energies per atom have long labels (-467.72) that would overlap
-    for axis in (axes.xaxis, axes.yaxis):
-        axis.set_major_locator(MaxNLocator(nbins=5))
-    axes.tick_params(axis="x", labelrotation=30)
-    axes.set_xlabel(f"reference ({unit})")
-    axes.set_ylabel(f"predicted ({unit})")
 
 
 def _subsample(reference: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
