@@ -113,6 +113,24 @@ class Potential(nn.Module):
         """Device of the parameters."""
         return self.scale.device
 
+    def replica(self) -> "Potential":
+        """A new Potential with the same architecture, species, state and metadata, on the
+        same device and in the same dtype, rebuilt from the architecture registry.
+
+        Not a ``copy.deepcopy``: a copied e3nn tensor product regenerates its torch.fx
+        code with other buffers than the original, so only a rebuilt model is certain to
+        have the same state-dict keys and shapes.
+        """
+        from mlff.models.registry import build_model
+
+        model = build_model(self.hyperparameters, len(self.species))
+        twin = Potential(model, self.hyperparameters, self.species, self.e0s.tolist(),
+                         float(self.scale), float(self.shift))
+        twin.to(device=self.device, dtype=self.dtype)
+        twin.load_state_dict(self.state_dict())
+        twin.metadata = dict(self.metadata)
+        return twin.train(self.training)
+
     def receptive_hops(self) -> int:
         """How many edges away an atom's energy can feel another atom (see
         :func:`receptive_hops`); the receptive field is this times ``cutoff``, Å."""

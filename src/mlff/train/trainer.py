@@ -24,7 +24,6 @@ import torch
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mlff.data import keys as K
 from mlff.data.dataset import BatchLoader, GraphDataset
@@ -34,6 +33,7 @@ from mlff.errors import ConfigError, MLFFError
 from mlff.models.io import save_model
 from mlff.models.potential import Potential
 from mlff.models.registry import build_model
+from mlff.train.averaging import WeightAverage
 from mlff.train.checkpoint import load_checkpoint, save_checkpoint
 from mlff.train.config import LossConfig, TrainConfig, load_config, validate_config
 from mlff.train.data import TrainingData, load_training_data
@@ -224,9 +224,7 @@ class Trainer:
         self.optimizer = optimizer_cls(parameters, lr=lr, weight_decay=t.weight_decay, amsgrad=t.amsgrad)
         self.schedule = LRSchedule(self.optimizer, t.scheduler, lr, t.max_epochs)
         self.ema = (
-            AveragedModel(self.potential, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay))
-            if t.ema_decay is not None
-            else None
+            WeightAverage(self.potential, t.ema_decay) if t.ema_decay is not None else None
         )
         self.loader = BatchLoader(
             self.data.train, t.batch_size, shuffle=True, seed=config.seed, max_atoms=t.batch_atoms,
@@ -240,7 +238,7 @@ class Trainer:
         self.train_factors = config_type_factors(self.data.train.config_types,
                                                  config.data.config_type_weights)
         self.stage_two_epoch: int | None = None  # the first epoch (0-based) of stage two
-        self.swa: AveragedModel | None = None  # stage two with swa: the averaged weights
+        self.swa: WeightAverage | None = None  # stage two with swa: the averaged weights
         self.trained: torch.nn.Module = self.potential
         if self.context.enabled:
             self.trained = torch.nn.parallel.DistributedDataParallel(
@@ -303,7 +301,7 @@ class Trainer:
             "warmup_epochs": 0, "name": "plateau" if t.scheduler.name == "plateau" else "constant"})
         self.schedule = LRSchedule(self.optimizer, scheduler, lr, t.max_epochs)
         if stage.swa:
-            self.swa = AveragedModel(self.potential)
+            self.swa = WeightAverage(self.potential)
         self.best_valid_loss = math.inf
         self.epochs_since_best = 0
         if reason is not None:
