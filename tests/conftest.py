@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ def pytest_configure(config):
     """One intra-op thread: the test models are tiny, and on a busy machine torch's thread
     pool costs ~100x more than the arithmetic (0.6 s instead of 3 ms per PaiNN call)."""
     torch.set_num_threads(1)
+    os.environ.setdefault("MLFF_NUM_THREADS", "1")  # calculators and trainers keep to it
 
 
 @pytest.fixture(autouse=True)

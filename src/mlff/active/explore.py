@@ -75,13 +75,11 @@ def run_walker(
         threads: torch threads in this task.
         min_distance: stop when two atoms come closer than this, Å; ``None``: no check.
     """
-    import torch
 
     from mlff.calculators.ase import MLFFCalculator
 
-    torch.set_num_threads(threads)
     atoms = walker.start.copy()
-    atoms.calc = MLFFCalculator(model_path)
+    atoms.calc = MLFFCalculator(model_path, threads=threads)
     rng = np.random.default_rng(walker.seed)
     thermalize_momenta(atoms, temperature_K=walker.temperature_K, rng=rng)
     Stationary(atoms)

@@ -37,6 +37,7 @@ from mlff.data.readers import Structure
 from mlff.errors import ConfigError, DataError
 from mlff.models.chunked import evaluate_in_chunks, plan_chunk_size
 from mlff.models.potential import Potential
+from mlff.threads import governor
 from mlff.uq.calibration import Calibration
 from mlff.uq.committee import ENERGY_STD, FORCES_STD, MEMBER_ENERGY, Committee
 from mlff.uq.io import load_model
@@ -74,6 +75,9 @@ class MLFFCalculator(Calculator):
         keep_freed_memory: on the CPU, let the C allocator keep freed memory for reuse
             (:func:`mlff.runtime.keep_freed_memory`, process-wide): 1.3-1.7x faster steps
             for large structures, at the price of the process keeping its peak memory.
+        threads: torch CPU threads; ``None``: the cores other processes leave free,
+            re-checked every few seconds (:mod:`mlff.threads`; ``MLFF_NUM_THREADS`` or
+            ``OMP_NUM_THREADS`` in the environment fix it).
 
     Examples:
         >>> from ase.build import molecule
@@ -93,6 +97,7 @@ class MLFFCalculator(Calculator):
         skin: float = 0.5,
         max_atoms_per_chunk: int | None = None,
         keep_freed_memory: bool = True,
+        threads: int | None = None,
         **kwargs,
     ) -> None:
         if max_atoms_per_chunk is not None and int(max_atoms_per_chunk) < 0:
@@ -113,6 +118,7 @@ class MLFFCalculator(Calculator):
         self.device = torch.device(device)
         if keep_freed_memory and self.device.type == "cpu":
             runtime.keep_freed_memory()
+        self.threads = governor(threads) if self.device.type == "cpu" else None
         self.neighbor_list = VerletNeighborList(model.cutoff, skin)
         self.max_atoms_per_chunk = max_atoms_per_chunk
         self._chunk_plans: dict[tuple[int, bool], int | None] = {}
@@ -169,6 +175,8 @@ class MLFFCalculator(Calculator):
             raise PropertyNotImplementedError(
                 "stress needs a structure periodic in all three directions"
             )
+        if self.threads is not None:
+            self.threads.update()
         graph = self.atoms_to_graph(self.atoms)
         compute_stress = bool(self.atoms.pbc.all())
         chunk = self.chunk_size(graph, compute_stress)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlff.models.io import read_metadata
+from mlff.threads import governor
 
 
 def add_parser(subparsers) -> None:
@@ -44,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("hyperparameters", json.dumps(metadata["hyperparameters"]))
     table.add_row("E0s (eV)", json.dumps(metadata["e0s"]))
     table.add_row("scale / shift (eV)", f"{metadata['scale']:.6g} / {metadata['shift']:.6g}")
+    training = metadata.get("training") or {}
+    if training.get("threads"):
+        table.add_row("trained with", str(training["threads"]))
+    table.add_row("threads here, now", governor().choice.describe())
     if metadata.get("data_fingerprint"):
         table.add_row("training data", str(metadata["data_fingerprint"]))
     for name, value in (metadata.get("test_metrics") or {}).items():

@@ -17,6 +17,10 @@ from rich.markup import escape
 
 from mlff import __version__
 from mlff.errors import MLFFError
+from mlff.threads import set_passive_wait_policy
+
+# before any subcommand imports torch, whose OpenMP runtime reads it once (mlff.threads)
+set_passive_wait_policy()
 
 SUBCOMMANDS = ("train", "evaluate", "md", "info", "data", "export", "label", "generate", "learn",
                "validate", "deploy", "ipi")

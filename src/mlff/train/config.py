@@ -211,7 +211,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
-    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: the free cores, re-checked as the load changes (mlff.threads)")
     data: DataConfig
     model: dict[str, Any] | None = Field(
         None, description="architecture name + hyperparameters; optional with finetune"

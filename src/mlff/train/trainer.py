@@ -33,6 +33,7 @@ from mlff.errors import ConfigError, MLFFError
 from mlff.models.io import save_model
 from mlff.models.potential import Potential
 from mlff.models.registry import build_model
+from mlff.threads import ThreadGovernor
 from mlff.train.averaging import WeightAverage
 from mlff.train.checkpoint import load_checkpoint, save_checkpoint
 from mlff.train.config import LossConfig, TrainConfig, load_config, validate_config
@@ -195,11 +196,10 @@ class Trainer:
         self.show_bar = progress and self.console.is_terminal
         self.device = self.context.device
         self.dtype = _DTYPES[config.dtype]
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
-        elif self.context.enabled and self.device.type == "cpu":
-            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.context.world_size))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_node))
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.context.world_size)) \
+            if self.context.enabled and self.device.type == "cpu" else 1
+        self.threads = ThreadGovernor(config.threads, share=per_node)
+        self.console.print(f"threads: {self.threads.choice.describe()}", highlight=False)
         torch.manual_seed(config.seed)
 
         self.data = load_training_data(config)
@@ -422,6 +422,9 @@ class Trainer:
             self.optimizer.step()
             if self.ema is not None and self.swa is None:
                 self.ema.update_parameters(self.potential)
+            changed = self.threads.update()
+            if changed is not None:
+                self.console.print(f"threads: {changed.describe()}", highlight=False)
             parts["loss"] = float(loss.detach())
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value
@@ -432,6 +435,7 @@ class Trainer:
         self.throughput = {
             "structures_per_s": self.context.world_size * num_structures / max(seconds, 1e-9),
             "loader_fraction": load_seconds / max(seconds, 1e-9),
+            "threads": self.threads.threads,
         }
         if self.context.enabled:  # each share holds part of the global loss: add them up
             keys = sorted(totals)
@@ -533,6 +537,7 @@ class Trainer:
                 "finetune": finetune_record(self.config),
                 "stage_two_start_epoch": (None if self.stage_two_epoch is None
                                           else self.stage_two_epoch + 1),
+                "threads": self.threads.choice.describe(),
             },
         }
         model_path = save_model(final, self.out_dir / "model.mlff")
