@@ -8,9 +8,9 @@ Public API:
     MLFFError: the base of every error a user can cause.
 """
 
-__version__ = "0.1.0"
-
 from pathlib import Path
+
+from mlff._version import __version__
 
 # Import the subpackage first, so that the function below, not the subpackage, is the
 # attribute `mlff.train` (Python binds a subpackage to its parent only when first imported).
@@ -38,7 +38,7 @@ def __getattr__(name: str):
 
 def train(config, out_dir=None, **kwargs):
     """Train a model (:func:`mlff.train.trainer.train`) or, when the config has a
-    ``committee`` section, a committee (:func:`mlff.uq.training.train_committee`)."""
+    ``committee`` section, a committee (:func:`mlff.train.committee.train_committee`)."""
     from mlff.train.config import load_config, validate_config
     from mlff.train.trainer import train as _train
 
@@ -49,7 +49,7 @@ def train(config, out_dir=None, **kwargs):
             out_dir = f"runs/{Path(config).stem}"
         config = load_config(config, kwargs.pop("overrides", None))
     if config.committee is not None:
-        from mlff.uq.training import train_committee
+        from mlff.train.committee import train_committee
 
         return train_committee(config, out_dir=out_dir, **kwargs)
     return _train(config, out_dir=out_dir, **kwargs)

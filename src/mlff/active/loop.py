@@ -4,7 +4,7 @@ Output folder (``out_dir``):
     config.yaml            the resolved config
     labels.db              every label and failure (:class:`~mlff.active.store.LabelStore`)
     iter_NNN/train.xyz     the labels the iteration trained on
-    iter_NNN/train/        the committee run (:func:`mlff.uq.training.train_committee`)
+    iter_NNN/train/        the committee run (:func:`mlff.train.committee.train_committee`)
     iter_NNN/explored.xyz  frames sampled by the walkers, with ``max_forces_std`` in info
     iter_NNN/candidates.xyz  the frames selected for labelling
     iter_NNN/uncertainty.png  histogram of the explored frames' disagreement
@@ -52,7 +52,7 @@ from mlff.train.trainer import evaluate
 from mlff.uq.committee import Committee
 from mlff.uq.descriptors import structure_descriptors
 from mlff.uq.io import load_model
-from mlff.uq.training import train_committee
+from mlff.train.committee import train_committee
 
 
 @dataclass

@@ -15,7 +15,7 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from mlff import __version__
+from mlff._version import __version__
 from mlff.errors import MLFFError
 from mlff.threads import set_passive_wait_policy
 

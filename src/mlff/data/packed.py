@@ -260,7 +260,7 @@ def pack(
                 digests[0] if len(digests) == 1
                 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
             )
-            from mlff import __version__
+            from mlff._version import __version__
 
             attrs = handle.attrs
             attrs["format"] = FORMAT

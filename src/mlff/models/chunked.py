@@ -50,8 +50,9 @@ def evaluate_in_chunks(
     """Energy, forces (and stress) of one structure, evaluated chunk by chunk.
 
     Args:
-        potential: a :class:`~mlff.models.Potential` or a :class:`~mlff.uq.Committee`
-            (each member is run on every chunk), in eval mode.
+        potential: a :class:`~mlff.models.Potential`, or a committee (anything with
+            ``members`` and ``combine(outputs)``, as :class:`~mlff.uq.Committee`: each
+            member is run on every chunk), in eval mode.
         graph: the graph dict of a single structure, on the potential's device and dtype.
         max_atoms_per_chunk: the most atoms whose energies one chunk sums (the halo
             around them comes on top); at least 1.
@@ -106,9 +107,7 @@ def evaluate_in_chunks(
                 total[K.STRESS] += out[K.STRESS].detach()
             del out
     if committee:
-        from mlff.uq.committee import combine_members
-
-        return combine_members(totals, compute_forces=True)
+        return potential.combine(totals, compute_forces=True)
     return totals[0]
 
 

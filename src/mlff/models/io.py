@@ -38,7 +38,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def model_metadata(potential: Potential) -> dict[str, Any]:
     """Everything needed to rebuild ``potential``, plus its provenance, as plain JSON data."""
-    from mlff import __version__
+    from mlff._version import __version__
 
     return {
         "format_version": FORMAT_VERSION,

@@ -612,7 +612,7 @@ def train(
     if config.committee is not None:
         raise ConfigError(
             "this config trains a committee (committee: ...): use `mlff train` or mlff.train(), "
-            "which train and combine its members (mlff.uq.training.train_committee)."
+            "which train and combine its members (mlff.train.committee.train_committee)."
         )
     config = resolve_config(config)  # fine-tuning: the model section from the pretrained model
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / name

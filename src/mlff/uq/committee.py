@@ -116,6 +116,12 @@ class Committee(nn.Module):
                    for m in self.members]
         return combine_members(outputs, compute_forces)
 
+    def combine(self, outputs: Sequence[dict[str, torch.Tensor]],
+                compute_forces: bool = True) -> dict[str, torch.Tensor]:
+        """This committee's output from its members' outputs (:func:`combine_members`), for
+        code below this package that evaluates the members itself (chunked evaluation)."""
+        return combine_members(outputs, compute_forces)
+
 
 def combine_members(
     outputs: Sequence[dict[str, torch.Tensor]], compute_forces: bool = True

@@ -34,7 +34,7 @@ def environment() -> dict[str, str]:
     import ase
     import torch
 
-    from mlff import __version__
+    from mlff._version import __version__
 
     return {"mlff": __version__, "torch": torch.__version__, "ase": ase.__version__,
             "python": platform.python_version(),

@@ -9,7 +9,7 @@ from mlff.errors import ConfigError
 from mlff.train.config import validate_config
 from mlff.train.data import load_training_data
 from mlff.uq import Committee
-from mlff.uq.training import member_config
+from mlff.train.committee import member_config
 from tests.train.conftest import small_config
 
 
