@@ -238,6 +238,74 @@ def config_data_without_labels(inputs, tmp):
                      ["unlabelled.xyz:0", "no energy label", "data.keys.energy"])
 
 
+@case("mlff train (packed .h5)", "good.h5 ... packed with cutoff 4.0 ... model.cutoff 5.0")
+def config_packed_cutoff_mismatch(inputs, tmp):
+    config = good_config(inputs, **{"data.train": str(inputs.packed), "model.cutoff": 5.0})
+    return train_run(inputs, tmp, config_file(tmp, config), ["good.h5", "4.0", "5.0"])
+
+
+@case("mlff train (diverging settings)", "the validation loss became inf at epoch 1. Lower training.lr")
+def config_diverging_learning_rate(inputs, tmp):
+    config = good_config(inputs, **{"training.lr": 1e12})
+    return train_run(inputs, tmp, config_file(tmp, config),
+                     ["loss became", "at epoch 1", "Lower training.lr"])
+
+
+def resume_run(inputs: Inputs, tmp: Path, checkpoint: bytes | None, expect: list[str]) -> Run:
+    """``mlff train --resume`` into a folder whose last.ckpt is replaced."""
+    import mlff
+
+    run_dir = tmp / "run"
+    model = sentinel(run_dir / "model.mlff")
+    last = run_dir / "last.ckpt"
+    if checkpoint is not None:
+        last.write_bytes(checkpoint)
+    config = config_file(tmp, good_config(inputs))
+    return Run(["train", config, "--out", run_dir, "--resume", "--quiet"], expect,
+               lambda: mlff.train(config, out_dir=run_dir, resume=True, progress=False),
+               [model, last])
+
+
+@case("mlff train --resume (checkpoint)", "last.ckpt: not a readable mlff checkpoint ... without --resume")
+def resume_garbage_checkpoint(inputs, tmp):
+    return resume_run(inputs, tmp, bytes(range(256)) * 4,
+                      ["last.ckpt", "not a readable mlff checkpoint", "without --resume"])
+
+
+class _RunsCode:
+    """Pickles to a call of os.system: what a hostile checkpoint holds."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@case("mlff train --resume (checkpoint)", "last.ckpt: ... GLOBAL posix.system ... (never run)")
+def resume_checkpoint_that_runs_code(inputs, tmp):
+    import io
+
+    import torch
+
+    marker = tmp / "code-was-run"
+    buffer = io.BytesIO()
+    torch.save({"checkpoint_version": 1, "model": _RunsCode(marker)}, buffer)
+    run = resume_run(inputs, tmp, buffer.getvalue(),
+                     ["last.ckpt", "not a readable mlff checkpoint", "system"])
+    api = run.api
+
+    def api_and_check():
+        try:
+            api()
+        finally:
+            assert not marker.exists(), "loading the checkpoint ran code from it"
+    run.api = api_and_check
+    return run
+
+
 # --- structure files, extxyz and other ASE formats (mlff evaluate, md, data) ---------------
 
 @case("mlff evaluate (extxyz)", "truncated.xyz: cannot read frame 1 ... truncated")
@@ -287,6 +355,19 @@ def xyz_forces_wrong_shape(inputs, tmp):
     lines[2:5] = [" ".join(line.split()[:-1]) for line in lines[2:5]]
     path = write_lines(tmp / "shape.xyz", lines)
     return evaluate(inputs, tmp, path, ["shape.xyz:0", "shape (3, 2)", "expected (3, 3)"])
+
+
+@case("mlff evaluate (no labels)", "unlabelled.xyz: no frame has an energy ... --energy-key")
+def xyz_missing_labels(inputs, tmp):
+    from mlff.validate.evaluate import evaluate_file
+    from mlff.models.io import load_model
+
+    path = tmp / "unlabelled.xyz"
+    ase.io.write(path, [helpers.water(), helpers.ethanol()], format="extxyz")
+    run = evaluate(inputs, tmp, path, ["unlabelled.xyz", "no frame has an energy", "--energy-key"],
+                   lambda: evaluate_file(load_model(inputs.model), path))
+    run.api_expect = ["unlabelled.xyz", "no frame has an energy"]
+    return run
 
 
 @case("mlff evaluate (unknown element)", "nitrogen.xyz:1 ... element N ... H, C, O")
@@ -424,6 +505,19 @@ def md_unknown_element(inputs, tmp):
     return Run(["md", inputs.model, path, "--frame", "0", "--steps", "2", "--timestep", "0.5",
                 "--temperature", "300", "--out", out], ["start.xyz", "element N", "H, C, O"],
                api, [trajectory], api_expect=["element N", "H, C, O"])
+
+
+@case("mlff data split", "garbage.h5: cannot read it as a packed data set")
+def split_garbage(inputs, tmp):
+    from mlff.data.describe import count_structures
+
+    path = tmp / "garbage.h5"
+    path.write_bytes(bytes(range(256)) * 16)
+    out = tmp / "splits"
+    kept = sentinel(out / "train_indices.txt", "0\n1\n")
+    return Run(["data", "split", path, "--valid-fraction", "0.5", "--out-dir", out],
+               ["garbage.h5", "cannot read it as a packed data set"],
+               lambda: count_structures(path), [kept])
 
 
 # --- deepmd/npy directories ---------------------------------------------------------------
@@ -727,6 +821,46 @@ def model_missing_or_mismatched_field(inputs, tmp):
 def model_garbage_weights(inputs, tmp):
     path = rewrite_model(inputs, tmp / "model.mlff", weights=b"\xff" * 100)
     return model_run(inputs, tmp, path, ["weights.safetensors is truncated"])
+
+
+def committee_file(inputs: Inputs, path: Path) -> Path:
+    from mlff.uq.committee import Committee
+    from mlff.uq.io import save_committee
+
+    members = [helpers.build_potential("painn", species=(1, 6, 8), e0s=(-13.5, -1025.0, -2035.5),
+                                       seed=k) for k in range(2)]
+    return save_committee(Committee(members), path)
+
+
+@case("mlff evaluate (committee file)", "'committee' = 3 does not match the members")
+def committee_size_not_matching_members(inputs, tmp):
+    import mlff
+
+    path = committee_file(inputs, tmp / "committee.mlff")
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(archive.read("metadata.json"))
+        tensors = archive.read("weights.safetensors")
+    meta["committee"] = 3
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", json.dumps(meta))
+        archive.writestr("weights.safetensors", tensors)
+    out = sentinel(tmp / "metrics.json", "{}\n")
+    return Run(["evaluate", path, inputs.data, "--json", out],
+               ["committee.mlff", "'committee' = 3 does not match"],
+               lambda: mlff.load_model(path), [out])
+
+
+@case("mlff info (committee file)", "members[1]: 'e0s' has no value for O")
+def committee_member_metadata_broken(inputs, tmp):
+    path = committee_file(inputs, tmp / "committee.mlff")
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(archive.read("metadata.json"))
+        tensors = archive.read("weights.safetensors")
+    del meta["members"][1]["e0s"]["O"]
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", json.dumps(meta))
+        archive.writestr("weights.safetensors", tensors)
+    return model_run(inputs, tmp, path, ["members[1]", "'e0s' has no value for O"], "info")
 
 
 # --- other commands: deploy, validate, label, learn ----------------------------------------
