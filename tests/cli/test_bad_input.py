@@ -998,6 +998,31 @@ def learn_infinite_threshold(inputs, tmp):
                lambda: learn(path, tmp / "api"), [kept])
 
 
+@case("mlff generate (structure)", "start.xyz:-1: atoms 2 (O) and 3 (H) ...; old output kept")
+def generate_overlapping_start(inputs, tmp):
+    atoms = helpers.ethanol()
+    atoms.positions[3] = atoms.positions[2]
+    path = tmp / "start.xyz"
+    ase.io.write(path, atoms, format="extxyz")
+    oracle = tmp / "emt.yaml"
+    oracle.write_text("type: emt\n")
+    out = tmp / "reference.xyz"
+    shutil.copy(inputs.data, out)
+    return Run(["generate", path, "--oracle", oracle, "--out", out, "--temperature", "300",
+                "--steps", "4", "--timestep", "0.5", "--every", "2"],
+               ["start.xyz", "atoms 2 (O) and 3 (H)"], None, [out])
+
+
+@case("mlff ipi (structure)", "garbage.xyz:-1: cannot read the structure")
+def ipi_garbage_structure(inputs, tmp):
+    path = tmp / "garbage.xyz"
+    path.write_bytes(bytes(range(256)) * 8)
+    out = tmp / "ipi"
+    kept = sentinel(out / "input.xml")
+    return Run(["ipi", inputs.model, path, "--write-input", out],
+               ["garbage.xyz", "cannot read the structure"], None, [kept])
+
+
 # ---------------------------------------------------------------------------------------
 # running the cases
 
@@ -1256,6 +1281,8 @@ OTHER_CASES = [
      "failed: frame 0: the oracle returned a non-finite energy (stored as failed)"),
     ("left-handed-cell", "mlff evaluate + MLFFCalculator", "same results as right-handed"),
     ("cell-smaller-than-cutoff", "MLFFCalculator", "same energy/atom as the 2x2x2 supercell"),
+    ("lammps-cell-smaller-than-cutoff", "LAMMPS pair_style mlff", "same as the ASE calculator"),
+    ("lammps-left-handed-cell", "LAMMPS pair_style mlff", "same as the ASE calculator"),
     *[(name, "LAMMPS pair_coeff", expect) for name, (_, expect) in sorted(LAMMPS_CASES.items())],
     ("pair-coeff-unknown-element", "LAMMPS pair_coeff", "element 'Fe' (atom type 2) is not in the model"),
 ]
@@ -1268,8 +1295,37 @@ def test_case_list(capsys):
     assert len(CASES) + len(LAMMPS_CASES) + 1 >= 40
     with capsys.disabled():
         print(f"\nbad-input corpus: {len(CASES) + len(LAMMPS_CASES) + 1} rejected inputs, "
-              f"{len(OTHER_CASES) - len(LAMMPS_CASES) - 1} accepted with a warning or a check")
+              f"{len(OTHER_CASES) - len(LAMMPS_CASES) - 1} accepted (a warning, a recorded "
+              "failure, or results checked)")
         for c in CASES:
             print(f"  {c.id} -> {c.entry} -> {c.expect}")
         for name, entry, expect in OTHER_CASES:
             print(f"  {name} -> {entry} -> {expect}")
+
+
+@pytest.mark.parametrize("cell", ["smaller-than-cutoff", "left-handed"])
+def test_lammps_small_and_left_handed_cells(cell, deployed_model, inputs, tmp_path):
+    """LAMMPS on a cell shorter than the 4 Å cutoff, and on a left-handed cell: the
+    energy per atom, forces and stress of the ASE calculator on the same structure."""
+    import mlff
+    from tests.calculators.lammps.support import run_in_process
+
+    atoms = helpers.water()
+    if cell == "left-handed":
+        atoms.cell = np.array([[5.0, 0.3, 0.0], [0.2, 5.5, 0.1], [0.0, 0.4, 6.0]])[[1, 0, 2]]
+        assert np.linalg.det(atoms.cell.array) < 0
+    else:
+        atoms.cell = np.diag([2.9, 3.1, 3.3])
+    atoms.pbc = True
+    result = run_in_process(deployed_model, atoms, ["H", "C", "O"], tmp_path)
+    try:
+        reference = atoms.copy()
+        reference.calc = mlff.MLFFCalculator(inputs.model)
+        frame = result["atoms"]  # LAMMPS's rotated frame: compare invariants and rotated forces
+        rotation = np.linalg.solve(reference.cell.array, frame.cell.array)
+        assert result["energy"] == pytest.approx(reference.get_potential_energy(), rel=1e-8)
+        np.testing.assert_allclose(result["forces"], reference.get_forces() @ rotation, atol=1e-7)
+        stress = reference.get_stress(voigt=False)
+        np.testing.assert_allclose(result["stress"], rotation.T @ stress @ rotation, atol=1e-7)
+    finally:
+        result["lmp"].close()
