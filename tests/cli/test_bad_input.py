@@ -698,11 +698,24 @@ def with_hyperparameters(**changes):
     return change
 
 
-@case("mlff evaluate (model file)", "model.mlff: not an mlff model file (not a zip archive, or a truncated one)")
+@case("mlff evaluate (model file)", "model.mlff: not an mlff model file (not a zip archive, or a truncated or damaged one: ...)")
 def model_truncated(inputs, tmp):
     path = tmp / "model.mlff"
     path.write_bytes(inputs.model.read_bytes()[: inputs.model.stat().st_size // 2])
-    return model_run(inputs, tmp, path, ["not a zip archive, or a truncated one"])
+    return model_run(inputs, tmp, path, ["not a zip archive, or a truncated or damaged one"])
+
+
+@case("mlff evaluate (model file)", "model.mlff: ... damaged ... (Bad CRC-32 or a zlib error)")
+def model_damaged_compressed_data(inputs, tmp):
+    data = bytearray(inputs.model.read_bytes())
+    with zipfile.ZipFile(inputs.model) as archive:
+        info = archive.getinfo("weights.safetensors")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    middle = start + info.compress_size // 2
+    data[middle:middle + 16] = bytes(16)  # zeros in the middle of the compressed weights
+    path = tmp / "model.mlff"
+    path.write_bytes(bytes(data))
+    return model_run(inputs, tmp, path, ["damaged"])
 
 
 @case("mlff info (model file)", "model.mlff: not an mlff model file")
@@ -733,11 +746,11 @@ def model_entry_with_absolute_path(inputs, tmp):
 
 @case("mlff evaluate (model file)", "the archive holds metadata.json 2 times")
 def model_duplicate_entry(inputs, tmp):
-    path = rewrite_model(inputs, tmp / "model.mlff",
-                         entries=[("metadata.json", json.dumps({"format_version": 2}))])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
-        return model_run(inputs, tmp, path, ["metadata.json 2 times"])
+        path = rewrite_model(inputs, tmp / "model.mlff",
+                             entries=[("metadata.json", json.dumps({"format_version": 2}))])
+    return model_run(inputs, tmp, path, ["metadata.json 2 times"])
 
 
 @case("mlff info (model file)", "written in model-file format 99 ... Upgrade mlff")

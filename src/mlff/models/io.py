@@ -285,14 +285,15 @@ def read_archive(path: Path, weights: bool) -> tuple[dict[str, Any], bytes]:
             _check_entries(archive, path)
             metadata = json.loads(archive.read(METADATA_NAME))
             data = archive.read(WEIGHTS_NAME) if weights else b""
-    except zipfile.BadZipFile:
+    except zipfile.BadZipFile as exc:
         raise ModelFileError(
-            f"{path}: not an mlff model file (not a zip archive, or a truncated one). Model "
-            "files end in .mlff and are written by `mlff train`."
+            f"{path}: not an mlff model file (not a zip archive, or a truncated or damaged "
+            f"one: {exc}). Model files end in .mlff and are written by `mlff train`."
         ) from None
     except (EOFError, zlib.error, NotImplementedError, OSError) as exc:
-        raise ModelFileError(f"{path}: the model file is damaged or truncated "
-                             f"({type(exc).__name__}: {exc}). Use the original file.") from None
+        raise ModelFileError(f"{path}: cannot read the model file ({type(exc).__name__}: "
+                             f"{exc}); it may be damaged or truncated. Use the original "
+                             "file.") from None
     except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
         raise ModelFileError(f"{path}: corrupt metadata.json ({exc}).") from None
     if not isinstance(metadata, dict):
