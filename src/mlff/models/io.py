@@ -195,10 +195,10 @@ def load_weights(module: torch.nn.Module, data: bytes, shapes: dict[str, tuple[i
             describes (the first one is named), or the tensor data is damaged.
     """
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
-    problems = [f"{name!r} is missing" for name in expected if name not in shapes]
+    problems = [f"{name!r} has shape {list(shapes[name])}, the metadata says {list(shape)}"
+                for name, shape in expected.items() if name in shapes and shapes[name] != shape]
+    problems += [f"{name!r} is missing" for name in expected if name not in shapes]
     problems += [f"{name!r} is not part of the model" for name in shapes if name not in expected]
-    problems += [f"{name!r} has shape {list(shapes[name])}, the metadata says {list(shape)}"
-                 for name, shape in expected.items() if name in shapes and shapes[name] != shape]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ModelFileError(
