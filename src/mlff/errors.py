@@ -34,3 +34,7 @@ class SimulationError(MLFFError):
 
 class OracleError(MLFFError):
     """A reference calculation cannot run as configured (oracle, executor, reference MD)."""
+
+
+class DataWarning(UserWarning):
+    """Data that can be used but looks wrong (e.g. labels in other units than eV and Å)."""

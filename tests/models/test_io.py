@@ -155,7 +155,7 @@ def test_weights_that_do_not_fit(model_file, tmp_path):
     with zipfile.ZipFile(other_file) as archive:
         weights = archive.read(WEIGHTS_NAME)
     path = rewrite(model_file, tmp_path / "mixed.mlff", weights=weights)
-    with pytest.raises(ModelFileError, match="weights do not fit"):
+    with pytest.raises(ModelFileError, match="weights do not match the metadata"):
         load_model(path)
     path = rewrite(model_file, tmp_path / "garbled.mlff", weights=b"\x00" * 64)
     with pytest.raises(ModelFileError):

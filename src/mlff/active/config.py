@@ -16,7 +16,7 @@ from mlff.train.config import read_yaml
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class GenerateConfig(_Strict):

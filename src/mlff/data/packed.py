@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 
 from mlff.data import keys as K
 from mlff.data.dataset import (
@@ -392,27 +393,84 @@ class _Store:
                 self.num_edges_array = handle["num_edges"][:].astype(np.int64)
                 self.atom_offset = handle["atom_offset"][:].astype(np.int64)
                 self.edge_offset = handle["edge_offset"][:].astype(np.int64)
+                rows = {name: handle[name].shape for name in (*_PER_STRUCTURE, *_PER_ATOM, *_PER_EDGE)}
+            self.cutoff = float(attrs["cutoff"])
+            self.config_types: list[str] = json.loads(attrs["config_types"])
+            self.files: list[dict] = json.loads(attrs["sources"])
+            self.label_keys = LabelKeys(**json.loads(attrs["label_keys"]))
+            self.require: list[str] = json.loads(attrs["require"])
+            counts = json.loads(attrs["element_counts"])
+            self.element_counts = {int(z): int(c) for z, c in counts.items()}
+            self.fingerprint = str(attrs["fingerprint"])
+            self._frame_starts = np.cumsum([0] + [int(f["frames"]) for f in self.files])
         except DataError:
             raise
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, TypeError) as exc:
             raise DataError(
                 f"{self.path}: cannot read it as a packed data set ({type(exc).__name__}: {exc}). "
                 "The file may be truncated or not HDF5; repack it with `mlff data pack`."
             ) from None
-        self.cutoff = float(attrs["cutoff"])
-        self.config_types: list[str] = json.loads(attrs["config_types"])
-        self.files: list[dict] = json.loads(attrs["sources"])
-        self.label_keys = LabelKeys(**json.loads(attrs["label_keys"]))
-        self.require: list[str] = json.loads(attrs["require"])
-        counts = json.loads(attrs["element_counts"])
-        self.element_counts = {int(z): int(c) for z, c in counts.items()}
-        self.fingerprint = str(attrs["fingerprint"])
+        self._check_layout(rows)
         self.format_version = version
         self.num_structures = len(self.num_atoms_array)
-        self._frame_starts = np.cumsum([0] + [f["frames"] for f in self.files])
         self._handle = None
         self._pid = None
         self._cache: OrderedDict[int, _Block] = OrderedDict()
+
+    def _check_layout(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Every array as long as the sizes and offsets say (a damaged or edited file is not)."""
+        structures = len(self.num_atoms_array)
+        atoms, edges = int(self.num_atoms_array.sum()), int(self.num_edges_array.sum())
+        expected = {**{k: (structures, *v[1]) for k, v in _PER_STRUCTURE.items()},
+                    **{k: (atoms, *v[1]) for k, v in _PER_ATOM.items()},
+                    **{k: (edges, *v[1]) for k, v in _PER_EDGE.items()}}
+        problems = [f"'{name}' has shape {tuple(shapes[name])}, expected {shape}"
+                    for name, shape in expected.items() if tuple(shapes[name]) != shape]
+        starts = np.cumsum(self.num_atoms_array) - self.num_atoms_array
+        if not np.array_equal(self.atom_offset, starts):
+            problems.append("'atom_offset' does not follow from 'num_atoms'")
+        starts = np.cumsum(self.num_edges_array) - self.num_edges_array
+        if not np.array_equal(self.edge_offset, starts):
+            problems.append("'edge_offset' does not follow from 'num_edges'")
+        if (self.num_atoms_array < 1).any() or (self.num_edges_array < 0).any():
+            problems.append("a structure has no atoms or a negative number of edges")
+        if int(self._frame_starts[-1]) != structures:
+            problems.append(f"the sources list {int(self._frame_starts[-1])} frames for "
+                            f"{structures} structures")
+        if problems:
+            raise DataError(f"{self.path}: the packed arrays are inconsistent: {problems[0]}. "
+                            "The file is damaged or was edited; repack it with `mlff data pack`.")
+
+    def _check_block(self, block: _Block, lo: int) -> None:
+        """Refuse values packing never writes: NaN/inf, invalid elements, edges out of range."""
+        def fail(index: int, what: str) -> None:
+            raise DataError(f"{self.path}: structure {lo + index} (from {self.source(lo + index)}) "
+                            f"{what}. The file is damaged or was edited; repack it with "
+                            "`mlff data pack`.")
+
+        structure_of_atom = np.repeat(np.arange(len(block)), block.num_atoms)
+        for name, what in ((K.POSITIONS, "position"), (K.FORCES, "force")):
+            bad = ~np.isfinite(block.atoms[name]).all(axis=1)
+            if bad.any():
+                row = int(np.argmax(bad))
+                k = int(structure_of_atom[row])
+                fail(k, f"has a non-finite {what} (NaN or inf) on atom {row - int(block.atom_start[k])}")
+        numbers = block.atoms[K.ATOMIC_NUMBERS]
+        bad = (numbers < 1) | (numbers >= len(chemical_symbols))
+        if bad.any():
+            row = int(np.argmax(bad))
+            k = int(structure_of_atom[row])
+            fail(k, f"has atomic number {int(numbers[row])} on atom {row - int(block.atom_start[k])}")
+        for name in (K.CELL, K.ENERGY, K.STRESS, K.WEIGHT):
+            values = block.structure[name].reshape(len(block), -1)
+            bad = ~np.isfinite(values).all(axis=1)
+            if bad.any():
+                fail(int(np.argmax(bad)), f"has a non-finite {name} (NaN or inf)")
+        structure_of_edge = np.repeat(np.arange(len(block)), block.num_edges)
+        index = block.edges[K.EDGE_INDEX]
+        bad = ((index < 0) | (index >= block.num_atoms[structure_of_edge][:, None])).any(axis=1)
+        if bad.any():
+            fail(int(structure_of_edge[int(np.argmax(bad))]), "has an edge to an atom it does not have")
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -442,11 +500,13 @@ class _Store:
         structure = {name: handle[name][lo:hi] for name in _STRUCTURE_GRAPH_KEYS}
         structure[K.NUM_ATOMS] = self.num_atoms_array[lo:hi]
         structure["num_edges"] = self.num_edges_array[lo:hi]
-        return _Block(
+        block = _Block(
             structure,
             {name: handle[name][a0:a1] for name in _PER_ATOM},
             {name: handle[name][e0:e1] for name in _PER_EDGE},
         )
+        self._check_block(block, lo)
+        return block
 
     def read(self, indices: np.ndarray) -> tuple[_Block, np.ndarray]:
         """A block holding the structures at file ``indices`` and where each one is in it.

@@ -21,6 +21,10 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 from mlff.errors import DataError
 
+# closer than any two atoms of a real structure (H2's bond is 0.74 Å): two atoms this
+# close are a duplicated atom, a broken file, or coordinates not in Å
+MIN_DISTANCE = 0.3
+
 
 @dataclass(frozen=True)
 class LabelKeys:
@@ -103,6 +107,31 @@ def _check_finite(arr: np.ndarray, what: str, where: str, per_atom: bool) -> Non
         raise DataError(f"{where}: {what} is not a finite number (NaN or inf). Fix or remove this frame.")
 
 
+def _check_distances(atoms: ase.Atoms, where: str) -> None:
+    """Refuse atoms closer than :data:`MIN_DISTANCE` (periodic images included)."""
+    from mlff.data.neighbors import neighbor_list
+
+    edge_index, shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, MIN_DISTANCE)
+    if edge_index.shape[1] == 0:
+        return
+    vectors = (atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]]
+               + shifts @ atoms.cell.array)
+    closest = int(np.argmin(np.linalg.norm(vectors, axis=1)))
+    i, j = (int(k) for k in edge_index[:, closest])
+    distance = float(np.linalg.norm(vectors[closest]))
+    if i == j:
+        raise DataError(
+            f"{where}: atom {i} is {distance:.3f} Å from its own periodic image: a periodic "
+            f"cell vector is shorter than {MIN_DISTANCE} Å. Check the cell (and its units: Å)."
+        )
+    symbols = atoms.get_chemical_symbols()
+    raise DataError(
+        f"{where}: atoms {i} ({symbols[i]}) and {j} ({symbols[j]}) are {distance:.3f} Å apart, "
+        f"closer than {MIN_DISTANCE} Å: overlapping or duplicated atoms, or positions not in "
+        "Å. Fix or remove this frame."
+    )
+
+
 def structure_from_atoms(
     atoms: ase.Atoms,
     keys: LabelKeys = LabelKeys(),
@@ -118,7 +147,8 @@ def structure_from_atoms(
         require: labels (``"energy"``, ``"forces"``, ``"stress"``) that must be present.
 
     Raises:
-        DataError: a required label is missing, or a value is NaN/inf or of the wrong shape.
+        DataError: a required label is missing, a value is NaN/inf or of the wrong shape,
+            the cell is degenerate, or two atoms are closer than :data:`MIN_DISTANCE` Å.
     """
     where = source or "structure"
     n = len(atoms)
@@ -137,6 +167,8 @@ def structure_from_atoms(
                 f"{where}: the cell vectors along the periodic directions {atoms.pbc.tolist()} "
                 "are zero or linearly dependent. Give a valid cell or set pbc to False."
             )
+
+    _check_distances(atoms, where)
 
     structure = Structure(atoms=ase.Atoms(numbers=numbers, positions=atoms.positions,
                                           cell=atoms.cell, pbc=atoms.pbc), source=where)

@@ -10,6 +10,7 @@ iterable of graph dicts (a :class:`~mlff.data.dataset.GraphDataset`, a
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ase.data import chemical_symbols
 from mlff.data import keys as K
 from mlff.data.graph import Graph, collate
 from mlff.data.readers import LabelKeys, read_structures
-from mlff.errors import DataError
+from mlff.errors import DataError, DataWarning
 
 
 class DataSummary:
@@ -185,6 +186,29 @@ def e0s_from_file(path: str | Path, keys: LabelKeys = LabelKeys()) -> dict[int, 
             )
         e0s[int(structure.atoms.numbers[0])] = float(structure.energy)
     return e0s
+
+
+# eV/Å: the RMS force of real structures, even hot or strained ones, is 0.1-10 eV/Å;
+# forces in meV/Å or kcal/mol/Å are 1000 or 23 times larger
+FORCE_RMS_LIMIT = 50.0
+
+
+def check_units(dataset: Iterable[Graph] | DataSummary, origin: str) -> None:
+    """Warn (:class:`~mlff.errors.DataWarning`) when the forces of ``dataset`` are too large
+    to be in eV/Å; the data is still used.
+
+    Args:
+        dataset: the data, or its :class:`DataSummary`.
+        origin: the data's name (a file), for the message.
+    """
+    summary = summarize(dataset)
+    if summary.has_forces and summary.force_rms() > FORCE_RMS_LIMIT:
+        warnings.warn(
+            f"{origin}: the forces have an RMS of {summary.force_rms():.4g} eV/Å, far above "
+            f"that of real structures (0.1-10 eV/Å). Are they in meV/Å or kcal/mol/Å? mlff "
+            "reads eV/Å (and eV, Å); convert them or set the right data.keys.",
+            DataWarning, stacklevel=2,
+        )
 
 
 def check_e0s(e0s: dict[int, float], species: Sequence[int], origin: str) -> None:

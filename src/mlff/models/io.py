@@ -8,8 +8,10 @@ is raised whenever the layout changes; older files are upgraded one version at a
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ FORMAT_VERSION = 2
 METADATA_NAME = "metadata.json"
 WEIGHTS_NAME = "weights.safetensors"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# metadata.json of a real model is kilobytes; a larger entry is damaged or hostile
+_MAX_METADATA_BYTES = 64 * 2**20
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -107,14 +111,105 @@ def load_model(
             f"{path}: a committee of {metadata['committee']} models; load it with "
             "mlff.load_model (mlff.uq.io.load_model), not mlff.models.io.load_model."
         )
+    shapes = weight_shapes(weights, path)
+    check_sizes(metadata["hyperparameters"], shapes, path)
     potential = potential_from_metadata(metadata, path)
-    try:
-        potential.load_state_dict(load_safetensors(weights), strict=True)
-    except (RuntimeError, Exception) as exc:
-        raise ModelFileError(f"{path}: the weights do not fit the architecture ({exc}).") from None
+    load_weights(potential, weights, shapes, path)
     if dtype is not None:
         potential.to(dtype=_DTYPES[dtype] if isinstance(dtype, str) else dtype)
     return potential.to(device).eval()
+
+
+def weight_shapes(data: bytes, path: Path) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in ``weights.safetensors``, read from its header
+    alone (nothing is allocated).
+
+    Raises:
+        ModelFileError: the header is truncated or not a safetensors header.
+    """
+    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if not 0 < size <= len(data) - 8:
+        raise ModelFileError(f"{path}: {WEIGHTS_NAME} is truncated or not a safetensors file. "
+                             "The model file is damaged; use the original.")
+    try:
+        header = json.loads(data[8:8 + size])
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: {WEIGHTS_NAME} has a corrupt header. The model file is "
+                             "damaged; use the original.")
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not (isinstance(shape, list)
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+            raise ModelFileError(f"{path}: {WEIGHTS_NAME}: tensor {name!r} has no valid shape. "
+                                 "The model file is damaged; use the original.")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def _integers(value: Any, where: str) -> list[tuple[str, int]]:
+    """Every integer in a nested JSON value, with its dotted location."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [(where, value)]
+    if isinstance(value, list):
+        return [item for i, v in enumerate(value) for item in _integers(v, f"{where}[{i}]")]
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in _integers(v, f"{where}.{k}")]
+    return []
+
+
+def check_sizes(hyperparameters: dict[str, Any], shapes: dict[str, tuple[int, ...]],
+                path: Path) -> None:
+    """Refuse metadata whose sizes no tensor in the file has, before building the model.
+
+    Every size knob of an architecture (features, channels, layer widths) is the length of
+    some weight tensor's axis, and counts (layers, angular orders) are far below the
+    number of tensors; an integer above both was not written by mlff, and building the
+    model it describes could take all memory.
+
+    Raises:
+        ModelFileError: naming the hyperparameter and the largest size in the weights.
+    """
+    largest = max([d for shape in shapes.values() for d in shape] + [len(shapes)], default=0)
+    for where, value in _integers(hyperparameters, "hyperparameters"):
+        if value > largest:
+            raise ModelFileError(
+                f"{path}: metadata.json sets {where} = {value}, larger than any tensor in "
+                f"{WEIGHTS_NAME} (largest size {largest}): the metadata does not belong to "
+                "these weights (the file was altered or damaged). Use the original model file."
+            )
+
+
+def load_weights(module: torch.nn.Module, data: bytes, shapes: dict[str, tuple[int, ...]],
+                 path: Path) -> None:
+    """Load ``weights.safetensors`` into ``module`` after checking every name and shape.
+
+    Raises:
+        ModelFileError: a tensor is missing, extra or of another shape than the metadata
+            describes (the first one is named), or the tensor data is damaged.
+    """
+    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    problems = [f"{name!r} has shape {list(shapes[name])}, the metadata says {list(shape)}"
+                for name, shape in expected.items() if name in shapes and shapes[name] != shape]
+    problems += [f"{name!r} is missing" for name in expected if name not in shapes]
+    problems += [f"{name!r} is not part of the model" for name in shapes if name not in expected]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ModelFileError(
+            f"{path}: the weights do not match the metadata: tensor {problems[0]}{more}. "
+            "The file was altered or damaged; use the original model file."
+        )
+    try:
+        module.load_state_dict(load_safetensors(data), strict=True)
+    except Exception as exc:  # safetensors reports damaged data with its own error type
+        raise ModelFileError(f"{path}: {WEIGHTS_NAME} is damaged ({exc}). Use the original "
+                             "model file.") from None
 
 
 def potential_from_metadata(metadata: dict[str, Any], path: Path) -> Potential:
@@ -134,8 +229,11 @@ def potential_from_metadata(metadata: dict[str, Any], path: Path) -> Potential:
             metadata["shift"],
         )
         saved_dtype = _DTYPES[metadata["dtype"]]
-    except (KeyError, ValidationError, ValueError) as exc:
+    except (KeyError, ValidationError, ValueError, TypeError, IndexError) as exc:
         raise ModelFileError(f"{path}: the metadata does not describe a valid model ({exc}).") from None
+    except (RuntimeError, MemoryError) as exc:  # e.g. sizes too large to allocate
+        raise ModelFileError(f"{path}: the model the metadata describes cannot be built "
+                             f"({type(exc).__name__}: {str(exc)[:200]}).") from None
     potential.to(dtype=saved_dtype)
     potential.metadata = {
         k: v for k, v in metadata.items() if k in ("data_fingerprint", "test_metrics", "training")
@@ -143,27 +241,66 @@ def potential_from_metadata(metadata: dict[str, Any], path: Path) -> Potential:
     return potential
 
 
+def _check_entries(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuse archives whose entry names are paths out of a folder, or given twice."""
+    names = archive.namelist()
+    for name in names:
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+            raise ModelFileError(
+                f"{path}: the archive holds an entry named {name!r}, an absolute or '..' path. "
+                f"mlff writes only {METADATA_NAME} and {WEIGHTS_NAME}; this file was altered or "
+                "is not from mlff. Do not use it."
+            )
+    for name in (METADATA_NAME, WEIGHTS_NAME):
+        if names.count(name) > 1:
+            raise ModelFileError(f"{path}: the archive holds {name} {names.count(name)} times; "
+                                 "this file was altered. Use the original model file.")
+    if METADATA_NAME not in names or WEIGHTS_NAME not in names:
+        missing = " and ".join(n for n in (METADATA_NAME, WEIGHTS_NAME) if n not in names)
+        raise ModelFileError(
+            f"{path}: not an mlff model file (it lacks {missing}). Model files are written by "
+            "`mlff train`; use the original file."
+        )
+    if archive.getinfo(METADATA_NAME).file_size > _MAX_METADATA_BYTES:
+        raise ModelFileError(f"{path}: {METADATA_NAME} is "
+                             f"{archive.getinfo(METADATA_NAME).file_size} bytes, too large for "
+                             "a model's metadata; this file was altered or is damaged.")
+
+
 def read_archive(path: Path, weights: bool) -> tuple[dict[str, Any], bytes]:
+    """The checked, upgraded metadata of a model file and (when ``weights``) the raw bytes
+    of its ``weights.safetensors`` (else ``b""``).
+
+    Raises:
+        ModelFileError: the file is missing, not a zip, damaged, has unsafe or missing
+            entries, invalid metadata, or a format newer than this mlff reads.
+    """
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file.")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory, not a .mlff model file.")
     try:
         with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if METADATA_NAME not in names or WEIGHTS_NAME not in names:
-                raise ModelFileError(
-                    f"{path}: not an mlff model file (it lacks {METADATA_NAME} or {WEIGHTS_NAME})."
-                )
+            _check_entries(archive, path)
             metadata = json.loads(archive.read(METADATA_NAME))
             data = archive.read(WEIGHTS_NAME) if weights else b""
-    except zipfile.BadZipFile:
+    except zipfile.BadZipFile as exc:
         raise ModelFileError(
-            f"{path}: not an mlff model file (not a zip archive). Model files end in .mlff "
-            "and are written by `mlff train`."
+            f"{path}: not an mlff model file (not a zip archive, or a truncated or damaged "
+            f"one: {exc}). Model files end in .mlff and are written by `mlff train`."
         ) from None
-    except json.JSONDecodeError as exc:
+    except (EOFError, zlib.error, NotImplementedError, OSError) as exc:
+        raise ModelFileError(f"{path}: cannot read the model file ({type(exc).__name__}: "
+                             f"{exc}); it may be damaged or truncated. Use the original "
+                             "file.") from None
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
         raise ModelFileError(f"{path}: corrupt metadata.json ({exc}).") from None
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{path}: metadata.json holds a {type(metadata).__name__}, not "
+                             "an object; the file was altered or is damaged.")
     version = metadata.get("format_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise ModelFileError(f"{path}: metadata.json has no format_version.")
     if version > FORMAT_VERSION:
         raise ModelFileError(
@@ -171,7 +308,55 @@ def read_archive(path: Path, weights: bool) -> tuple[dict[str, Any], bytes]:
             f"{metadata.get('mlff_version', '?')}; this mlff reads up to format {FORMAT_VERSION}. "
             "Upgrade mlff (pip install -U mlff)."
         )
-    return _upgrade(metadata), data
+    metadata = _upgrade(metadata)
+    check_metadata(metadata, path)
+    return metadata, data
+
+
+def check_metadata(metadata: dict[str, Any], path: Path, where: str = "metadata.json") -> None:
+    """Check the fields every model (and each committee member) has, and their types.
+
+    Raises:
+        ModelFileError: naming the field and what is wrong with it.
+    """
+    def fail(message: str) -> None:
+        raise ModelFileError(f"{path}: {where}: {message}; the file was altered or is damaged. "
+                             "Use the original model file.")
+
+    for key, kind in (("architecture", str), ("hyperparameters", dict), ("species", list),
+                      ("e0s", dict), ("dtype", str)):
+        if not isinstance(metadata.get(key), kind):
+            fail(f"'{key}' is missing or not a {kind.__name__}")
+    species = metadata["species"]
+    if not species or not all(isinstance(z, int) and not isinstance(z, bool)
+                              and 0 < z < len(chemical_symbols) for z in species):
+        fail(f"'species' = {str(species)[:80]} is not a list of atomic numbers (1-118)")
+    if len(set(species)) != len(species):
+        fail(f"'species' = {species} lists an element twice")
+    symbols = [chemical_symbols[z] for z in species]
+    if metadata.get("species_symbols", symbols) != symbols:
+        fail(f"'species_symbols' {metadata['species_symbols']} do not match the species {symbols}")
+    missing = [s for s in symbols if s not in metadata["e0s"]]
+    if missing:
+        fail(f"'e0s' has no value for {', '.join(missing)}")
+    numbers = [("cutoff", metadata.get("cutoff")), ("scale", metadata.get("scale")),
+               ("shift", metadata.get("shift"))]
+    numbers += [(f"e0s.{s}", metadata["e0s"][s]) for s in symbols]
+    for key, value in numbers:
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value)):
+            fail(f"'{key}' = {value!r} is not a finite number")
+    if metadata["dtype"] not in _DTYPES:
+        fail(f"'dtype' = {metadata['dtype']!r} is not one of {', '.join(_DTYPES)}")
+    if "committee" in metadata:
+        members = metadata.get("members")
+        size = metadata["committee"]
+        if not (isinstance(members, list) and isinstance(size, int) and size == len(members) > 0):
+            fail(f"'committee' = {size!r} does not match the {'members' if isinstance(members, list) else 'missing members'}")
+        for k, member in enumerate(members):
+            if not isinstance(member, dict):
+                fail(f"members[{k}] is not an object")
+            check_metadata(member, path, f"{where} members[{k}]")
 
 
 def _upgrade(metadata: dict[str, Any]) -> dict[str, Any]:

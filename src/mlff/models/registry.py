@@ -22,7 +22,7 @@ _REGISTRY: dict[str, type[nn.Module]] = {}
 class ModelConfig(BaseModel):
     """Hyperparameters every architecture has."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     architecture: str = Field(description="registry name of the architecture")
     cutoff: float = Field(5.0, gt=0, description="interaction cutoff, Å")

@@ -167,5 +167,8 @@ def load_oracle_config(config: str | Path | dict[str, Any] | OracleConfig) -> Or
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (not UTF-8); give the oracle's YAML "
+                              "config file.") from None
         return validate_oracle_config(raw, str(path))
     return validate_oracle_config(config)

@@ -34,7 +34,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
-        raise ModelFileError(f"{path}: not a readable mlff checkpoint ({exc}).") from None
+        # torch's message advises weights_only=False, which would run code from the file
+        reason = next((line.strip() for line in str(exc).splitlines()
+                       if "GLOBAL" in line or "Unsupported operand" in line), None)
+        reason = reason or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelFileError(
+            f"{path}: not a readable mlff checkpoint ({type(exc).__name__}: {reason[:300]}). "
+            "It is damaged or was not written by mlff (it is never loaded in a way that runs "
+            "code); train again without --resume, or into a new --out folder."
+        ) from None
     version = state.get("checkpoint_version") if isinstance(state, dict) else None
     if version != CHECKPOINT_VERSION:
         raise ModelFileError(

@@ -25,7 +25,8 @@ from mlff.models.registry import ModelConfig, architectures, get_architecture
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # a NaN or infinite setting (lr: .inf) is a typo, never a choice
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class KeysConfig(_Strict):
@@ -374,9 +375,11 @@ def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file.")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8); give the YAML config file.") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

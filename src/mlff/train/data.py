@@ -14,6 +14,7 @@ from mlff.data.readers import LabelKeys
 from mlff.data.split import random_split
 from mlff.data.statistics import (
     check_e0s,
+    check_units,
     e0s_from_file,
     e0s_least_squares,
     summarize,
@@ -140,6 +141,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     check_config_type_weights(data.config_type_weights, train, valid)
 
     summary = summarize(train)  # one streaming pass: a packed set is never all in memory
+    check_units(summary, str(data.train))
     species = sorted(summary.species)
     if config.finetune is not None:
         e0s = finetune_e0s(config, train, species, keys)

@@ -413,7 +413,7 @@ class Trainer:
             loss, parts = compute_loss(pred, batch, self.loss_config, counts)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"the training loss became {float(loss)} at epoch {self.epoch}. "
+                    f"the training loss became {float(loss.detach())} at epoch {self.epoch + 1}. "
                     "Lower training.lr, enable training.grad_clip, or check the data for outliers."
                 )
             (loss * factor).backward() if factor != 1.0 else loss.backward()
@@ -478,6 +478,12 @@ class Trainer:
                 valid = evaluate(self.evaluation_model, self.data.valid, t.valid_batch_size,
                                  self.loss_config, self.compute_stress, self.context,
                                  self.config.data.config_type_weights)
+                if not math.isfinite(valid["loss"]):  # else no epoch is ever the best
+                    raise TrainingDiverged(
+                        f"the validation loss became {valid['loss']} at epoch {self.epoch + 1}. "
+                        "Lower training.lr, enable training.grad_clip, or check the data for "
+                        "outliers."
+                    )
                 self.schedule.end_epoch(self.epoch, valid["loss"])
                 improved = valid["loss"] < self.best_valid_loss * (1 - _MIN_RELATIVE_IMPROVEMENT)
                 if improved:

@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_safetensors
 
 from mlff.errors import ModelFileError
 from mlff.models.io import (
     _DTYPES,
+    check_sizes,
+    load_weights,
     model_metadata,
     potential_from_metadata,
     read_archive,
+    weight_shapes,
     write_archive,
 )
 from mlff.models.io import load_model as load_potential
@@ -58,15 +60,15 @@ def load_model(
     metadata, weights = read_archive(path, weights=True)
     if "committee" not in metadata:
         return load_potential(path, device=device, dtype=dtype)
+    shapes = weight_shapes(weights, path)
+    for member in metadata["members"]:
+        check_sizes(member["hyperparameters"], shapes, path)
     try:
         members = [potential_from_metadata(m, path) for m in metadata["members"]]
         committee = Committee(members, calibration=metadata.get("calibration"))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: the committee metadata is not valid ({exc}).") from None
-    try:
-        committee.load_state_dict(load_safetensors(weights), strict=True)
-    except RuntimeError as exc:
-        raise ModelFileError(f"{path}: the weights do not fit the committee ({exc}).") from None
+    load_weights(committee, weights, shapes, path)
     committee.metadata = {
         k: v for k, v in metadata.items() if k in ("data_fingerprint", "test_metrics", "training")
     }
