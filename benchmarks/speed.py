@@ -6,6 +6,8 @@
     python benchmarks/speed.py --out bench-out/speed --architectures mace --sizes 30 \\
         --dtypes float32 --peers                                          # 108,000 atoms
     python benchmarks/speed.py --out bench-out/speed --leak-steps 10000 --architectures mace
+    python benchmarks/speed.py --out bench-out/speed --architectures mace --mace-sizes L1-64 \
+        L2-128 --sizes 3 5 8 --dtypes float32 --peers mace --no-ethanol   # MACE sizes people use
 
 Every mlff architecture gets a model that knows H, C, O and Cu (random weights: only the
 cost matters), MACE and NequIP at the peers' hyperparameters (../shared/peers: MACE 32x0e,
@@ -49,6 +51,10 @@ PEER_MATCHED = {
     "nequip": {"num_layers": 3, "l_max": 1, "num_features": 32, "parity": True,
                "num_radial": 8, "radial_mlp_width": 64, "radial_mlp_depth": 2},
 }
+# MACE at the sizes people use, beside mace-torch at the same hyperparameters:
+# --mace-sizes L1-64 L2-128 adds "mace-L1-64" (64x0e+64x1o) and "mace-L2-128" models
+MACE_SIZES = {"L0-32": (0, 32), "L1-64": (1, 64), "L1-128": (1, 128), "L2-64": (2, 64),
+              "L2-128": (2, 128)}
 SPECIES = [1, 6, 8, 29]
 CUTOFF = 5.0
 AVG_NEIGHBORS = 42.0  # fcc Cu, a = 3.61 Å, 5 Å: 12 + 6 + 24 neighbours
@@ -161,27 +167,38 @@ def current_rss_mib() -> float:
 
 
 # ---------------------------------------------------------------- models
+def model_hyperparameters(key: str) -> tuple[str, dict]:
+    """``mace-L1-64`` -> ("mace", MACE hyperparameters at max_L 1, 64 channels); an
+    architecture name -> itself and its peer-matched hyperparameters."""
+    architecture, _, size = key.partition("-")
+    hyperparameters = dict(PEER_MATCHED.get(architecture, {}))
+    if size:
+        max_l, channels = MACE_SIZES[size]
+        hyperparameters.update(max_L=max_l, num_channels=channels)
+    return architecture, hyperparameters
+
+
 def build_models(directory: Path, architectures: list[str]) -> dict[str, Path]:
-    """One .mlff file per architecture (float64 weights; the calculator casts)."""
+    """One .mlff file per architecture or MACE size (float64 weights; the calculator casts)."""
     import torch
 
     from mlff.models import Potential, build_model, get_architecture, save_model
 
     directory.mkdir(parents=True, exist_ok=True)
     files = {}
-    for architecture in architectures:
-        path = directory / f"{architecture}.mlff"
+    for key in architectures:
+        path = directory / f"{key}.mlff"
+        architecture, matched = model_hyperparameters(key)
         if not path.exists():
             torch.manual_seed(0)
-            hyperparameters = {"architecture": architecture, "cutoff": CUTOFF,
-                               **PEER_MATCHED.get(architecture, {})}
+            hyperparameters = {"architecture": architecture, "cutoff": CUTOFF, **matched}
             if "avg_num_neighbors" in get_architecture(architecture).Config.model_fields:
                 hyperparameters["avg_num_neighbors"] = AVG_NEIGHBORS
             hyperparameters = get_architecture(architecture).Config.model_validate(
                 hyperparameters).model_dump()
             model = build_model(hyperparameters, len(SPECIES))
             save_model(Potential(model, hyperparameters, SPECIES, [0.0] * len(SPECIES)), path)
-        files[architecture] = path
+        files[key] = path
     return files
 
 
@@ -189,8 +206,9 @@ def peer_python(peers: Path, peer: str) -> Path:
     return peers / f"venv-{peer}" / "bin" / "python"
 
 
-def peer_models(peers: Path, peer: str, dtypes: list[str]) -> dict[str, Path]:
-    """The peer's Cu model per dtype, trained for one epoch on EMT Cu if missing."""
+def peer_models(peers: Path, peer: str, dtypes: list[str], size: str = "L0-32") -> dict[str, Path]:
+    """The peer's Cu model per dtype, trained for one epoch on EMT Cu if missing (MACE at
+    ``size``, one of MACE_SIZES)."""
     python = peer_python(peers, peer)
     work = peers / f"speed_{peer}"
     work.mkdir(parents=True, exist_ok=True)
@@ -200,12 +218,14 @@ def peer_models(peers: Path, peer: str, dtypes: list[str]) -> dict[str, Path]:
         subprocess.run([str(python), str(PEERS_DIR / "gen_cu_emt.py"), str(data), "20"],
                        check=True, env=env)
     if peer == "mace":
-        model = work / "mace_cu32x0e.model"
+        max_l, channels = MACE_SIZES[size]
+        name = "mace_cu32x0e" if size == "L0-32" else f"mace_cu_{size}"
+        model = work / f"{name}.model"
         if not model.exists():
-            arguments = {"name": "mace_cu32x0e", "work_dir": work, "train_file": data,
+            arguments = {"name": name, "work_dir": work, "train_file": data,
                          "valid_fraction": 0.1, "energy_key": "REF_energy",
                          "forces_key": "REF_forces", "E0s": "average", "model": "MACE",
-                         "num_channels": 32, "max_L": 0, "correlation": 3,
+                         "num_channels": channels, "max_L": max_l, "correlation": 3,
                          "num_interactions": 2, "r_max": CUTOFF, "batch_size": 5,
                          "max_num_epochs": 1, "default_dtype": "float64", "device": "cpu",
                          "seed": 123}
@@ -285,12 +305,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench-out/speed"))
     parser.add_argument("--architectures", nargs="+", default=ARCHITECTURES,
-                        choices=ARCHITECTURES)
+                        help=f"any of {' '.join(ARCHITECTURES)}")
     parser.add_argument("--sizes", nargs="+", type=int, default=[3, 5, 8, 13, 20],
                         help="n of the n x n x n fcc Cu supercells (4 n^3 atoms)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"],
                         choices=["float32", "float64"])
     parser.add_argument("--no-ethanol", action="store_true", help="skip the ethanol molecule")
+    parser.add_argument("--mace-sizes", nargs="+", default=["L0-32"], choices=list(MACE_SIZES),
+                        help="MACE max_L and channels (L0-32 is the peers' ethanol recipe)")
     parser.add_argument("--peers", nargs="*", default=["mace", "nequip"], choices=["mace", "nequip"],
                         help="peers to run beside mlff (nothing: none)")
     parser.add_argument("--peer-max-atoms", type=int, default=2048,
@@ -306,6 +328,10 @@ def main() -> None:
                         help=argparse.SUPPRESS)
     parser.add_argument("--build-models", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for key in args.architectures:
+        architecture, _, size = key.partition("-")
+        if architecture not in ARCHITECTURES or (size and size not in MACE_SIZES):
+            parser.error(f"unknown architecture {key!r}")
 
     if args.build_models:
         build_models(args.out / "models", args.architectures)
@@ -322,9 +348,12 @@ def main() -> None:
     # this process stays small (no torch): a child's peak RSS starts from its parent's
     # resident memory at the fork, which the kernel carries across exec
     script = [sys.executable, str(Path(__file__).resolve())]
+    keys = [k for a in args.architectures
+            for k in ([a] if a != "mace" else
+                      ["mace" if s == "L0-32" else f"mace-{s}" for s in args.mace_sizes])]
     subprocess.run([*script, "--build-models", "--out", str(args.out), "--architectures",
-                    *args.architectures], check=True)
-    models = {a: args.out / "models" / f"{a}.mlff" for a in args.architectures}
+                    *keys], check=True)
+    models = {k: args.out / "models" / f"{k}.mlff" for k in keys}
     if args.leak_steps:
         for architecture in args.architectures:
             print(f"# leak check: {architecture}, {args.dtypes[0]}, 256 Cu atoms, "
@@ -336,7 +365,12 @@ def main() -> None:
                   f"{rows[-1]['step']}: {rows[-1]['rss_MiB']} MiB (growth {growth:+.1f} MiB)")
         return
 
-    peer_files = {peer: peer_models(args.peers_dir, peer, args.dtypes) for peer in args.peers}
+    peer_files = {}
+    for key in keys:
+        architecture, _, size = key.partition("-")
+        if architecture in args.peers:
+            peer_files[key] = peer_models(args.peers_dir, architecture, args.dtypes,
+                                          size or "L0-32")
     names = [f"cu:{n}" for n in args.sizes] + ([] if args.no_ethanol else ["ethanol"])
     records = []
     results = args.out / "speed.jsonl"
@@ -346,14 +380,15 @@ def main() -> None:
         for dtype in args.dtypes:
             for name in names:
                 atoms = len(structure(name))
-                for architecture in args.architectures:
+                for architecture in keys:
                     runs = [("mlff", [*script, "--child", str(models[architecture]), dtype, name,
                                       *protocol])]
                     if architecture in peer_files and name != "ethanol" and atoms <= args.peer_max_atoms:
                         reps = name.split(":")[1]
+                        peer = architecture.partition("-")[0]
                         runs.append((architecture, [
-                            str(peer_python(args.peers_dir, architecture)),
-                            str(PEERS_DIR / "speed_ase.py"), architecture,
+                            str(peer_python(args.peers_dir, peer)),
+                            str(PEERS_DIR / "speed_ase.py"), peer,
                             str(peer_files[architecture][dtype]), dtype, reps,
                             str(args.min_seconds), str(args.max_steps)]))
                     for backend, command in runs:
