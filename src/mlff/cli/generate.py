@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--frame", metavar="INDEX", type=int, default=-1,
                         help="frame of STRUCTURE to start from (default: -1, the last)")
     parser.add_argument("--oracle", metavar="ORACLE.yaml", type=Path, required=True,
-                        help="oracle config (type: emt|tblite|pyscf|ase, ...)")
+                        help="oracle config (type: emt|tblite|pyscf|cp2k|gpaw|ase, ...)")
     parser.add_argument("--out", metavar="FILE_OR_DB", required=True,
                         help="FILE.xyz/.extxyz (overwritten), or a label store FILE.db / URL")
     parser.add_argument("--temperature", metavar="K", type=float, required=True,

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("structures", metavar="STRUCTURES",
                         help="structures to label: any file ASE reads (extxyz, POSCAR, ...)")
     parser.add_argument("--oracle", metavar="ORACLE.yaml", type=Path, required=True,
-                        help="oracle config (type: emt|tblite|pyscf|ase, ...)")
+                        help="oracle config (type: emt|tblite|pyscf|cp2k|gpaw|ase, ...)")
     parser.add_argument("--out", metavar="DB", required=True,
                         help="label store: SQLite file (labels.db) or ASE database URL")
     parser.add_argument("--workers", metavar="N", type=int, default=None,
