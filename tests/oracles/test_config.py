@@ -22,7 +22,7 @@ def test_yaml_file_and_dict_give_the_same_oracle(tmp_path):
     # settings are plain JSON of this type's settings only, and rebuild the oracle
     settings = from_file.settings
     assert set(settings) == {"type", "timeout", "properties", "xc", "basis", "charge", "spin",
-                             "conv_tol", "max_cycle"}
+                             "conv_tol", "max_cycle", "max_force", "max_energy_deviation"}
     assert load_oracle(settings).config == from_file.config
     assert load_oracle_config(from_file.config) is from_file.config
 

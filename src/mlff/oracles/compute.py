@@ -80,7 +80,8 @@ def _run_directory(config: OracleConfig) -> Path | None:
     return Path(tempfile.mkdtemp(prefix="mlff-oracle-", dir=base))
 
 
-def _results(calc: Any, work: Atoms, wanted: list[str]) -> dict[str, Any]:
+def _results(config: OracleConfig, calc: Any, work: Atoms,
+             wanted: list[str]) -> dict[str, Any]:
     """The calculator's results for ``wanted`` properties (raises on any failure)."""
     # one call for every property, so that codes which compute them together
     # (every SCF code) do not run twice
@@ -90,9 +91,9 @@ def _results(calc: Any, work: Atoms, wanted: list[str]) -> dict[str, Any]:
     scf = scf_failure_in_output(calc)  # ASE's CP2K does not say so itself
     if scf is not None:
         raise RuntimeError(scf)
-    # the force-consistent (free) energy where a smearing code has both: forces are its
-    # gradient, the zero-width extrapolation is not what the forces belong to
-    name = "free_energy" if "free_energy" in calc.results else "energy"
+    # GPAW: the force-consistent (free) energy, whose gradient the forces are, not the
+    # zero-smearing extrapolation
+    name = "free_energy" if config.type == "gpaw" else "energy"
     results: dict[str, Any] = {"energy": float(calc.get_property(name, work))}
     if "forces" in wanted:
         results["forces"] = np.array(calc.get_property("forces", work), dtype=float)
@@ -109,7 +110,7 @@ def _calculate(config: OracleConfig, atoms: Atoms, wanted: list[str],
     calc = make_calculator(config, None if directory is None else str(directory))
     try:
         work.calc = calc
-        return _results(calc, work, wanted)
+        return _results(config, calc, work, wanted)
     finally:
         close = getattr(calc, "close", None)  # calculators holding a process (CP2K's shell)
         if callable(close):
@@ -139,7 +140,7 @@ def _calculate_cp2k(config: OracleConfig, atoms: Atoms, wanted: list[str],
     work = atoms.copy()
     try:
         work.calc = calc
-        return _results(calc, work, wanted)
+        return _results(config, calc, work, wanted)
     except Exception as exc:
         folder = discard_shell(config)
         where = f" (CP2K's files are kept in {folder})" if folder is not None else ""
