@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO := demo-out
 
-.PHONY: install demo test clean
+.PHONY: install install-dft demo test clean
 
 install: $(STAMP)
 
@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# GPAW (the gpaw oracle) from the pins marked `extra == "dft"` in requirements.txt; GPAW 26
+# compiles its C sources as C++, hence CC=g++ (needs libxc-dev libopenblas-dev
+# libfftw3-dev libopenmpi-dev from apt)
+install-dft: $(STAMP)
+	CC=g++ $(PY) -m pip install --quiet $$(sed -n 's/; *extra *== *"dft"//p' requirements.txt)
 
 demo: $(STAMP)
 	rm -rf $(DEMO)

@@ -34,9 +34,11 @@ def water() -> Atoms:
 
 
 def silicon16_displaced() -> Atoms:
-    """The 16-atom silicon cell (two conventional cubes) with atom 0 moved towards its
-    nearest neighbour until they are 2.14 Å apart: the kind of cell active learning picks."""
+    """The 16-atom silicon cell (two conventional cubes), every atom rattled by 0.15 Å,
+    then atom 0 moved towards its nearest neighbour until they are 2.14 Å apart: the kind
+    of cell active learning picks, on which plain SCF mixing without smearing oscillates."""
     atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1)
+    atoms.rattle(0.15, seed=3)
     vectors = atoms.get_distances(0, range(1, len(atoms)), mic=True, vector=True)
     lengths = np.linalg.norm(vectors, axis=1)
     nearest = int(np.argmin(lengths))

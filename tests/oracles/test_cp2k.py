@@ -34,9 +34,8 @@ def _energy(oracle):
     return energy
 
 
-@pytest.mark.parametrize("kpts", [[1, 1, 1], [2, 2, 2]])
-def test_silicon_forces_and_stress_are_gradients_of_the_energy(kpts):
-    oracle = load_oracle({**CHEAP, "kpts": kpts})
+def test_silicon_forces_and_stress_are_gradients_of_the_energy():
+    oracle = load_oracle({**CHEAP, "kpts": [2, 2, 2]})  # k-points and analytic stress
     atoms = dft.silicon2()
     result = oracle.label(atoms)
     assert result.ok, result.reason
@@ -46,14 +45,13 @@ def test_silicon_forces_and_stress_are_gradients_of_the_energy(kpts):
     components = [(1, 0), (0, 2)]
     numeric = dft.fd_forces(_energy(oracle), atoms, components)
     np.testing.assert_allclose([forces[a, x] for a, x in components], numeric, atol=1e-3)
-    stress_components = [0] if kpts != [1, 1, 1] else [0, 3]
-    np.testing.assert_allclose(stress[stress_components],
-                               dft.fd_stress(_energy(oracle), atoms, stress_components),
+    np.testing.assert_allclose(stress[[0, 3]], dft.fd_stress(_energy(oracle), atoms, [0, 3]),
                                atol=2e-4)
 
 
 def test_water_forces_are_gradients_of_the_energy():
-    oracle = load_oracle(CHEAP)
+    # 300 Ry: at 150 Ry oxygen's forces differ from the energy's gradient by 2e-3 eV/Å
+    oracle = load_oracle({**CHEAP, "cutoff": 4082.0, "rel_cutoff": 816.0})
     atoms = dft.water()
     result = oracle.label(atoms)
     assert result.ok, result.reason

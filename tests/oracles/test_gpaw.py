@@ -51,7 +51,7 @@ def test_silicon_forces_and_stress_are_gradients_of_the_energy(tmp_path):
 
 
 def test_water_forces_are_gradients_of_the_energy():
-    oracle = load_oracle({**CHEAP, "cutoff": 300.0})
+    oracle = load_oracle({**CHEAP, "cutoff": 400.0})  # 300 eV: 1.6e-3 eV/Å off (grid)
     atoms = dft.water()
     result = oracle.label(atoms)
     assert result.ok, result.reason

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import multiprocessing.util
 import os
 import shutil
 import signal
@@ -379,9 +380,15 @@ def discard_shell(config: OracleConfig) -> Path | None:
     return Path(calc.directory)
 
 
-@atexit.register
 def _close_all() -> None:
+    """Stop this process's shells and remove their folders (at exit)."""
     for key in list(_SHELLS):
         calc = _SHELLS.pop(key)
         calc.close()
         shutil.rmtree(calc.directory, ignore_errors=True)
+
+
+# at interpreter exit, and at the exit of a multiprocessing worker (which skips atexit);
+# a worker killed outright closes the shell's input, and CP2K's shell exits at its end
+atexit.register(_close_all)
+multiprocessing.util.Finalize(None, _close_all, exitpriority=10)

@@ -52,7 +52,10 @@ def _child_environment(config: OracleConfig) -> dict[str, str]:
     """The environment of MPI children: threads per rank, OpenMPI allowed as root."""
     from mlff.oracles.cp2k import process_environment
 
-    return process_environment(config.threads)
+    env = process_environment(config.threads)
+    if config.type == "gpaw":  # GPAW's own MPI (its C extension), not mpi4py
+        env.setdefault("GPAW_MPI_BACKEND", "cgpaw")
+    return env
 
 
 def run_isolated(config: OracleConfig, atoms: Atoms, timeout: float | None,
