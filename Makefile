@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml requirements.txt
 
 # GPAW (the gpaw oracle) from the pins marked `extra == "dft"` in requirements.txt; GPAW 26
 # compiles its C sources as C++, hence CC=g++ (needs libxc-dev libopenblas-dev
-# libfftw3-dev libopenmpi-dev from apt)
+# libfftw3-dev from apt). The venv's bin/ comes first so that GPAW is built with the MPI
+# compiler of the venv's MPICH (the mpich pin), whose mpi.h the build sees anyway.
 install-dft: $(STAMP)
-	CC=g++ $(PY) -m pip install --quiet $$(sed -n 's/; *extra *== *"dft"//p' requirements.txt)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CC=g++ $(PY) -m pip install --quiet \
+		$$(sed -n 's/; *extra *== *"dft"//p' requirements.txt)
 
 demo: $(STAMP)
 	rm -rf $(DEMO)

@@ -139,3 +139,23 @@ def test_ab_initio_md_resumes_after_kill(tmp_path, capsys, monkeypatch):
     reference = load_oracle(oracle).label(last)
     np.testing.assert_allclose(frames[-1].get_forces(), reference.atoms.get_forces(),
                                atol=1e-4)
+
+
+@pytest.mark.parametrize("code", [_code("cp2k"), _code("gpaw")])
+def test_dask_workers_label_with_their_own_code_processes(code):
+    import yaml
+
+    from mlff.oracles import ExecutorConfig, label_many, make_executor
+
+    config = yaml.safe_load(CHEAP[code])
+    frames = _silicon_frames(2)
+    with make_executor(ExecutorConfig(local_cluster=True, workers=2)) as executor:
+        results = label_many(frames, config, executor)
+    oracle = load_oracle(config)
+    for frame, result in zip(frames, results):
+        assert result.ok, result.reason
+        here = oracle.label(frame)
+        assert result.atoms.get_potential_energy() == pytest.approx(
+            here.atoms.get_potential_energy(), abs=1e-5)
+        np.testing.assert_allclose(result.atoms.get_forces(), here.atoms.get_forces(),
+                                   atol=1e-4)

@@ -127,3 +127,32 @@ def test_cutoff_in_rydberg_is_refused():
 
     with pytest.raises(ConfigError, match="eV, not Rydberg.*400 Ry = 5442.3 eV"):
         load_oracle({"type": "cp2k", "cutoff": 400.0})
+
+
+def test_displaced_si16_generic_recipe_fails_and_the_cp2k_input_converges(tmp_path):
+    # the same cutoff and SCF budget for both: CP2K's defaults (no smearing, plain
+    # mixing) oscillate on this cell; smearing and Broyden mixing converge
+    atoms = dft.silicon16_displaced()
+    generic = load_oracle({
+        "type": "ase", "calculator": "ase.calculators.cp2k:CP2K",
+        "kwargs": {"command": "cp2k_shell.psmp", "xc": "PBE",
+                   "basis_set": "DZVP-MOLOPT-SR-GTH", "pseudo_potential": "GTH-PBE",
+                   "cutoff": 2041.0, "max_scf": 40, "directory": str(tmp_path)}})
+    failed = generic.label(atoms)
+    assert not failed.ok and failed.atoms is None
+    assert "SCF run NOT converged" in failed.reason and "'cp2k' oracle" in failed.reason
+
+    oracle = load_oracle({**CHEAP, "max_scf": 40})
+    result = oracle.label(atoms)
+    assert result.ok, result.reason
+    assert -110.0 < result.atoms.get_potential_energy() / len(atoms) < -100.0
+    calc = oracle.make_calculator()  # a shell of its own, reused for the displacements
+
+    def energy(moved):
+        moved = moved.copy()
+        moved.calc = calc
+        return moved.get_potential_energy()
+
+    numeric = dft.fd_forces(energy, atoms, [(0, 0)])
+    calc.close()
+    assert result.atoms.get_forces()[0, 0] == pytest.approx(numeric[0], abs=1e-3)

@@ -120,7 +120,7 @@ def make_calculator(config: OracleConfig, directory: str | None = None) -> BaseC
             base = config.directory or tempfile.gettempdir()
             Path(base).mkdir(parents=True, exist_ok=True)
             directory = tempfile.mkdtemp(prefix="mlff-cp2k-", dir=base)
-        return MLFFCP2K(config, Path(directory))
+        return MLFFCP2K(config, Path(directory).resolve())
     if config.type == "gpaw":
         from mlff.oracles.gpaw_calculator import GPAWOracleCalculator
 

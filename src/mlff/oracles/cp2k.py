@@ -136,6 +136,7 @@ class _Shell(Cp2kShell):
     can be killed) with its standard error in a file."""
 
     def __init__(self, command: str, env: dict[str, str], stderr_path: Path) -> None:
+        # runs in the folder of its files (CP2K writes some next to its working directory)
         self.isready = False
         self.version = 1.0
         self._debug = False
@@ -144,7 +145,7 @@ class _Shell(Cp2kShell):
             self._child = subprocess.Popen(
                 command, shell=True, universal_newlines=True, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=stderr, bufsize=1, env=env,
-                start_new_session=True,
+                start_new_session=True, cwd=stderr_path.parent,
             )
         for _ in range(1000):  # start-up noise before the prompt
             line = self.recv()
@@ -364,7 +365,7 @@ def shell_calculator(config: OracleConfig) -> MLFFCP2K:
         if calc is None:
             base = Path(config.directory or tempfile.gettempdir())
             base.mkdir(parents=True, exist_ok=True)
-            directory = Path(tempfile.mkdtemp(prefix="mlff-cp2k-", dir=base))
+            directory = Path(tempfile.mkdtemp(prefix="mlff-cp2k-", dir=base)).resolve()
             calc = _SHELLS[key] = MLFFCP2K(config, directory)
         return calc
 

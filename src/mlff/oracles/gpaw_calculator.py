@@ -15,6 +15,7 @@ parallel; a calculator made in this process runs on one rank.
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,13 @@ def gpaw_parameters(config: OracleConfig, atoms: Atoms, txt: str | None) -> dict
 
 
 def mpi_launcher(config: OracleConfig) -> list[str]:
-    """The MPI launcher prefix for ``ranks > 1`` (``mpiexec -n ranks``, or ``command``)."""
+    """The MPI launcher prefix for ``ranks > 1``: ``command``, else ``mpiexec -n ranks``
+    with the ``mpiexec`` next to this Python (the environment's MPI, which GPAW was built
+    against there) if there is one."""
     if config.command:
         return shlex.split(config.command)
-    return ["mpiexec", "-n", str(config.ranks)]
+    local = Path(sys.executable).parent / "mpiexec"
+    return [str(local) if local.is_file() else "mpiexec", "-n", str(config.ranks)]
 
 
 class GPAWOracleCalculator(Calculator):
