@@ -37,13 +37,14 @@ def test_check_refuses_oracles_without_a_cutoff(tmp_path, capsys):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gpaw") is None, reason="gpaw is not installed")
-def test_check_prints_cutoff_and_kpoint_tables_with_gpaw(tmp_path, capsys):
+def test_check_prints_cutoff_and_kpoint_tables_with_gpaw(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     oracle, structure = tmp_path / "gpaw.yaml", tmp_path / "si.xyz"
     oracle.write_text("type: gpaw\ncutoff: 250.0\nkpoint_density: 1.0\n")
     ase.io.write(structure, dft.silicon2())
     assert main(["oracle", "check", str(oracle), str(structure), "--cutoffs", "200,250",
-                 "--kpoint-densities", "0.5,1.0", "--force-tol", "1.0"]) == 0
+                 "--kpoint-densities", "0.4,0.9", "--force-tol", "1.0"]) == 0
     out = capsys.readouterr().out
     assert "cutoff (k-points as configured)" in out and "k-points (cutoff 250 eV)" in out
-    assert "1x1x1" in out and "2x2x2" in out  # the meshes of 0.5 and 1.0 per Å⁻¹
+    assert "1x1x1" in out and "2x2x2" in out  # the meshes of 0.4 and 0.9 per Å⁻¹
     assert out.count("ref") >= 2 and "ΔE (meV/atom)" in out
