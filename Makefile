@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO := demo-out
 
-.PHONY: install demo test clean
+.PHONY: install install-dft demo test clean
 
 install: $(STAMP)
 
@@ -18,6 +18,14 @@ $(STAMP): pyproject.toml requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# GPAW (the gpaw oracle) from the pins marked `extra == "dft"` in requirements.txt; GPAW 26
+# compiles its C sources as C++, hence CC=g++ (needs libxc-dev libopenblas-dev
+# libfftw3-dev from apt). The venv's bin/ comes first so that GPAW is built with the MPI
+# compiler of the venv's MPICH (the mpich pin), whose mpi.h the build sees anyway.
+install-dft: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CC=g++ $(PY) -m pip install --quiet \
+		$$(sed -n 's/; *extra *== *"dft"//p' requirements.txt)
 
 demo: $(STAMP)
 	rm -rf $(DEMO)

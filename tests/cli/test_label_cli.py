@@ -142,7 +142,10 @@ def test_generate_writes_the_requested_frames(tmp_path, capsys):
     np.testing.assert_allclose(store.labelled()[-1].positions, structures[-1].atoms.positions,
                                atol=1e-7)  # same seed, same trajectory
     capsys.readouterr()
-    assert main([*common, "--out", str(database)]) == 0  # again: nothing is stored twice
+    assert main([*common, "--out", str(database)]) == 0  # again: resumes at its end
+    assert _summary(capsys.readouterr().out, "resumed from step") == "15"
+    assert len(store) == 3
+    assert main([*common, "--out", str(database), "--restart"]) == 0  # nothing stored twice
     assert "frames already in the store" in capsys.readouterr().out
     assert len(store) == 3
 

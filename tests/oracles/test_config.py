@@ -22,7 +22,7 @@ def test_yaml_file_and_dict_give_the_same_oracle(tmp_path):
     # settings are plain JSON of this type's settings only, and rebuild the oracle
     settings = from_file.settings
     assert set(settings) == {"type", "timeout", "properties", "xc", "basis", "charge", "spin",
-                             "conv_tol", "max_cycle"}
+                             "conv_tol", "max_cycle", "max_force", "max_energy_deviation"}
     assert load_oracle(settings).config == from_file.config
     assert load_oracle_config(from_file.config) is from_file.config
 
@@ -102,4 +102,21 @@ def test_every_oracle_example_in_the_docs_loads():
     for block in blocks:
         oracle = load_oracle(block)  # imports the class and checks its kwargs
         types.add(oracle.config.type)
-    assert types == {"emt", "tblite", "pyscf", "ase"}
+    assert types == {"emt", "tblite", "pyscf", "cp2k", "ase"}
+
+
+def test_every_oracle_example_of_the_reference_calculations_page_loads():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from mlff.oracles.config import validate_oracle_config
+
+    text = (Path(__file__).resolve().parents[2] / "docs" /
+            "reference_calculations.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    configs = [validate_oracle_config(block) for block in blocks]
+    assert {c.type for c in configs} == {"cp2k", "gpaw"}
+    cp2k = next(c for c in configs if c.type == "cp2k")
+    assert cp2k.cutoff == 5442.3 and cp2k.max_scf == 300

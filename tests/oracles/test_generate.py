@@ -46,3 +46,22 @@ def test_reference_md_settings_are_checked():
     with pytest.raises(SimulationError, match="timestep"):
         run_reference_md(helpers.copper(), oracle, temperature_K=300, steps=10,
                          timestep_fs=0.0, every=1)
+
+
+def test_reference_md_resumed_from_a_kept_frame_continues_the_same_trajectory():
+    start = helpers.copper(seed=2, amplitude=0.02)
+    oracle = load_oracle({"type": "emt"})
+    whole = run_reference_md(start, oracle, temperature_K=500, steps=12, timestep_fs=2.0,
+                             every=3, seed=7)
+    # the run "killed" after its second kept frame, then resumed from it
+    first = run_reference_md(start, oracle, temperature_K=500, steps=6, timestep_fs=2.0,
+                             every=3, seed=7)
+    rest = run_reference_md(start, oracle, temperature_K=500, steps=12, timestep_fs=2.0,
+                            every=3, seed=7, resume=first[-1])
+    assert [f.info["md_step"] for f in first + rest] == [3, 6, 9, 12]
+    for a, b in zip(whole, first + rest):
+        np.testing.assert_allclose(b.positions, a.positions, atol=1e-10)
+        np.testing.assert_allclose(b.get_momenta(), a.get_momenta(), atol=1e-10)
+    with pytest.raises(SimulationError, match="has no md_step"):
+        run_reference_md(start, oracle, temperature_K=500, steps=12, timestep_fs=2.0,
+                         every=3, resume=start)

@@ -47,6 +47,7 @@ from mlff.data.graph import collate, structure_to_graph, to_device
 from mlff.data.readers import Structure
 from mlff.errors import DataError
 from mlff.oracles import LabelResult, label_many, load_oracle, make_executor, run_reference_md
+from mlff.oracles.sanity import EnergyGuard
 from mlff.train.config import validate_config
 from mlff.train.trainer import evaluate
 from mlff.uq.committee import Committee
@@ -271,8 +272,10 @@ class ActiveLearning:
         if not todo:
             return 0, 0
         pending = [structures[i] for i in todo]
+        guard = EnergyGuard(self.store.labelled(), self.oracle.config.max_energy_deviation)
 
         def commit(index: int, result: LabelResult) -> None:
+            result = guard.screen(result)  # a label far off the earlier ones is suspect
             atoms = pending[index]
             extra = {k: atoms.info[k] for k in ("walker", "step") if k in atoms.info}
             self.store.add(result, atoms, keys[todo[index]], self.oracle.provenance(n, **extra))

@@ -103,6 +103,10 @@ def add_parser(subparsers) -> None:
     add_label_key_options(deepmd_parser)
     deepmd_parser.set_defaults(func=run_to_deepmd)
 
+    from mlff.cli import seed
+
+    seed.add_parser(actions)
+
 
 def run_pack(args: argparse.Namespace) -> int:
     """Pack ``args.inputs`` into ``args.out``."""

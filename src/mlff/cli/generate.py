@@ -27,6 +27,11 @@ integrates with ASE's Langevin thermostat (--friction), nve with velocity Verlet
 --out FILE.xyz (or .extxyz) writes extxyz (energy in info, forces in arrays, stress in
 info; eV, eV/Å, eV/Å³); --out FILE.db (or an ASE database URL) adds each frame to a
 label store, as `mlff label` does. Frames are written as they are made.
+
+A run that was killed continues from its last written frame when the same command is
+run again (each frame keeps its momenta and step; the thermostat noise after step n
+depends only on --seed and n). --restart starts from step 0 instead (an extxyz output is
+overwritten; frames already in a store are kept).
 """
 
 _EXTXYZ = (".xyz", ".extxyz")
@@ -43,7 +48,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--frame", metavar="INDEX", type=int, default=-1,
                         help="frame of STRUCTURE to start from (default: -1, the last)")
     parser.add_argument("--oracle", metavar="ORACLE.yaml", type=Path, required=True,
-                        help="oracle config (type: emt|tblite|pyscf|ase, ...)")
+                        help="oracle config (type: emt|tblite|pyscf|cp2k|gpaw|ase, ...)")
     parser.add_argument("--out", metavar="FILE_OR_DB", required=True,
                         help="FILE.xyz/.extxyz (overwritten), or a label store FILE.db / URL")
     parser.add_argument("--temperature", metavar="K", type=float, required=True,
@@ -62,7 +67,33 @@ def add_parser(subparsers) -> None:
                         help="seed of the velocities and the thermostat noise (default: 0)")
     parser.add_argument("--iteration", metavar="I", type=int, default=0,
                         help="iteration recorded with each frame in a label store (default: 0)")
+    parser.add_argument("--restart", action="store_true",
+                        help="start from step 0 even if --out holds frames of an earlier run")
     parser.set_defaults(func=run)
+
+
+def _resume_frame(args: argparse.Namespace, store: LabelStore | None,
+                  source: str) -> ase.Atoms | None:
+    """The last frame an earlier run of this command wrote to --out, or ``None``."""
+    if args.restart:
+        return None
+    if store is not None:
+        mine = [a for a in store.labelled() if a.info.get("source") == f"aimd:{source}"
+                and a.info.get("md_seed") == args.seed and "md_step" in a.info]
+        return max(mine, key=lambda a: a.info["md_step"]) if mine else None
+    out = Path(args.out)
+    if not out.is_file() or out.stat().st_size == 0:
+        return None
+    try:
+        last = ase.io.read(out, index=-1, format="extxyz")
+    except Exception as exc:  # a half-written last frame, or another file
+        raise ConfigError(f"--out {out}: cannot read its last frame to resume from "
+                          f"({type(exc).__name__}: {exc}); give --restart to start again.") from None
+    if last.info.get("md_seed") != args.seed:
+        raise ConfigError(f"--out {out} holds frames of another run (seed "
+                          f"{last.info.get('md_seed')}, not {args.seed}); give --restart to "
+                          "overwrite it, or another --out.")
+    return last
 
 
 def _is_store(out: str) -> bool:
@@ -85,12 +116,17 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if not out.parent.is_dir():
             raise ConfigError(f"--out {out}: the folder {out.parent} does not exist; create it.")
-        out.unlink(missing_ok=True)
+    resume = _resume_frame(args, store, source)
+    if store is None and resume is None:
+        Path(args.out).unlink(missing_ok=True)
+    if resume is not None:
+        Console(stderr=True).print(f"resuming from step {resume.info['md_step']} in {args.out}")
 
     skipped = 0
 
     def write(frame: ase.Atoms) -> None:
         nonlocal skipped
+        frame.info["md_seed"] = args.seed
         if store is None:
             ase.io.write(args.out, frame, format="extxyz", append=True)
             return
@@ -100,17 +136,19 @@ def run(args: argparse.Namespace) -> int:
             return
         provenance = oracle.provenance(args.iteration, source=f"aimd:{source}",
                                        md_step=frame.info["md_step"],
-                                       temperature_K=args.temperature)
+                                       md_seed=args.seed, temperature_K=args.temperature)
         result = LabelResult(True, frame, None, frame.info["wall_time"])
         store.add_label(result, key, provenance)
 
     frames = run_reference_md(
         atoms, oracle, temperature_K=args.temperature, steps=args.steps,
         timestep_fs=args.timestep, every=args.every, seed=args.seed, ensemble=args.ensemble,
-        friction_per_fs=args.friction, on_frame=write,
+        friction_per_fs=args.friction, on_frame=write, resume=resume,
     )
     table = Table(title=f"mlff generate {source} with {oracle.name}", show_header=False)
     table.add_row("frames written", str(len(frames) - skipped))
+    if resume is not None:
+        table.add_row("resumed from step", str(resume.info["md_step"]))
     if skipped:
         table.add_row("frames already in the store", str(skipped))
     table.add_row("steps", f"{args.steps} x {args.timestep:g} fs, every {args.every}")

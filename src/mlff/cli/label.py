@@ -17,6 +17,7 @@ from mlff.active.store import STATUS_FAILED, STATUS_OK, LabelStore, structure_ke
 from mlff.data.readers import check_file, structure_from_atoms
 from mlff.errors import ConfigError, DataError
 from mlff.oracles import ExecutorConfig, LabelResult, label_many, load_oracle, make_executor
+from mlff.oracles.sanity import EnergyGuard
 
 DESCRIPTION = """\
 Label every frame of STRUCTURES (any file ASE reads) with the reference method in
@@ -26,7 +27,9 @@ or an ASE database URL) the moment it is computed.
 Frames whose structure is already in the store (labelled or failed) are skipped, so a
 run that was killed continues where it stopped when run again. A calculation that fails
 (no SCF convergence, an error in the code, NaN, the oracle's timeout) is stored as
-failed with its reason; --retry-failed tries those again.
+failed with its reason, and so is a suspect label (a force above the oracle's max_force,
+or an energy per atom far from what the store's earlier labels allow); --retry-failed
+tries those again.
 
 Runs on a local process pool of --workers processes (default: every core), or on a
 running Dask cluster (--scheduler tcp://host:8786; see docs/oracles.md for SLURM).
@@ -45,7 +48,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("structures", metavar="STRUCTURES",
                         help="structures to label: any file ASE reads (extxyz, POSCAR, ...)")
     parser.add_argument("--oracle", metavar="ORACLE.yaml", type=Path, required=True,
-                        help="oracle config (type: emt|tblite|pyscf|ase, ...)")
+                        help="oracle config (type: emt|tblite|pyscf|cp2k|gpaw|ase, ...)")
     parser.add_argument("--out", metavar="DB", required=True,
                         help="label store: SQLite file (labels.db) or ASE database URL")
     parser.add_argument("--workers", metavar="N", type=int, default=None,
@@ -132,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         seen.add(key)
 
     console = Console(stderr=True)
+    guard = EnergyGuard(store.labelled(), oracle.config.max_energy_deviation) if todo else None
     failed: list[tuple[int, str]] = []
     done = 0
     if todo:
@@ -141,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
 
             def commit(position: int, result: LabelResult) -> None:
                 nonlocal done
+                assert guard is not None
+                result = guard.screen(result)  # a label far off the earlier ones is suspect
                 number, atoms, key = todo[position]
                 provenance = oracle.provenance(args.iteration, source=f"{args.structures}:{number}")
                 if "config_type" in atoms.info:

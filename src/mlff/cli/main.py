@@ -23,7 +23,7 @@ from mlff.threads import set_passive_wait_policy
 set_passive_wait_policy()
 
 SUBCOMMANDS = ("train", "evaluate", "md", "info", "data", "export", "label", "generate", "learn",
-               "validate", "deploy", "ipi")
+               "validate", "deploy", "ipi", "oracle")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,13 @@ def _watch_parent(parent: int) -> None:
             os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
+def _mpi_rank() -> int:
+    for name in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """Label the structure in ``argv[0]``; write the result to ``argv[1]``."""
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
@@ -37,6 +44,8 @@ def main(argv: list[str]) -> int:
     from mlff.oracles.compute import compute_label
 
     result = compute_label(job["config"], job["atoms"])
+    if _mpi_rank() != 0:  # under mpiexec every rank computed; rank 0 reports
+        return 0
     partial = response.with_suffix(".partial")
     with partial.open("wb") as stream:
         pickle.dump(result, stream)

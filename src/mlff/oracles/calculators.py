@@ -1,7 +1,9 @@
 """Build the ASE calculator of an oracle config, and check that it can be built.
 
 EMT is ``ase.calculators.emt.EMT``; tblite is ``tblite.ase.TBLite`` (silent); PySCF is
-:class:`mlff.oracles.pyscf_calculator.PySCFCalculator`; type ``ase`` imports any
+:class:`mlff.oracles.pyscf_calculator.PySCFCalculator`; CP2K is
+:class:`mlff.oracles.cp2k.MLFFCP2K`; GPAW is
+:class:`mlff.oracles.gpaw_calculator.GPAWOracleCalculator`; type ``ase`` imports any
 calculator class by its ``"module.path:ClassName"`` and passes ``kwargs`` to it.
 """
 
@@ -11,6 +13,7 @@ import functools
 import importlib
 import importlib.metadata
 import inspect
+from pathlib import Path
 
 from ase.calculators.calculator import BaseCalculator
 
@@ -59,6 +62,12 @@ def check_calculator(config: OracleConfig) -> None:
             ) from None
         except ValueError:  # no signature to inspect (a builtin): let the calculator decide
             pass
+    elif config.type == "gpaw":
+        try:
+            import gpaw  # noqa: F401
+        except ImportError:
+            raise ConfigError("the 'gpaw' oracle needs GPAW: pip install mlff[dft] (or "
+                              "gpaw and gpaw-data; see docs/reference_calculations.md).") from None
     elif config.type == "pyscf":
         from pyscf.dft import libxc
 
@@ -102,6 +111,20 @@ def make_calculator(config: OracleConfig, directory: str | None = None) -> BaseC
         return PySCFCalculator(xc=config.xc, basis=config.basis, charge=config.charge,
                                spin=config.spin, conv_tol=config.conv_tol,
                                max_cycle=config.max_cycle)
+    if config.type == "cp2k":
+        import tempfile
+
+        from mlff.oracles.cp2k import MLFFCP2K
+
+        if directory is None:
+            base = config.directory or tempfile.gettempdir()
+            Path(base).mkdir(parents=True, exist_ok=True)
+            directory = tempfile.mkdtemp(prefix="mlff-cp2k-", dir=base)
+        return MLFFCP2K(config, Path(directory).resolve())
+    if config.type == "gpaw":
+        from mlff.oracles.gpaw_calculator import GPAWOracleCalculator
+
+        return GPAWOracleCalculator(config, directory or config.directory or ".")
     cls = import_calculator_class(config.calculator or "")
     kwargs = dict(config.kwargs)
     if directory is not None and _accepts_directory(cls):
@@ -111,7 +134,12 @@ def make_calculator(config: OracleConfig, directory: str | None = None) -> BaseC
 
 def code_versions(config: OracleConfig) -> dict[str, str]:
     """Versions of ASE and of the package that computes ``config``'s labels."""
-    package = {"emt": "ase", "tblite": "tblite", "pyscf": "pyscf"}.get(config.type)
+    if config.type == "cp2k":
+        from mlff.oracles.cp2k import cp2k_version
+
+        return {"ase": _package_version("ase"), "cp2k": cp2k_version()}
+    package = {"emt": "ase", "tblite": "tblite", "pyscf": "pyscf",
+               "gpaw": "gpaw"}.get(config.type)
     if package is None:
         package = (config.calculator or "").split(".", 1)[0].split(":", 1)[0]
     return {name: _package_version(name) for name in dict.fromkeys(("ase", package))}

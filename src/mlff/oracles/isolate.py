@@ -48,13 +48,26 @@ def _stderr_tail(path: Path) -> str:
     return tail[-_STDERR_TAIL:]
 
 
-def run_isolated(config: OracleConfig, atoms: Atoms, timeout: float) -> LabelResult:
+def _child_environment(config: OracleConfig) -> dict[str, str]:
+    """The environment of MPI children: threads per rank, OpenMPI allowed as root."""
+    from mlff.oracles.cp2k import process_environment
+
+    env = process_environment(config.threads)
+    if config.type == "gpaw":  # GPAW's own MPI (its C extension), not mpi4py
+        env.setdefault("GPAW_MPI_BACKEND", "cgpaw")
+    return env
+
+
+def run_isolated(config: OracleConfig, atoms: Atoms, timeout: float | None,
+                 launcher: list[str] | None = None) -> LabelResult:
     """Label ``atoms`` in a child process, killed after ``timeout`` seconds.
 
     Args:
         config: the oracle.
         atoms: the structure; it is not modified.
-        timeout: wall-clock limit, s (child start-up included).
+        timeout: wall-clock limit, s (child start-up included); ``None``: no limit.
+        launcher: a command the child runs under (``["mpiexec", "-n", "4"]``: every
+            rank runs the child, rank 0 writes the result).
 
     Returns:
         The child's :class:`LabelResult`; on a timeout or a crash of the child (a
@@ -69,8 +82,10 @@ def run_isolated(config: OracleConfig, atoms: Atoms, timeout: float) -> LabelRes
         with stderr.open("wb") as err:
             try:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "mlff.oracles._child", str(request), str(response)],
+                    [*(launcher or []), sys.executable, "-m", "mlff.oracles._child",
+                     str(request), str(response)],
                     stdin=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                    env=_child_environment(config) if launcher else None,
                 )
             except OSError as exc:  # no process could be started (limits, memory)
                 return LabelResult(False, None, "could not start the oracle process: "

@@ -50,6 +50,10 @@ class Oracle:
             return f"pyscf:{c.xc}/{c.basis}"
         if c.type == "ase":
             return f"ase:{c.calculator}"
+        if c.type == "cp2k":
+            return f"cp2k:{c.xc}{'-D3' if c.dispersion else ''}/{c.basis_set}"
+        if c.type == "gpaw":
+            return f"gpaw:{c.xc}/" + (f"pw{c.cutoff:g}" if c.mode == "pw" else f"lcao-{c.basis_set}")
         return c.type
 
     @property
@@ -80,7 +84,9 @@ class Oracle:
         """Label one structure; never raises for a failed calculation.
 
         Without ``timeout`` the calculation runs in this process; with it, in a child
-        process killed when the time is up.
+        process killed when the time is up. CP2K always runs in this process's
+        persistent shell (killed when the time is up); GPAW with ``ranks > 1`` runs in
+        a child process under ``mpiexec``.
 
         Args:
             atoms: the structure (positions Å, cell rows Å); it is not modified.
@@ -89,9 +95,16 @@ class Oracle:
             ``ok`` with a labelled copy, or ``ok=False`` with the reason (exception in the
             calculator, SCF not converged, NaN, timeout); ``wall_time`` in s.
         """
-        if self.config.timeout is None:
-            return compute_label(self.config, atoms)
-        return run_isolated(self.config, atoms, self.config.timeout)
+        c = self.config
+        if c.type == "cp2k":
+            return compute_label(c, atoms, timeout=c.timeout)
+        if c.type == "gpaw" and c.ranks > 1:
+            from mlff.oracles.gpaw_calculator import mpi_launcher
+
+            return run_isolated(c, atoms, c.timeout, launcher=mpi_launcher(c))
+        if c.timeout is None:
+            return compute_label(c, atoms)
+        return run_isolated(c, atoms, c.timeout)
 
     def __repr__(self) -> str:
         return f"Oracle({self.name!r})"

@@ -1,0 +1,78 @@
+"""Structures and finite-difference checks shared by the CP2K and GPAW oracle tests.
+
+The checks compare a code's forces and stress with central differences of the *same*
+code's energy (internal consistency), so the settings may be cheap: low cutoffs and few
+k-points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk, molecule
+
+FORCE_STEP = 0.002  # Å (the truncation error of 0.01 Å is ~4e-3 eV/Å in silicon)
+STRAIN_STEP = 0.001
+
+
+def silicon2() -> Atoms:
+    """The 2-atom diamond silicon cell, atom 1 displaced off its symmetric site."""
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.positions[1] += [0.07, -0.04, 0.03]
+    return atoms
+
+
+def water() -> Atoms:
+    """H2O, slightly distorted, in a 7 Å box with no periodicity."""
+    atoms = molecule("H2O")
+    atoms.positions[1] += [0.0, 0.05, 0.03]
+    atoms.center(vacuum=3.0)
+    atoms.pbc = False
+    return atoms
+
+
+def silicon16_displaced() -> Atoms:
+    """The 16-atom silicon cell (two conventional cubes), every atom rattled by 0.15 Å,
+    then atom 0 moved towards its nearest neighbour until they are 2.14 Å apart: the kind
+    of cell active learning picks, on which plain SCF mixing without smearing oscillates."""
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 1, 1)
+    atoms.rattle(0.15, seed=3)
+    vectors = atoms.get_distances(0, range(1, len(atoms)), mic=True, vector=True)
+    lengths = np.linalg.norm(vectors, axis=1)
+    nearest = int(np.argmin(lengths))
+    atoms.positions[0] += vectors[nearest] / lengths[nearest] * (lengths[nearest] - 2.14)
+    return atoms
+
+
+def fd_forces(energy: Callable[[Atoms], float], atoms: Atoms,
+              components: list[tuple[int, int]]) -> np.ndarray:
+    """-dE/dx of ``energy`` by central differences for (atom, axis) ``components``, eV/Å."""
+    values = []
+    for atom, axis in components:
+        energies = []
+        for sign in (1, -1):
+            moved = atoms.copy()
+            moved.positions[atom, axis] += sign * FORCE_STEP
+            energies.append(energy(moved))
+        values.append(-(energies[0] - energies[1]) / (2 * FORCE_STEP))
+    return np.array(values)
+
+
+def fd_stress(energy: Callable[[Atoms], float], atoms: Atoms,
+              components: list[int]) -> np.ndarray:
+    """(1/V) dE/dε by central differences for Voigt ``components`` (0-5), eV/Å³."""
+    pairs = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+    values = []
+    for component in components:
+        i, j = pairs[component]
+        energies = []
+        for sign in (1, -1):
+            strain = np.zeros((3, 3))
+            strain[i, j] = strain[j, i] = sign * STRAIN_STEP / (1 if i == j else 2)
+            strained = atoms.copy()
+            strained.set_cell(atoms.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+            energies.append(energy(strained))
+        values.append((energies[0] - energies[1]) / (2 * STRAIN_STEP) / atoms.get_volume())
+    return np.array(values)
