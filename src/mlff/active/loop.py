@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import yaml
 from ase import Atoms
-from rich.console import Console
 
+from mlff.console import plain_console
 from mlff.active.config import LearnConfig, load_learn_config
 from mlff.active.explore import Walker, run_walker
 from mlff.active.report import uncertainty_histogram, write_report
@@ -89,7 +89,7 @@ class ActiveLearning:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
-        self.console = Console(quiet=not progress, highlight=False)
+        self.console = plain_console(quiet=not progress, highlight=False)
         self.progress = progress
         self.store = LabelStore(self.out_dir / "labels.db")
         self.oracle = load_oracle(config.oracle)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import time
 
-from rich.console import Console
 
 DESCRIPTION = """\
 Write a model (or committee) for LAMMPS's `pair_style mlff`, which runs it in C++ with no
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from mlff.calculators.lammps import build
     from mlff.calculators.lammps.deploy import deploy
 
-    console = Console(soft_wrap=True)
+    console = plain_console(soft_wrap=True)
     structure = None
     if args.structure is not None:
         from mlff.md import read_start_structure

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from mlff.console import plain_console
 from mlff.cli.options import (
     add_device_options,
     add_label_key_options,
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     potential = load_potential(args)
     keys = label_keys(args)
-    console = Console()
+    console = plain_console()
     prefixes = _plot_prefixes([Path(p) for p in args.data])
     reports = []
     for path, prefix in zip(args.data, prefixes, strict=True):

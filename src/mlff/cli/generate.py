@@ -7,9 +7,9 @@ from pathlib import Path
 
 import ase
 import ase.io
-from rich.console import Console
 from rich.table import Table
 
+from mlff.console import plain_console
 from mlff.active.store import LabelStore, structure_key
 from mlff.errors import ConfigError
 from mlff.md import read_start_structure
@@ -118,5 +118,5 @@ def run(args: argparse.Namespace) -> int:
     if frames:
         table.add_row("last potential energy (eV)", f"{frames[-1].get_potential_energy():.6f}")
     table.add_row("output", str(args.out))
-    Console().print(table)
+    plain_console().print(table)
     return 0

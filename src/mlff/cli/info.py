@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
 from rich.table import Table
 
+from mlff.console import plain_console
 from mlff.models.io import read_metadata
 
 
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the metadata of ``args.model``."""
     metadata = read_metadata(args.model)
-    console = Console()
+    console = plain_console()
     if args.json:
         console.print_json(json.dumps(metadata))
         return 0

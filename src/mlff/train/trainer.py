@@ -22,12 +22,13 @@ from typing import Any
 
 import torch
 import yaml
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from mlff.console import plain_console
 from mlff.data import keys as K
 from mlff.data.dataset import BatchLoader, GraphDataset
+from mlff.data.example import example_record
 from mlff.data.graph import collate, to_device
 from mlff.data.packed import ChunkedShuffleLoader
 from mlff.errors import ConfigError, MLFFError
@@ -190,7 +191,7 @@ class Trainer:
         self.config = config = resolve_config(config)
         self.out_dir = out_dir
         self.context = context or DistributedContext(device=torch.device(config.device))
-        self.console = Console(stderr=True, quiet=not (progress and self.context.is_main))
+        self.console = plain_console(stderr=True, quiet=not (progress and self.context.is_main))
         # a live bar only on a terminal; elsewhere (logs, CI) the per-epoch lines suffice
         self.show_bar = progress and self.console.is_terminal
         self.device = self.context.device
@@ -535,6 +536,7 @@ class Trainer:
                 "finetune": finetune_record(self.config),
                 "stage_two_start_epoch": (None if self.stage_two_epoch is None
                                           else self.stage_two_epoch + 1),
+                "example_structure": example_record(self.data.train),
             },
         }
         model_path = save_model(final, self.out_dir / "model.mlff")

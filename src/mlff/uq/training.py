@@ -27,6 +27,8 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from mlff.console import plain_console
+from mlff.data.example import example_record
 from mlff.errors import ConfigError
 from mlff.models.io import load_model
 from mlff.train.config import TrainConfig, load_config, validate_config
@@ -119,7 +121,7 @@ def train_committee(
     if config.committee is None:
         raise ConfigError("train_committee needs a `committee` section (e.g. committee: 4).")
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / name
-    console = Console(quiet=not progress, highlight=False)
+    console = plain_console(quiet=not progress, highlight=False)
     size = config.committee.size
     started = [k for k in range(size) if (member_dir(out_dir, k) / "last.ckpt").exists()]
     if started and not resume:
@@ -195,7 +197,8 @@ def _combine(config: TrainConfig, committee: Committee, out_dir: Path, member_pa
         "data_fingerprint": data.fingerprints,
         "test_metrics": test_metrics or {},
         "training": {"committee": config.committee.model_dump(),
-                     "valid_metrics": valid_metrics, "calibration": report},
+                     "valid_metrics": valid_metrics, "calibration": report,
+                     "example_structure": example_record(data.train)},
     }
     model_path = save_committee(committee, out_dir / "model.mlff")
     (out_dir / "calibration.json").write_text(json.dumps(report, indent=2))
