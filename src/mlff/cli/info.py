@@ -43,10 +43,21 @@ def run(args: argparse.Namespace) -> int:
                   f"{metadata['format_version']} / {metadata['mlff_version']} / {metadata['torch_version']}")
     table.add_row("hyperparameters", json.dumps(metadata["hyperparameters"]))
     table.add_row("E0s (eV)", json.dumps(metadata["e0s"]))
-    table.add_row("scale / shift (eV)", f"{metadata['scale']:.6g} / {metadata['shift']:.6g}")
+    table.add_row("scale / shift", f"{metadata['scale']:.6g} {_scale_unit(metadata)} / "
+                                   f"{metadata['shift']:.6g} eV per atom")
     if metadata.get("data_fingerprint"):
         table.add_row("training data", str(metadata["data_fingerprint"]))
     for name, value in (metadata.get("test_metrics") or {}).items():
         table.add_row(f"test: {name}", f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
     return 0
+
+
+def _scale_unit(metadata: dict) -> str:
+    """The scale is the training forces' RMS (eV/Å), or without forces the per-atom
+    energies' standard deviation (eV): the stored metrics say which labels there were."""
+    metrics = {**(metadata.get("training") or {}).get("valid_metrics", {}),
+               **(metadata.get("test_metrics") or {})}
+    if metrics and not any(key.startswith("forces") for key in metrics):
+        return "eV (per-atom energy std)"
+    return "eV/Å (force RMS)"

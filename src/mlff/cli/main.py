@@ -17,6 +17,7 @@ from rich.text import Text
 from mlff import __version__
 from mlff.console import plain_console
 from mlff.errors import MLFFError
+from mlff.interface import command_line
 
 SUBCOMMANDS = ("train", "evaluate", "md", "info", "data", "export", "label", "generate", "learn",
                "validate", "deploy", "ipi")
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with command_line():  # messages name --options, not Python arguments
+            return int(args.func(args) or 0)
     except MLFFError as exc:
         # soft_wrap: never break a long path across lines; the message is plain text
         # (brackets of a list, `cu.xyz:-1:` are not markup or emoji codes)

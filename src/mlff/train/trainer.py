@@ -32,6 +32,7 @@ from mlff.data.example import example_record
 from mlff.data.graph import collate, to_device
 from mlff.data.packed import ChunkedShuffleLoader
 from mlff.errors import ConfigError, MLFFError
+from mlff.interface import argument
 from mlff.models.io import save_model
 from mlff.models.potential import Potential
 from mlff.models.registry import build_model
@@ -55,6 +56,7 @@ from mlff.train.distributed import (
 from mlff.train.loss import compute_loss, config_type_factors, label_counts, reweight
 from mlff.train.metrics import ErrorAccumulator
 from mlff.train.schedule import LRSchedule
+from mlff.train.summary import training_summary
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # keys whose change does not prevent resuming (they only decide when to stop)
@@ -450,6 +452,7 @@ class Trainer:
         log_path = self.out_dir / "log.jsonl"
         stop_reason = "max_epochs"
         last_epoch_seconds = 0.0
+        self.console.print(training_summary(self))
         columns = (TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                    TextColumn("{task.description}"))
         with Progress(*columns, console=self.console, disable=not self.show_bar) as bar:
@@ -545,7 +548,7 @@ class Trainer:
         )
         self.console.print(
             f"done ({stop_reason}) after {self.epoch} epochs, {self.elapsed:.0f} s; best epoch "
-            f"{self.best_epoch + 1}; model: {model_path}", highlight=False,
+            f"{self.best_epoch + 1}", highlight=False,
         )
         return TrainResult(
             out_dir=self.out_dir,
@@ -618,8 +621,8 @@ def train(
     last = out_dir / "last.ckpt"
     if last.exists() and not resume:
         raise ConfigError(
-            f"{out_dir} already holds a training run. Use --resume to continue it, or choose "
-            "another --out folder."
+            f"{out_dir} already holds a training run. Use {argument('--resume', 'resume=True')} "
+            f"to continue it, or choose another {argument('--out', 'out_dir')}."
         )
     context = init_distributed(config.device)
     trainer = None
