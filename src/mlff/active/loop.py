@@ -89,7 +89,7 @@ class ActiveLearning:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
-        self.console = plain_console(quiet=not progress, highlight=False)
+        self.console = plain_console(quiet=not progress, soft_wrap=True)
         self.progress = progress
         self.store = LabelStore(self.out_dir / "labels.db")
         self.oracle = load_oracle(config.oracle)
@@ -115,7 +115,7 @@ class ActiveLearning:
             model_path = self._final(summaries[-1])
         write_report(self.out_dir, summaries, c, final=self._final_record(model_path, reason))
         self.console.print(f"stopped ({reason}) after {len(summaries)} iteration(s); "
-                           f"{self.store.count('ok')} labels; model: {model_path}")
+                           f"{self.store.count('ok')} labels")
         return LearnResult(self.out_dir, model_path, summaries, reason)
 
     def _iteration(self, n: int) -> dict[str, Any]:
