@@ -33,6 +33,8 @@ def labelled(atoms):
 
 
 if __name__ == "__main__":
-    ase.io.write(HERE / "initial.xyz", [cell(k, 0.05, a) for k, a in enumerate((3.58, 3.61, 3.64, 3.61))])
+    lattice = (3.58, 3.61, 3.64, 3.61)
+    ase.io.write(HERE / "initial.xyz", [cell(k, 0.05, a) for k, a in enumerate(lattice)])
     ase.io.write(HERE / "starts.xyz", [cell(10 + k, 0.02) for k in range(2)])
-    ase.io.write(HERE / "test.xyz", [labelled(cell(20 + k, 0.12, 3.57 + 0.02 * k)) for k in range(6)])
+    test = [labelled(cell(20 + k, 0.12, 3.57 + 0.02 * k)) for k in range(6)]
+    ase.io.write(HERE / "test.xyz", test)

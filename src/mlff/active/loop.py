@@ -36,12 +36,19 @@ import torch
 import yaml
 from ase import Atoms
 
-from mlff.console import plain_console
 from mlff.active.config import LearnConfig, load_learn_config
 from mlff.active.explore import Walker, run_walker
 from mlff.active.report import uncertainty_histogram, write_report
-from mlff.active.select import ACCURATE, CANDIDATE, FAILED, classify, select_random, select_uncertain
+from mlff.active.select import (
+    ACCURATE,
+    CANDIDATE,
+    FAILED,
+    classify,
+    select_random,
+    select_uncertain,
+)
 from mlff.active.store import LabelStore, structure_key
+from mlff.console import plain_console
 from mlff.data.dataset import GraphDataset
 from mlff.data.graph import collate, structure_to_graph, to_device
 from mlff.data.readers import Structure

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from rich.table import Table
 
-from mlff.console import plain_console
 from mlff.cli.options import add_label_key_options, label_keys
+from mlff.console import plain_console
 from mlff.data.deepmd import write_deepmd_dir
 from mlff.data.describe import count_structures, describe
 from mlff.data.packed import pack

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from mlff.console import plain_console
 
 DESCRIPTION = """\
 Write a model (or committee) for LAMMPS's `pair_style mlff`, which runs it in C++ with no

@@ -9,13 +9,13 @@ from typing import Any
 
 from rich.table import Table
 
-from mlff.console import plain_console
 from mlff.cli.options import (
     add_device_options,
     add_label_key_options,
     label_keys,
     load_potential,
 )
+from mlff.console import plain_console
 from mlff.models.io import dtype_name
 
 DESCRIPTION = """\

@@ -9,8 +9,8 @@ import ase
 import ase.io
 from rich.table import Table
 
-from mlff.console import plain_console
 from mlff.active.store import LabelStore, structure_key
+from mlff.console import plain_console
 from mlff.errors import ConfigError
 from mlff.md import read_start_structure
 from mlff.oracles import LabelResult, load_oracle, run_reference_md

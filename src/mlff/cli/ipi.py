@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mlff.console import plain_console
 
 DESCRIPTION = """\
 Serve energies, forces and virials of MODEL to an i-PI server (i-PI propagates the

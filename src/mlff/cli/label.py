@@ -11,8 +11,8 @@ import ase.io
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mlff.console import plain_console
 from mlff.active.store import STATUS_FAILED, STATUS_OK, LabelStore, structure_key
+from mlff.console import plain_console
 from mlff.data.readers import check_file, structure_from_atoms
 from mlff.errors import ConfigError, DataError
 from mlff.oracles import ExecutorConfig, LabelResult, label_many, load_oracle, make_executor

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from rich.table import Table
 
-from mlff.console import plain_console
 from mlff.calculators.ase import MLFFCalculator
 from mlff.cli.options import add_device_options, load_potential
+from mlff.console import plain_console
 from mlff.md import ENSEMBLES, THERMOSTATS, read_start_structure, run_md
 
 DESCRIPTION = """\

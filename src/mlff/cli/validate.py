@@ -10,9 +10,9 @@ from ase import Atoms
 from rich.table import Table
 from rich.text import Text
 
-from mlff.console import plain_console
 from mlff.calculators.ase import MLFFCalculator
 from mlff.cli.options import add_device_options, add_label_key_options, label_keys, resolve_device
+from mlff.console import plain_console
 from mlff.models.io import dtype_name
 from mlff.models.potential import Potential
 from mlff.uq.committee import Committee

@@ -67,7 +67,8 @@ def _extra(name: str, package: str) -> str:
 
 
 #: what each oracle type needs; a function receives the config
-REQUIRED_CODE: dict[str, Sequence[Requirement] | Callable[[OracleConfig], Sequence[Requirement]]] = {
+Needs = Sequence[Requirement] | Callable[["OracleConfig"], Sequence[Requirement]]
+REQUIRED_CODE: dict[str, Needs] = {
     "emt": (),
     "tblite": (module("tblite.ase", _extra("xtb", "tblite")),),
     "pyscf": (module("pyscf", _extra("pyscf", "pyscf")),),

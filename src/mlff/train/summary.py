@@ -18,10 +18,12 @@ def training_summary(trainer: Any) -> str:
     trained = sum(p.numel() for p in potential.parameters() if p.requires_grad)
     test = f", {len(data.test)} test" if data.test is not None else ""
     neighbours = potential.hyperparameters.get("avg_num_neighbors")
-    neighbours_text = (f"{neighbours:.2f} (model), {data.avg_num_neighbors:.2f} in the training data"
-                       if isinstance(neighbours, (int, float))
-                       else f"{data.avg_num_neighbors:.2f} (training data)")
-    budget = f"{t.max_epochs} epochs" + (f" or {t.max_minutes:g} min" if t.max_minutes is not None else "")
+    in_data = f"{data.avg_num_neighbors:.2f}"
+    neighbours_text = (f"{neighbours:.2f} (model), {in_data} in the training data"
+                       if isinstance(neighbours, (int, float)) else f"{in_data} (training data)")
+    budget = f"{t.max_epochs} epochs"
+    if t.max_minutes is not None:
+        budget += f" or {t.max_minutes:g} min"
     processes = trainer.context.world_size if trainer.context.enabled else 1
     lines = [
         f"training {potential.hyperparameters['architecture']} in {trainer.out_dir}",
