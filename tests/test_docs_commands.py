@@ -150,6 +150,8 @@ def _train_overrides(command: str, cwd: Path) -> list[str]:
 def small_budget(command: str, cwd: Path) -> str:
     """``command`` with the budgets of training and MD made small."""
     if re.search(r"\bmlff train\b", command):
+        # as many processes as this machine's 2 cores
+        command = re.sub(r"--nproc(_per_node)?(=|\s+)\d+", r"--nproc\1\g<2>2", command)
         return command + "".join(f" --set {s}" for s in _train_overrides(command, cwd))
     if re.search(r"\bmlff (md|generate|ipi)\b", command) and "--steps" in command:
         command = _set_option(command, "--steps", "10")
@@ -311,6 +313,8 @@ def test_small_budget_substitutions(tmp_path):
     _user_files(tmp_path)
     trained = small_budget("mlff train examples/ethanol/committee.yaml --out runs/c", tmp_path)
     assert "--set training.max_epochs=1" in trained and "--set committee.size=2" in trained
+    ddp = small_budget("torchrun --nproc_per_node=4 -m mlff train config.yaml --nproc 4", tmp_path)
+    assert "--nproc_per_node=2 " in ddp and "--nproc 2 " in ddp
     assert small_budget("mlff md m.mlff s.xyz --steps 2000 --out md/", tmp_path).endswith(
         "--steps 10 --out md/")
     validate = small_budget("mlff validate m --md-time 10 --out r", tmp_path)
