@@ -1,6 +1,13 @@
 # The two commands of the README: `make demo` and `make test`.
-# Both create .venv when it is missing and install torch==2.13.0 (the CPU wheel) FIRST,
-# so that no later requirement can pull a CUDA build, then the pinned requirements.
+# Both create .venv when it is missing and install torch==2.13.0 FIRST, so that no later
+# requirement can pull another build, then the pinned requirements.
+# TORCH_INDEX: PyTorch's own wheel index for torch, e.g. the CPU-only builds:
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Empty (the default): plain `pip install torch==2.13.0`, which on Linux from PyPI is the
+# CUDA build (about 3 GB with its nvidia wheels).
+TORCH_INDEX ?=
+# wall-clock minutes of the demo's training
+DEMO_MINUTES ?= 4
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +21,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
@@ -29,7 +36,7 @@ install-dft: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf $(DEMO)
-	$(VENV)/bin/mlff train examples/ethanol/painn.yaml --set training.max_minutes=4 --out $(DEMO)/train
+	$(VENV)/bin/mlff train examples/ethanol/painn.yaml --set training.max_minutes=$(DEMO_MINUTES) --out $(DEMO)/train
 	$(VENV)/bin/mlff evaluate $(DEMO)/train/model.mlff examples/ethanol/test_MD.xyz \
 		--json $(DEMO)/evaluate/metrics.json --plots $(DEMO)/evaluate
 	$(VENV)/bin/mlff md $(DEMO)/train/model.mlff examples/ethanol/test_MD.xyz --frame 0 \

@@ -8,7 +8,11 @@ Public API:
     MLFFError: the base of every error a user can cause.
 """
 
+from __future__ import annotations
+
+import copy
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mlff._version import __version__
 
@@ -16,6 +20,11 @@ from mlff._version import __version__
 # attribute `mlff.train` (Python binds a subpackage to its parent only when first imported).
 import mlff.train as _train_package  # noqa: E402, F401
 from mlff.errors import MLFFError
+
+if TYPE_CHECKING:
+    from mlff.train.config import TrainConfig
+    from mlff.train.trainer import TrainResult
+    from mlff.train.committee import CommitteeResult
 
 # the rest is imported on first use (PEP 562): `import mlff` stays light (no torch), which
 # matters in labelling workers that only need mlff.oracles
@@ -36,23 +45,57 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'mlff' has no attribute {name!r}")
 
 
-def train(config, out_dir=None, **kwargs):
-    """Train a model (:func:`mlff.train.trainer.train`) or, when the config has a
-    ``committee`` section, a committee (:func:`mlff.train.committee.train_committee`)."""
-    from mlff.train.config import load_config, validate_config
+def train(
+    config: str | Path | dict[str, Any] | TrainConfig,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    overrides: list[str] | None = None,
+) -> TrainResult | CommitteeResult:
+    """Train a model, or a committee when the config has a ``committee`` section.
+
+    Training runs until ``training.max_epochs`` or ``training.max_minutes`` of wall clock
+    (20 minutes unless the config says otherwise); pass e.g.
+    ``overrides=["training.max_minutes=2"]`` for a short run.
+
+    Args:
+        config: the path of a YAML config (data paths relative to it), a dict of the same
+            settings, or a :class:`~mlff.train.config.TrainConfig`.
+        out_dir: output folder: ``model.mlff``, checkpoints, ``log.jsonl``, ``metrics.json``
+            (default ``runs/<config file name>``, or ``runs/train``).
+        resume: continue the run in ``out_dir`` from its last checkpoint.
+        progress: print the summary and progress (to stderr).
+        overrides: ``"KEY=VALUE"`` settings applied before validation, e.g.
+            ``["training.max_minutes=5", "seed=3"]`` (values are YAML).
+
+    Returns:
+        A :class:`~mlff.train.trainer.TrainResult` (``model_path``, metrics, ...), or a
+        :class:`~mlff.train.committee.CommitteeResult` for a committee.
+
+    Raises:
+        MLFFError: a bad config or data file, or an existing run in ``out_dir`` without
+            ``resume``; the message names the setting.
+    """
+    from mlff.errors import ConfigError
+    from mlff.train.config import apply_overrides, load_config, validate_config
     from mlff.train.trainer import train as _train
 
     if isinstance(config, dict):
-        config = validate_config(config)
-    elif not hasattr(config, "committee"):  # a path
+        overridden = {item.split("=", 1)[0].strip(): item for item in overrides or []}
+        raw = apply_overrides(copy.deepcopy(config), overrides or [], "config")
+        config = validate_config(raw, "config", overridden)
+    elif isinstance(config, (str, Path)):
         if out_dir is None:
             out_dir = f"runs/{Path(config).stem}"
-        config = load_config(config, kwargs.pop("overrides", None))
+        config = load_config(config, overrides)
+    elif overrides:
+        raise ConfigError("overrides apply to a config file or dict; change the TrainConfig "
+                          "with config.model_copy(update=...) instead.")
     if config.committee is not None:
         from mlff.train.committee import train_committee
 
-        return train_committee(config, out_dir=out_dir, **kwargs)
-    return _train(config, out_dir=out_dir, **kwargs)
+        return train_committee(config, out_dir=out_dir, resume=resume, progress=progress)
+    return _train(config, out_dir=out_dir, resume=resume, progress=progress)
 
 
 __all__ = [

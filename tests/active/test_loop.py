@@ -105,3 +105,42 @@ def test_sigkill_during_labelling_loses_and_repeats_nothing(tmp_path, cu_cells):
     repeated = [k for k, n in calls.items() if n > 1]
     assert not repeated, f"oracle called again for labelled structures: {repeated}"
     assert set(keys) <= set(calls)
+
+
+def test_worse_than_compares_energy_and_force_errors():
+    from mlff.active.loop import worse_than
+
+    previous = {"energy_mae_meV_per_atom": 13.9, "forces_mae_meV_per_A": 100.0}
+    reason = worse_than({"energy_mae_meV_per_atom": 161.0, "forces_mae_meV_per_A": 110.0}, previous)
+    assert reason == "E MAE 161 meV/atom against 13.9, F MAE 110 meV/Å against 100"
+    assert worse_than({"energy_mae_meV_per_atom": 12.0, "forces_mae_meV_per_A": 90.0}, previous) is None
+    assert worse_than(None, previous) is None and worse_than(previous, None) is None
+
+
+def test_final_training_is_named_final_and_a_worse_one_is_not_kept(tmp_path, cu_cells, capsys):
+    import torch
+
+    from mlff.uq.io import save_committee
+
+    config = validate_learn_config(learn_config(*cu_cells, stop={"max_iterations": 1}))
+    out = tmp_path / "run"
+    learn(config, out, progress=True)
+    printed = capsys.readouterr().out
+    assert "final: training a committee" in printed and "iteration 2" not in printed
+    assert (out / "final" / "train" / "model.mlff").exists()
+    # a final committee far worse than iteration 1's: iteration 1's with scrambled weights
+    bad = load_model(out / "iter_001" / "train" / "model.mlff")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in bad.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator,
+                                       dtype=parameter.dtype))
+    save_committee(bad, out / "final" / "train" / "model.mlff")
+    (out / "final" / "final.json").unlink()
+    result = learn(config, out, progress=True)  # resumes: only the final comparison is redone
+    printed = capsys.readouterr().out
+    assert "is worse on the test set" in printed and "model.mlff is iteration 1's" in printed
+    kept = (out / "iter_001" / "train" / "model.mlff").read_bytes()
+    assert result.model_path.read_bytes() == kept
+    report = (out / "report.md").read_text()
+    assert "was worse on the test set" in report and "iteration 1's committee" in report

@@ -162,3 +162,11 @@ def test_md_npt_on_molecule_is_a_clear_error(model_file, data_file, tmp_path):
     result = mlff("md", model_file, data_file, "--frame", "0", "--steps", "5", "--timestep",
                   "0.5", "--temperature", "300", "--ensemble", "npt", "--out", tmp_path / "md")
     assert_user_error(result, "NPT", "periodic in all three directions")
+
+
+def test_messages_are_printed_as_text_not_markup(model_file, tmp_path):
+    # `:-1:` is an emoji code and `[bold]` markup to rich; both are a user's text here
+    path = tmp_path / "[bold]cu.xyz"
+    ase.io.write(path, helpers.copper())
+    result = mlff("md", model_file, path, "--frame", "-1", "--steps", "1", "--out", tmp_path / "md")
+    assert_user_error(result, "[bold]cu.xyz:-1: element Cu is not known")

@@ -9,10 +9,10 @@ from mlff.cli.main import main
 from .test_cli import assert_user_error, mlff
 
 
-def test_deploy_writes_the_folder(model_file, tmp_path, capsys):
+def test_deploy_writes_the_folder(model_file, data_file, tmp_path, capsys):
     out = tmp_path / "deployed"
     assert main(["deploy", str(model_file), "--out", str(out), "--no-plugin",
-                 "--dtype", "float32"]) == 0
+                 "--dtype", "float32", "--structure", str(data_file)]) == 0
     printed = capsys.readouterr().out
     assert "model.pt" in printed and "TorchScript = original" in printed
     metadata = json.loads((out / "model.json").read_text())
@@ -26,6 +26,13 @@ def test_deploy_with_a_structure(model_file, data_file, tmp_path):
                  "--structure", str(data_file), "--frame", "0"]) == 0
     assert "boundary        s s s" in (out / "in.lammps").read_text()
     assert "9 atoms" in (out / "data.lammps").read_text()
+
+
+def test_deploy_without_a_starting_structure_asks_for_one(model_file, tmp_path):
+    # a molecular model from a file that records no training structure
+    assert_user_error(mlff("deploy", model_file, "--out", tmp_path / "x", "--no-plugin"),
+                      "no starting structure", "--structure FILE")
+    assert not (tmp_path / "x").exists()
 
 
 def test_deploy_of_a_missing_model_is_a_user_error(tmp_path):

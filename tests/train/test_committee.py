@@ -49,7 +49,7 @@ def test_resume_skips_finished_members_and_refuses_to_overwrite(tmp_path, cu_emt
     out = tmp_path / "run"
     train(_config(cu_emt), out_dir=out, progress=False)
     stamp = (out / "member_0" / "model.mlff").stat().st_mtime_ns
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match="resume=True"):
         train(_config(cu_emt), out_dir=out, progress=False)
     (out / "member_1" / "model.mlff").unlink()  # as if killed before member 1 finished
     train(_config(cu_emt), out_dir=out, resume=True, progress=False)

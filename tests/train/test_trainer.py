@@ -47,7 +47,7 @@ def test_resume_reaches_identical_weights(tmp_path, ethanol_small):
 
 def test_existing_run_needs_resume_and_same_config(tmp_path, ethanol_small):
     train(small_config(ethanol_small, max_epochs=1), out_dir=tmp_path / "r", progress=False)
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match="resume=True"):
         train(small_config(ethanol_small, max_epochs=2), out_dir=tmp_path / "r", progress=False)
     changed = small_config(ethanol_small, max_epochs=2, lr=0.1)
     with pytest.raises(ConfigError, match="training.lr"):

@@ -35,13 +35,20 @@ import numpy as np
 import torch
 import yaml
 from ase import Atoms
-from rich.console import Console
 
 from mlff.active.config import LearnConfig, load_learn_config
 from mlff.active.explore import Walker, run_walker
 from mlff.active.report import uncertainty_histogram, write_report
-from mlff.active.select import ACCURATE, CANDIDATE, FAILED, classify, select_random, select_uncertain
+from mlff.active.select import (
+    ACCURATE,
+    CANDIDATE,
+    FAILED,
+    classify,
+    select_random,
+    select_uncertain,
+)
 from mlff.active.store import LabelStore, structure_key
+from mlff.console import plain_console
 from mlff.data.dataset import GraphDataset
 from mlff.data.graph import collate, structure_to_graph, to_device
 from mlff.data.readers import Structure
@@ -90,7 +97,7 @@ class ActiveLearning:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
-        self.console = Console(quiet=not progress, highlight=False)
+        self.console = plain_console(quiet=not progress, soft_wrap=True)
         self.progress = progress
         self.store = LabelStore(self.out_dir / "labels.db")
         self.oracle = load_oracle(config.oracle)
@@ -116,7 +123,7 @@ class ActiveLearning:
             model_path = self._final(summaries[-1])
         write_report(self.out_dir, summaries, c, final=self._final_record(model_path, reason))
         self.console.print(f"stopped ({reason}) after {len(summaries)} iteration(s); "
-                           f"{self.store.count('ok')} labels; model: {model_path}")
+                           f"{self.store.count('ok')} labels")
         return LearnResult(self.out_dir, model_path, summaries, reason)
 
     def _iteration(self, n: int) -> dict[str, Any]:
@@ -181,7 +188,9 @@ class ActiveLearning:
             _write_frames(path, frames)
         return _read_frames(path)
 
-    def _train(self, n: int, folder: Path) -> Path:
+    def _train(self, n: int, folder: Path, name: str | None = None) -> Path:
+        """Train iteration ``n``'s committee in ``folder`` (``name`` in messages: default
+        ``iteration n``), warm-started from iteration n-1's when the config says so."""
         data = folder / "train.xyz"
         if not data.exists():
             tmp = folder / ".train.xyz.tmp.xyz"
@@ -198,8 +207,8 @@ class ActiveLearning:
             if retrain.warm_max_epochs is not None:
                 raw.setdefault("training", {})["max_epochs"] = retrain.warm_max_epochs
         config = validate_config(raw, "learn config: train")
-        self.console.print(f"iteration {n}: training a committee of {config.committee.size} on "
-                           f"{self.store.count('ok')} labels")
+        self.console.print(f"{name or f'iteration {n}'}: training a committee of "
+                           f"{config.committee.size} on {self.store.count('ok')} labels")
         result = train_committee(config, out_dir=folder / "train", resume=True, progress=False)
         return result.model_path
 
@@ -337,20 +346,34 @@ class ActiveLearning:
         return None
 
     def _final(self, last: dict[str, Any]) -> Path:
-        """The committee on all labels: the last iteration's when it added none, else a new one."""
+        """The committee on all labels: the last iteration's when it added none, else a new
+        one, unless that one is worse on the test set than the last iteration's (then the
+        last iteration's is kept, and the report says so)."""
         n = last["iteration"]
         model = self.out_dir / "model.mlff"
-        if last["labelled"] == 0:
-            source = self.out_dir / f"iter_{n:03d}" / "train" / "model.mlff"
-        else:
+        source = self.out_dir / f"iter_{n:03d}" / "train" / "model.mlff"
+        if last["labelled"] > 0:
             folder = self.out_dir / "final"
             folder.mkdir(exist_ok=True)
-            # trained like an iteration n+1, warm-started from iteration n
-            source = self._train(n + 1, folder) if not (folder / "train" / "model.mlff").exists() \
-                else folder / "train" / "model.mlff"
-            if not (folder / "final.json").exists():
-                _write_json(folder / "final.json", {"test": self._test_metrics(load_model(source)),
-                                                    "total_labels": self.store.count("ok")})
+            trained = folder / "train" / "model.mlff"
+            if not trained.exists():  # trained like an iteration n+1, warm-started from n
+                trained = self._train(n + 1, folder, name="final")
+            record_path = folder / "final.json"
+            if not record_path.exists():
+                test = self._test_metrics(load_model(trained))
+                kept = worse_than(test, last.get("test"))
+                record = {"test": test, "total_labels": self.store.count("ok"),
+                          "kept": f"iteration {n}" if kept else "final"}
+                if kept:
+                    record["kept_reason"] = kept
+                _write_json(record_path, record)
+            record = json.loads(record_path.read_text())
+            if record.get("kept", "final") == "final":
+                source = trained
+            else:
+                self.console.print(f"final: the committee trained on all labels is worse on the "
+                                   f"test set ({record['kept_reason']}); model.mlff is "
+                                   f"{record['kept']}'s committee")
         tmp = model.with_name(".model.mlff.tmp")
         shutil.copyfile(source, tmp)
         os.replace(tmp, model)
@@ -360,6 +383,25 @@ class ActiveLearning:
         final = self.out_dir / "final" / "final.json"
         record = json.loads(final.read_text()) if final.exists() else {}
         return {"model": str(model_path), "stop_reason": reason, **record}
+
+
+#: test-set errors compared between the final committee and the last iteration's
+_COMPARED = {"energy_mae_meV_per_atom": "E MAE {:.3g} meV/atom",
+             "forces_mae_meV_per_A": "F MAE {:.3g} meV/Å"}
+
+
+def worse_than(final: dict[str, float] | None, previous: dict[str, float] | None) -> str | None:
+    """Why ``final``'s test errors are worse than ``previous``'s, or None.
+
+    Worse: the mean ratio final/previous of the energy and force MAEs (those both have)
+    exceeds 1. Returns e.g. ``"E MAE 161 meV/atom against 13.9, F MAE ..."``.
+    """
+    if not final or not previous:
+        return None
+    names = [k for k in _COMPARED if k in final and k in previous and previous[k] > 0]
+    if not names or np.mean([final[k] / previous[k] for k in names]) <= 1.0:
+        return None
+    return ", ".join(f"{_COMPARED[k].format(final[k])} against {previous[k]:.3g}" for k in names)
 
 
 def learn(config: LearnConfig | str | Path, out_dir: str | Path, progress: bool = True) -> LearnResult:

@@ -68,7 +68,12 @@ def write_report(out_dir: Path, summaries: list[dict[str, Any]], config: Any,
         cells.append(_number(test.get("forces_mae_meV_per_A")))
         cells.append(_number(test.get("energy_mae_meV_per_atom")))
         lines.append("| " + " | ".join(cells) + " |")
-    if final:
+    if final and final.get("kept", "final") != "final":
+        lines += ["", f"Stopped by: {final['stop_reason']}. The committee trained on all "
+                      f"{final['total_labels']} labels (`final/`) was worse on the test set "
+                      f"({final['kept_reason']}), so the final model `{final['model']}` is "
+                      f"{final['kept']}'s committee."]
+    elif final:
         test = final.get("test") or {}
         lines += ["", f"Stopped by: {final['stop_reason']}. Final model: `{final['model']}`"
                   + (f", trained on {final['total_labels']} labels; test force MAE "

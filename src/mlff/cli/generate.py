@@ -7,10 +7,10 @@ from pathlib import Path
 
 import ase
 import ase.io
-from rich.console import Console
 from rich.table import Table
 
 from mlff.active.store import LabelStore, structure_key
+from mlff.console import plain_console
 from mlff.errors import ConfigError
 from mlff.md import read_start_structure
 from mlff.oracles import LabelResult, load_oracle, run_reference_md
@@ -156,5 +156,5 @@ def run(args: argparse.Namespace) -> int:
     if frames:
         table.add_row("last potential energy (eV)", f"{frames[-1].get_potential_energy():.6f}")
     table.add_row("output", str(args.out))
-    Console().print(table)
+    plain_console().print(table)
     return 0

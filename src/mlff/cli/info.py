@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
 from rich.table import Table
 
+from mlff.console import plain_console
 from mlff.models.io import read_metadata
 from mlff.threads import governor
 
@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the metadata of ``args.model``."""
     metadata = read_metadata(args.model)
-    console = Console()
+    console = plain_console()
     if args.json:
         console.print_json(json.dumps(metadata))
         return 0
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{metadata['format_version']} / {metadata['mlff_version']} / {metadata['torch_version']}")
     table.add_row("hyperparameters", json.dumps(metadata["hyperparameters"]))
     table.add_row("E0s (eV)", json.dumps(metadata["e0s"]))
-    table.add_row("scale / shift (eV)", f"{metadata['scale']:.6g} / {metadata['shift']:.6g}")
+    table.add_row("scale / shift", f"{metadata['scale']:.6g} {_scale_unit(metadata)} / "
+                                   f"{metadata['shift']:.6g} eV per atom")
     training = metadata.get("training") or {}
     if training.get("threads"):
         table.add_row("trained with", str(training["threads"]))
@@ -55,3 +56,13 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(f"test: {name}", f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
     return 0
+
+
+def _scale_unit(metadata: dict) -> str:
+    """The scale is the training forces' RMS (eV/Å), or without forces the per-atom
+    energies' standard deviation (eV): the stored metrics say which labels there were."""
+    metrics = {**(metadata.get("training") or {}).get("valid_metrics", {}),
+               **(metadata.get("test_metrics") or {})}
+    if metrics and not any(key.startswith("forces") for key in metrics):
+        return "eV (per-atom energy std)"
+    return "eV/Å (force RMS)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
+from mlff.console import plain_console
 
 DESCRIPTION = """\
 Serve energies, forces and virials of MODEL to an i-PI server (i-PI propagates the
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from mlff.calculators.ipi import run_client, write_ipi_input
     from mlff.md import read_start_structure
 
-    console = Console(soft_wrap=True)
+    console = plain_console(soft_wrap=True)
     structure = read_start_structure(args.structure, frame=args.frame)
     if args.write_input is not None:
         path = write_ipi_input(structure, args.write_input, address=args.unix, beads=args.beads,

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import ase
 import ase.io
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlff.active.store import STATUS_FAILED, STATUS_OK, LabelStore, structure_key
+from mlff.console import plain_console
 from mlff.data.readers import check_file, structure_from_atoms
 from mlff.errors import ConfigError, DataError
 from mlff.oracles import ExecutorConfig, LabelResult, label_many, load_oracle, make_executor
@@ -134,12 +133,12 @@ def run(args: argparse.Namespace) -> int:
             todo.append((number, atoms, key))
         seen.add(key)
 
-    console = Console(stderr=True)
+    console = plain_console(stderr=True)
     guard = EnergyGuard(store.labelled(), oracle.config.max_energy_deviation) if todo else None
     failed: list[tuple[int, str]] = []
     done = 0
     if todo:
-        with Progress(TextColumn(f"labelling with {escape(oracle.name)}"), BarColumn(),
+        with Progress(TextColumn(f"labelling with {oracle.name}", markup=False), BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
             task = progress.add_task("label", total=len(todo))
 
@@ -168,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 def _print_summary(args: argparse.Namespace, total: int, done: int,
                    failed: list[tuple[int, str]], skipped: Counter[str],
                    store: LabelStore) -> None:
-    console = Console(soft_wrap=True)
+    console = plain_console(soft_wrap=True)
     table = Table(title=f"mlff label {args.structures} -> {args.out}", show_header=False)
     table.add_row("frames selected", str(total))
     table.add_row("labelled now", str(done))
@@ -179,7 +178,7 @@ def _print_summary(args: argparse.Namespace, total: int, done: int,
                   f"{store.count(STATUS_OK)} labelled, {store.count(STATUS_FAILED)} failed")
     console.print(table)
     for number, reason in sorted(failed)[:_MAX_REASONS]:
-        console.print(f"failed: frame {number}: {escape(reason)}", highlight=False)
+        console.print(f"failed: frame {number}: {reason}", highlight=False)
     if len(failed) > _MAX_REASONS:
         console.print(f"... and {len(failed) - _MAX_REASONS} more failures; list them with "
                       f"`ase db {args.out} status=failed reason`", highlight=False)

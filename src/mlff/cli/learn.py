@@ -28,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
     from mlff.active.loop import learn
 
     result = learn(args.config, args.out, progress=not args.quiet)
-    print(result.model_path)
+    print(f"model: {result.model_path}")
     return 0

@@ -12,11 +12,12 @@ import argparse
 import importlib
 import sys
 
-from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from mlff._version import __version__
+from mlff.console import plain_console
 from mlff.errors import MLFFError
+from mlff.interface import command_line
 from mlff.threads import set_passive_wait_policy
 
 # before any subcommand imports torch, whose OpenMP runtime reads it once (mlff.threads)
@@ -44,16 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with command_line():  # messages name --options, not Python arguments
+            return int(args.func(args) or 0)
     except MLFFError as exc:
-        # soft_wrap: never break a long path across lines; escape: brackets in a message
-        # (a list, a pbc) are text, not rich markup
-        Console(stderr=True, soft_wrap=True).print(
-            f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False
+        # soft_wrap: never break a long path across lines; the message is plain text
+        # (brackets of a list, `cu.xyz:-1:` are not markup or emoji codes)
+        plain_console(stderr=True, soft_wrap=True).print(
+            Text.assemble(("error:", "bold red"), " ", str(exc))
         )
         return 2
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
+        plain_console(stderr=True).print("interrupted")
         return 130
 
 

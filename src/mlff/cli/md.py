@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from mlff.calculators.ase import MLFFCalculator
 from mlff.cli.options import add_device_options, load_potential
+from mlff.console import plain_console
 from mlff.md import ENSEMBLES, THERMOSTATS, read_start_structure, run_md
 
 DESCRIPTION = """\
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     )
     summary_path = args.out / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    Console().print(summary_table(summary, f"MD of {args.structure}:{args.frame}"))
+    plain_console().print(summary_table(summary, f"MD of {args.structure}:{args.frame}"))
     return 0
 
 

@@ -8,8 +8,8 @@ import torch
 
 from mlff.data.readers import LabelKeys
 from mlff.errors import ConfigError
-from mlff.uq.io import load_model
 from mlff.models.potential import Potential
+from mlff.uq.io import load_model
 
 
 def add_device_options(parser: argparse.ArgumentParser, dtype: str | None = None) -> None:

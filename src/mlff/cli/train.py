@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(Path(args.config), out_dir=args.out, resume=args.resume,
                    progress=not args.quiet, overrides=args.overrides)
-    print(result.model_path)
+    print(f"model: {result.model_path}")  # the one place the path is printed
     return 0
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 from ase import Atoms
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mlff.calculators.ase import MLFFCalculator
 from mlff.cli.options import add_device_options, add_label_key_options, label_keys, resolve_device
+from mlff.console import plain_console
 from mlff.models.io import dtype_name
 from mlff.models.potential import Potential
 from mlff.uq.committee import Committee
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=resolve_device(args.device), dtype=args.dtype)
     potential = model.members[0] if isinstance(model, Committee) else model
-    console = Console()
+    console = plain_console()
     inputs, notes = build_inputs(
         data=args.data, transfer=args.transfer, structure=args.structure,
         supercell=args.supercell, crystal=args.crystal, molecule=args.molecule,
@@ -195,10 +196,11 @@ def summary_table(results) -> Table:
         table.add_column(column)
     for result in results:
         if result.status != "ok":
-            table.add_row(result.name, "check failed", "—", "—", "—", "[red]failed[/]")
+            table.add_row(result.name, "check failed", "—", "—", "—", Text("failed", style="red"))
         for h in result.headlines:
             deviation = "—" if h.deviation is None else f"{fmt(h.deviation, 3)} {h.deviation_unit}"
-            verdict = {True: "[green]pass[/]", False: "[red]fail[/]", None: ""}[h.passed]
+            verdict = {True: Text("pass", style="green"), False: Text("fail", style="red"),
+                       None: ""}[h.passed]
             table.add_row(result.name, h.quantity, f"{fmt(h.model)} {h.unit}",
                           "—" if h.reference is None else f"{fmt(h.reference)} {h.unit}",
                           deviation, verdict)

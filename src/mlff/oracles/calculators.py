@@ -19,6 +19,7 @@ from ase.calculators.calculator import BaseCalculator
 
 from mlff.errors import ConfigError
 from mlff.oracles.config import OracleConfig
+from mlff.oracles.requirements import check_required_code
 
 
 def import_calculator_class(path: str) -> type:
@@ -45,12 +46,14 @@ def import_calculator_class(path: str) -> type:
 def check_calculator(config: OracleConfig) -> None:
     """Fail early, without running anything, if ``config``'s calculator cannot be built.
 
-    For type ``ase`` the class must import and accept ``kwargs``; for ``pyscf`` the
+    The code the oracle type needs must be installed (:mod:`mlff.oracles.requirements`);
+    for type ``ase`` the class must import and accept ``kwargs``; for ``pyscf`` the
     functional must be one PySCF knows.
 
     Raises:
-        ConfigError: naming the setting and what to do.
+        ConfigError: naming the setting or the missing code and what to do.
     """
+    check_required_code(config)
     if config.type == "ase":
         cls = import_calculator_class(config.calculator or "")
         try:

@@ -200,6 +200,14 @@ class OracleConfig(BaseModel):
         """``properties`` as a tuple, in the order energy, forces, stress."""
         return tuple(p for p in ("energy", "forces", "stress") if p in self.properties)
 
+    @property
+    def required_code(self) -> list:
+        """The Python modules and programs this oracle type needs
+        (:class:`mlff.oracles.requirements.Requirement`; declared in ``REQUIRED_CODE``)."""
+        from mlff.oracles.requirements import required_code
+
+        return required_code(self)
+
 
 def _format_error(error: dict, source: str) -> str:
     loc = ".".join(str(p) for p in error["loc"])

@@ -27,7 +27,10 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from mlff.console import plain_console
+from mlff.data.example import example_record
 from mlff.errors import ConfigError
+from mlff.interface import argument
 from mlff.models.io import load_model
 from mlff.train.config import TrainConfig, load_config, validate_config
 from mlff.train.data import load_training_data
@@ -119,13 +122,13 @@ def train_committee(
     if config.committee is None:
         raise ConfigError("train_committee needs a `committee` section (e.g. committee: 4).")
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / name
-    console = Console(quiet=not progress, highlight=False)
+    console = plain_console(quiet=not progress, highlight=False)
     size = config.committee.size
     started = [k for k in range(size) if (member_dir(out_dir, k) / "last.ckpt").exists()]
     if started and not resume:
         raise ConfigError(
-            f"{out_dir} already holds a committee run. Use --resume to continue it, or choose "
-            "another --out folder."
+            f"{out_dir} already holds a committee run. Use {argument('--resume', 'resume=True')} "
+            f"to continue it, or choose another {argument('--out', 'out_dir')}."
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
@@ -195,7 +198,8 @@ def _combine(config: TrainConfig, committee: Committee, out_dir: Path, member_pa
         "data_fingerprint": data.fingerprints,
         "test_metrics": test_metrics or {},
         "training": {"committee": config.committee.model_dump(),
-                     "valid_metrics": valid_metrics, "calibration": report},
+                     "valid_metrics": valid_metrics, "calibration": report,
+                     "example_structure": example_record(data.train)},
     }
     model_path = save_committee(committee, out_dir / "model.mlff")
     (out_dir / "calibration.json").write_text(json.dumps(report, indent=2))
@@ -207,7 +211,7 @@ def _combine(config: TrainConfig, committee: Committee, out_dir: Path, member_pa
         console.print(
             f"committee of {committee.size}: validation Spearman {valid['spearman']:.2f}, "
             f"predicted {valid['mean_predicted_meV_per_A']:.1f} vs observed "
-            f"{valid['mean_observed_meV_per_A']:.1f} meV/Å; model: {model_path}"
+            f"{valid['mean_observed_meV_per_A']:.1f} meV/Å"
         )
     return CommitteeResult(out_dir, model_path, member_paths, valid_metrics, test_metrics, report)
 

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from mlff.errors import ConfigError
+from mlff.interface import argument
 from mlff.models.registry import ModelConfig, architectures, get_architecture
 
 
@@ -321,8 +322,15 @@ def _format_error(error: dict, source: str) -> str:
     return f"{source}: '{where}': {error['msg']} (got {error.get('input')!r})."
 
 
-def validate_config(raw: dict[str, Any], source: str = "config") -> TrainConfig:
+def validate_config(raw: dict[str, Any], source: str = "config",
+                    overridden: dict[str, str] | None = None) -> TrainConfig:
     """Validate a config dict.
+
+    Args:
+        raw: the settings.
+        source: what an error names (the config file).
+        overridden: dotted key -> the ``KEY=VALUE`` override that set it; an error about
+            such a key names the override (``--set ...``) instead of ``source``.
 
     Raises:
         ConfigError: naming every bad key, with the allowed keys for unknown ones.
@@ -334,12 +342,29 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> TrainConfig:
     except ValidationError as exc:
         messages = []
         for error in exc.errors():
+            where = _override_source(error, overridden or {}) or source
             if error["loc"] and error["loc"][0] == "model" and error["type"] == "value_error":
                 inner = str(error.get("ctx", {}).get("error", error["msg"]))
-                messages.append(f"{source}: {inner}")
+                messages.append(f"{where}: {inner}")
             else:
-                messages.append(_format_error(error, source))
+                messages.append(_format_error(error, where))
         raise ConfigError("\n".join(messages)) from None
+
+
+def _override_source(error: dict, overridden: dict[str, str]) -> str | None:
+    """``--set KEY=VALUE`` (``overrides`` from Python) if an override set the key of ``error``.
+
+    The model section is checked as a whole (loc ``model``): there the key is found in the
+    message.
+    """
+    loc = tuple(error["loc"])
+    where = ".".join(str(p) for p in loc)
+    for dotted, item in overridden.items():
+        in_model = (loc == ("model",) and dotted.startswith("model.")
+                    and dotted.split(".")[-1] in str(error.get("msg", "")))
+        if where == dotted or where.startswith(dotted + ".") or in_model:
+            return f"{argument('--set', 'overrides')} {item!r}"
+    return None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
@@ -349,18 +374,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
     """
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. training.lr=0.001")
+            raise ConfigError(f"{argument('--set', 'overrides')} {item!r}: expected KEY=VALUE, "
+                              "e.g. training.lr=0.001")
         dotted, text = item.split("=", 1)
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({exc}).") from None
+            raise ConfigError(f"{argument('--set', 'overrides')} {item!r}: the value is not valid "
+                              f"YAML ({exc}).") from None
         node = raw
         parts = dotted.strip().split(".")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{source}: override {item!r}: '{part}' is not a section.")
+                raise ConfigError(f"{argument('--set', 'overrides')} {item!r}: '{part}' is not a "
+                                  f"section of {source}.")
             node = child
         node[parts[-1]] = value
     return raw
@@ -394,9 +422,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     """
     path = Path(path)
     raw = read_yaml(path)
+    overridden = {item.split("=", 1)[0].strip(): item for item in overrides or []}
     if overrides:
         raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides, str(path))
-    config = validate_config(raw, str(path))
+    config = validate_config(raw, str(path), overridden)
     return resolve_paths(config, path.parent)
 
 

@@ -22,14 +22,16 @@ from typing import Any
 
 import torch
 import yaml
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mlff.console import plain_console
 from mlff.data import keys as K
 from mlff.data.dataset import BatchLoader, GraphDataset
+from mlff.data.example import example_record
 from mlff.data.graph import collate, to_device
 from mlff.data.packed import ChunkedShuffleLoader
 from mlff.errors import ConfigError, MLFFError
+from mlff.interface import argument
 from mlff.models.io import save_model
 from mlff.models.potential import Potential
 from mlff.models.registry import build_model
@@ -55,6 +57,7 @@ from mlff.train.distributed import (
 from mlff.train.loss import compute_loss, config_type_factors, label_counts, reweight
 from mlff.train.metrics import ErrorAccumulator
 from mlff.train.schedule import LRSchedule
+from mlff.train.summary import training_summary
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # keys whose change does not prevent resuming (they only decide when to stop)
@@ -191,7 +194,7 @@ class Trainer:
         self.config = config = resolve_config(config)
         self.out_dir = out_dir
         self.context = context or DistributedContext(device=torch.device(config.device))
-        self.console = Console(stderr=True, quiet=not (progress and self.context.is_main))
+        self.console = plain_console(stderr=True, quiet=not (progress and self.context.is_main))
         # a live bar only on a terminal; elsewhere (logs, CI) the per-epoch lines suffice
         self.show_bar = progress and self.console.is_terminal
         self.device = self.context.device
@@ -451,6 +454,7 @@ class Trainer:
         log_path = self.out_dir / "log.jsonl"
         stop_reason = "max_epochs"
         last_epoch_seconds = 0.0
+        self.console.print(training_summary(self))
         columns = (TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                    TextColumn("{task.description}"))
         with Progress(*columns, console=self.console, disable=not self.show_bar) as bar:
@@ -544,6 +548,7 @@ class Trainer:
                 "stage_two_start_epoch": (None if self.stage_two_epoch is None
                                           else self.stage_two_epoch + 1),
                 "threads": self.threads.choice.describe(),
+                "example_structure": example_record(self.data.train),
             },
         }
         model_path = save_model(final, self.out_dir / "model.mlff")
@@ -552,7 +557,7 @@ class Trainer:
         )
         self.console.print(
             f"done ({stop_reason}) after {self.epoch} epochs, {self.elapsed:.0f} s; best epoch "
-            f"{self.best_epoch + 1}; model: {model_path}", highlight=False,
+            f"{self.best_epoch + 1}", highlight=False,
         )
         return TrainResult(
             out_dir=self.out_dir,
@@ -625,8 +630,8 @@ def train(
     last = out_dir / "last.ckpt"
     if last.exists() and not resume:
         raise ConfigError(
-            f"{out_dir} already holds a training run. Use --resume to continue it, or choose "
-            "another --out folder."
+            f"{out_dir} already holds a training run. Use {argument('--resume', 'resume=True')} "
+            f"to continue it, or choose another {argument('--out', 'out_dir')}."
         )
     context = init_distributed(config.device)
     trainer = None

@@ -81,11 +81,53 @@ def test_deploy_writes_model_metadata_and_example(tmp_path):
     assert loaded.cutoff == 4.0 and loaded.committee_size == 1
 
 
-def test_deploy_without_a_known_crystal_expects_a_data_file(tmp_path):
+def test_deploy_without_any_structure_refuses_before_writing(tmp_path):
     potential = helpers.build_potential("painn", species=[1, 8], e0s=[-1.0, -2.0])
-    result = D.deploy(potential, tmp_path, build=False)  # bulk("H") is not a crystal ASE knows
-    assert result.data is None
-    assert "format='lammps-data'" in result.input.read_text()
+    with pytest.raises(ConfigError, match="no starting structure.*--structure FILE"):
+        D.deploy(potential, tmp_path / "out", build=False)  # bulk("H") is not a crystal ASE knows
+    assert not (tmp_path / "out").exists()
+
+
+def _ethanol_model(tmp_path):
+    """A tiny model file over H, C, O, Cu recording an ethanol frame as its training structure."""
+    from pathlib import Path
+
+    import ase.io
+
+    from mlff.data.example import example_record
+
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    atoms = ase.io.read(examples / "ethanol" / "train.xyz", index=0)
+    potential = tiny_potential("painn")
+    potential.metadata = {"training": {"example_structure": example_record(
+        [helpers.graph_of(atoms, 4.0)])}}
+    return save_model(potential, tmp_path / "ethanol.mlff")
+
+
+def test_molecular_model_deploys_a_molecule_in_a_box(tmp_path):
+    result = D.deploy(_ethanol_model(tmp_path), tmp_path / "out", build=False)
+    assert "9 atoms" in result.data.read_text()
+    assert "boundary        s s s" in result.input.read_text()
+
+
+def test_deployed_molecular_example_runs_in_lmp(tmp_path, plugin):
+    from mlff.calculators.lammps.runtime import run_lammps
+
+    result = D.deploy(_ethanol_model(tmp_path), tmp_path / "out")
+    run = run_lammps("in.lammps", cwd=result.directory, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "Loop time" in run.stdout and "9 atoms" in run.stdout
+
+
+def test_recorded_crystal_is_repeated_to_twice_the_cutoff():
+    from mlff.data.example import example_record
+
+    potential = tiny_potential("painn")  # cutoff 4 Å
+    cell = helpers.copper(strain=False)  # 4 atoms, 3.6 Å
+    potential.metadata = {"training": {"example_structure": example_record(
+        [helpers.graph_of(cell, 4.0)])}}
+    structure = D.default_structure(potential)
+    assert len(structure) == 4 * 27 and structure.pbc.all()
 
 
 def test_structure_with_an_unknown_element_is_refused(tmp_path):

@@ -43,7 +43,8 @@ def test_molecule_gives_unit_area_pair_distributions():
     for name, curve in result.curves.items():
         if curve.any():
             assert curve.sum() * dr == pytest.approx(1.0), name
-    assert "all" in result.curves and {"H-C", "C-O", "O-O"} <= set(result.curves)
+    assert "all" in result.curves and {"H-C", "C-O", "C-C"} <= set(result.curves)
+    assert "O-O" not in result.curves  # one O atom: the pair cannot occur
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,12 @@ def test_reference_trajectory_from_a_file(tmp_path, copper):
     assert result.summary["reference_frames"] == len(frames)
     with pytest.raises(ConfigError, match="Cu32"):
         rdf.run(EMT(), molecule("H2O"), tmp_path, reference_frames=frames, options=FAST)
+
+
+def test_a_molecule_has_no_curve_for_an_element_with_one_atom():
+    from mlff.validate.checks.rdf import compute_rdf
+    from tests import helpers
+
+    rdf = compute_rdf([helpers.ethanol()], 6.0, 60)  # one O: no O-O pair can occur
+    assert "O-O" not in rdf.curves and {"C-O", "H-O", "C-C", "H-H"} <= set(rdf.curves)
+    assert all(np.isfinite(curve).all() and curve.sum() > 0 for curve in rdf.curves.values())

@@ -373,15 +373,15 @@ def deploy(
         out_dir: the folder to write (created; existing files of the same names replaced).
         dtype: ``float32``/``float64``; default: the model's own.
         structure: the example's starting structure (written as ``data.lammps``, atom
-            types in the model's species order); default: the bulk crystal of the first
-            element when ASE knows one, else none (the input then expects your
-            ``data.lammps``).
+            types in the model's species order); default: :func:`default_structure`
+            (a structure of the training data, or the crystal of a one-element model).
         build: build the ``pair_style mlff`` plugin if it does not exist yet.
         check: compare the TorchScript model with the original on a small cluster.
 
     Raises:
         ModelFileError: the model cannot be read or compiled.
         PluginBuildError: ``build`` and the plugin cannot be built here.
+        ConfigError: no ``structure`` and no default one (see :func:`default_structure`).
     """
     from mlff.models.io import read_metadata
     from mlff.uq.io import load_model
@@ -394,6 +394,8 @@ def deploy(
                   "mlff_version": file_metadata.get("mlff_version"),
                   "data_fingerprint": file_metadata.get("data_fingerprint")}
         model = load_model(path)
+    if structure is None:
+        structure = default_structure(model)  # before writing anything: may refuse
     scripted = script_model(model, dtype)
     error = check_against_potential(scripted, model if dtype is None else _cast(model, dtype)) if check else None
 
@@ -404,11 +406,7 @@ def deploy(
     metadata_path = out / METADATA_NAME
     metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
 
-    if structure is None:
-        structure = _default_structure(metadata["symbols"])
-    data_path = None
-    if structure is not None:
-        data_path = write_data_file(structure, out / DATA_NAME, metadata["symbols"])
+    data_path = write_data_file(structure, out / DATA_NAME, metadata["symbols"])
     input_path = out / INPUT_NAME
     input_path.write_text(example_input(metadata, structure))
 
@@ -425,16 +423,46 @@ def _cast(model: Any, dtype: torch.dtype | str) -> Any:
     return copy.deepcopy(model).to(dtype=dtype)
 
 
-def _default_structure(symbols: Sequence[str]) -> Atoms | None:
-    """A cubic bulk cell of the first element, about 500 atoms, or None."""
-    from ase.build import bulk
+def default_structure(model: Any) -> Atoms:
+    """The starting structure of the example input when none is given.
 
-    try:
-        cell = bulk(symbols[0], cubic=True)
-    except (ValueError, KeyError, NotImplementedError, RuntimeError):
-        return None
-    repeat = max(1, round((500 / len(cell)) ** (1 / 3)))
-    return cell.repeat((repeat, repeat, repeat))
+    The training structure recorded in the model file (a molecule is written in a box,
+    a periodic cell repeated to at least twice the cutoff across), else the bulk
+    crystal of a one-element model (about 500 atoms).
+
+    Raises:
+        ConfigError: neither exists (a file from an older mlff of a molecule or compound):
+            pass a structure.
+    """
+    from ase.build import bulk
+    from ase.data import chemical_symbols
+
+    from mlff.data.example import example_structure
+
+    members = members_of(model)
+    symbols = [chemical_symbols[z] for z in members[0].species]
+    recorded = example_structure({"training": (getattr(model, "metadata", None) or {}).get("training")})
+    if recorded is not None:
+        if recorded.pbc.any():
+            reach = 2 * members[0].cutoff
+            lengths = recorded.cell.lengths()
+            repeat = [max(1, int(np.ceil(reach / length))) if p else 1
+                      for p, length in zip(recorded.pbc, lengths)]
+            recorded = recorded.repeat(repeat)
+        return recorded
+    if len(symbols) == 1:
+        try:
+            cell = bulk(symbols[0], cubic=True)
+        except (ValueError, KeyError, NotImplementedError, RuntimeError):
+            cell = None
+        if cell is not None:
+            repeat = max(1, round((500 / len(cell)) ** (1 / 3)))
+            return cell.repeat((repeat, repeat, repeat))
+    raise ConfigError(
+        f"no starting structure for the example LAMMPS input: the model file records no "
+        f"training structure and ASE knows no crystal of {' '.join(symbols)}. Pass one: "
+        f"`mlff deploy MODEL --out DIR --structure FILE` (from Python: structure=Atoms)."
+    )
 
 
 def write_data_file(atoms: Atoms, path: str | Path, symbols: Sequence[str]) -> Path:

@@ -106,7 +106,8 @@ def usable_r_max(atoms: Atoms, r_max: float) -> float:
 
 
 def compute_rdf(frames: Sequence[Atoms], r_max: float, bins: int) -> RDF:
-    """The RDF of each element pair (and of all atoms when there are several elements).
+    """The RDF of each element pair (and of all atoms when there are several elements);
+    in a molecule, no curve for an element with one atom paired with itself.
 
     Args:
         frames: snapshots with the same atoms (positions Å, cell rows Å).
@@ -122,7 +123,9 @@ def compute_rdf(frames: Sequence[Atoms], r_max: float, bins: int) -> RDF:
     shell = 4.0 / 3.0 * math.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
     numbers = first.numbers
     elements = sorted(set(numbers.tolist()))
-    pairs = list(itertools.combinations_with_replacement(elements, 2))
+    # a pair that cannot occur (one atom of an element in a molecule) has no curve
+    pairs = [(za, zb) for za, zb in itertools.combinations_with_replacement(elements, 2)
+             if periodic or za != zb or (numbers == za).sum() > 1]
     counts = {pair: np.zeros(bins) for pair in pairs}
     total = np.zeros(bins)
     density_norm = {pair: 0.0 for pair in pairs}
