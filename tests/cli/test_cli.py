@@ -168,5 +168,6 @@ def test_messages_are_printed_as_text_not_markup(model_file, tmp_path):
     # `:-1:` is an emoji code and `[bold]` markup to rich; both are a user's text here
     path = tmp_path / "[bold]cu.xyz"
     ase.io.write(path, helpers.copper())
-    result = mlff("md", model_file, path, "--frame", "-1", "--steps", "1", "--out", tmp_path / "md")
+    result = mlff("md", model_file, path, "--frame", "-1", "--steps", "1", "--timestep", "1",
+                  "--temperature", "300", "--out", tmp_path / "md")
     assert_user_error(result, "[bold]cu.xyz:-1: element Cu is not known")
