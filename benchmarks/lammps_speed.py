@@ -101,6 +101,12 @@ def train_model(out: Path, minutes: float) -> Path:
     return out / "train" / "model.mlff"
 
 
+PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+            "print('peak RSS MiB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,"
+            " file=sys.stderr); sys.exit(code)")
+PEAK_RSS_MIB: dict[str, float] = {}
+
+
 def lammps(directory: Path, body: str, nprocs: int, tag: str) -> str:
     """Run the example's structure and model with ``body`` under ``lmp`` (np ranks).
 
@@ -114,10 +120,13 @@ def lammps(directory: Path, body: str, nprocs: int, tag: str) -> str:
     empty.mkdir(exist_ok=True)
     env = lammps_environment({**os.environ, "MLFF_LAMMPS_PLUGIN_DIR": str(empty),
                               "LAMMPS_PLUGIN_PATH": str(empty)})
-    result = subprocess.run(lammps_command(source.name, nprocs, ["-log", f"log.{tag}"]),
-                            cwd=directory, env=env, capture_output=True, text=True)
+    # the largest resident set of any process under the command (per rank under mpirun)
+    command = [sys.executable, "-c", PEAK_RSS, *lammps_command(source.name, nprocs,
+                                                              ["-log", f"log.{tag}"])]
+    result = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"LAMMPS failed ({tag}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    PEAK_RSS_MIB[tag] = float(result.stderr.strip().splitlines()[-1].split()[-1])
     return result.stdout
 
 
@@ -280,6 +289,9 @@ def main() -> int:
           f"{statistics.median(interleaved['ase_calc_ms']):.1f} |")
     print(f"| `lmp` serial, {args.steps} steps NVT, ms/step (loop time) | {runs['serial']['ms']:.1f} |")
     print(f"| `mpirun -np {args.nprocs} lmp`, {args.steps} steps NVT, ms/step | {runs['mpi']['ms']:.1f} |")
+    for tag, label in (("serial", "`lmp` serial"), ("mpi", f"`mpirun -np {args.nprocs} lmp`, per rank")):
+        print(f"| {label}: peak RSS, MiB (KiB per atom) | {PEAK_RSS_MIB[tag]:.0f} "
+              f"({PEAK_RSS_MIB[tag] * 1024 / len(atoms):.0f}) |")
     for dtype, check in checks.items():
         print(f"| step 0, {dtype}: max abs force difference LAMMPS - ASE, eV/Å (largest force) | "
               f"{check['force_error']:.2e} ({check['force_max']:.2f}) |")
