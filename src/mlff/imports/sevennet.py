@@ -115,13 +115,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(allowed):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(exc))
+        reason = f"it refers to {found.group(1)}" if found else "it holds other objects"
         raise ModelFileError(
             f"{path}: not a plain SevenNet checkpoint ({reason}); mlff reads only tensors, "
             "numpy arrays and plain data and runs no code from the file."
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise ModelFileError(f"{path}: not a readable PyTorch checkpoint ({exc}).") from None
+    except Exception as exc:  # a corrupt pickle can fail anywhere inside torch.load
+        raise ModelFileError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})."
+        ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("config"), dict) \
             or not isinstance(checkpoint.get("model_state_dict"), dict):
         raise ModelFileError(

@@ -29,6 +29,8 @@ FORMAT_VERSION = 2
 METADATA_NAME = "metadata.json"
 WEIGHTS_NAME = "weights.safetensors"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# provenance a loaded model keeps, so that saving it again (export, committee) keeps it
+KEPT_METADATA = ("data_fingerprint", "test_metrics", "training", "provenance")
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -138,7 +140,7 @@ def potential_from_metadata(metadata: dict[str, Any], path: Path) -> Potential:
         raise ModelFileError(f"{path}: the metadata does not describe a valid model ({exc}).") from None
     potential.to(dtype=saved_dtype)
     potential.metadata = {
-        k: v for k, v in metadata.items() if k in ("data_fingerprint", "test_metrics", "training")
+        k: v for k, v in metadata.items() if k in KEPT_METADATA
     }
     return potential
 

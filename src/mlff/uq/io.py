@@ -18,6 +18,7 @@ from safetensors.torch import load as load_safetensors
 from mlff.errors import ModelFileError
 from mlff.models.io import (
     _DTYPES,
+    KEPT_METADATA,
     model_metadata,
     potential_from_metadata,
     read_archive,
@@ -68,7 +69,7 @@ def load_model(
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: the weights do not fit the committee ({exc}).") from None
     committee.metadata = {
-        k: v for k, v in metadata.items() if k in ("data_fingerprint", "test_metrics", "training")
+        k: v for k, v in metadata.items() if k in KEPT_METADATA
     }
     if dtype is not None:
         committee.to(dtype=_DTYPES[dtype] if isinstance(dtype, str) else dtype)
