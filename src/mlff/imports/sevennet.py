@@ -116,10 +116,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", str(exc))
-        reason = f"it refers to {found.group(1)}" if found else "it holds other objects"
+        if found is None:
+            detail = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+            raise ModelFileError(f"{path}: not a readable PyTorch checkpoint ({detail}).") from None
         raise ModelFileError(
-            f"{path}: not a plain SevenNet checkpoint ({reason}); mlff reads only tensors, "
-            "numpy arrays and plain data and runs no code from the file."
+            f"{path}: not a plain SevenNet checkpoint (it refers to {found.group(1)}); mlff "
+            "reads only tensors, numpy arrays and plain data and runs no code from the file."
         ) from None
     except Exception as exc:  # a corrupt pickle can fail anywhere inside torch.load
         raise ModelFileError(
