@@ -1,7 +1,7 @@
 """Imported SevenNet-0 through mlff against sevenn's own calculator: speed and memory.
 
     python benchmarks/foundation_speed.py --out bench-out/foundation
-    python benchmarks/foundation_speed.py --out bench-out/foundation --structures cu:13   # 8788 atoms
+    python benchmarks/foundation_speed.py --out bench-out/foundation --structures cu:13  # 8788
 
 Both run SevenNet-0 (11Jul2024) in float32 on the CPU through their ASE calculators:
 mlff's ``MLFFCalculator`` on the model written by ``mlff import sevennet-0 --dtype
@@ -14,8 +14,8 @@ One process per (code, structure), so that peak RSS is per configuration, and th
 codes alternate so that both see the same machine load. A "step" is one energy + forces
 call after a tiny random displacement of every atom (1e-3 Å), as in speed.py; after one
 warm-up call and ``--untimed`` untimed steps (2), steps are timed for at least
-``--min-seconds`` (at least ``--min-steps``). Prints the command, the machine and a Markdown table; every record
-goes to OUT/foundation_speed.jsonl.
+``--min-seconds`` (at least ``--min-steps``). Prints the command, the machine and a
+Markdown table; every record goes to OUT/foundation_speed.jsonl.
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 HAVE_SEVENN_CODE = all(importlib.util.find_spec(m) is not None
                        for m in ("sevenn", "torch_geometric"))
 needs_sevenn = pytest.mark.skipif(not HAVE_SEVENN_CODE, reason="sevenn is not installed")
-needs_checkpoints = pytest.mark.skipif(importlib.util.find_spec("sevenn") is None,
-                                       reason="the sevenn package (with its checkpoints) is not installed")
+needs_checkpoints = pytest.mark.skipif(
+    importlib.util.find_spec("sevenn") is None,
+    reason="the sevenn package (with its checkpoints) is not installed")
 
 # tolerances against sevenn in float64, and against its float32 calculator
 E_ATOM, FORCE, STRESS = 1e-6, 1e-5, 1e-6
@@ -223,7 +224,8 @@ def test_unexpected_weights_are_refused(tmp_path):
     from mlff.imports.sevennet import pretrained_path, read_checkpoint
 
     checkpoint = read_checkpoint(pretrained_path("sevennet-l3i5"))
-    checkpoint = {"config": checkpoint["config"], "model_state_dict": dict(checkpoint["model_state_dict"])}
+    checkpoint = {"config": checkpoint["config"],
+                  "model_state_dict": dict(checkpoint["model_state_dict"])}
     checkpoint["model_state_dict"]["5_convolution.weight_nn.layer0.weight"] = torch.zeros(8, 64)
     path = tmp_path / "extra.pth"
     torch.save(checkpoint, path)

@@ -49,8 +49,9 @@ def _random_parameters(model: torch.nn.Module, seed: int = 0) -> None:
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_dense_neighbour_sums_equal_the_e3nn_product(variant):
-    potential = helpers.build_potential("sevennet", **{k: v for k, v in hyperparameters_of(variant).items()
-                                                       if k not in ("architecture", "cutoff")})
+    options = {k: v for k, v in hyperparameters_of(variant).items()
+               if k not in ("architecture", "cutoff")}
+    potential = helpers.build_potential("sevennet", **options)
     _random_parameters(potential.model)
     atoms = helpers.copper().repeat((2, 2, 2))
     atoms.rattle(0.1, seed=3)

@@ -26,7 +26,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("source", help="a model name (e.g. sevennet-0) or a model file")
     parser.add_argument("--out", required=True, help="the .mlff file to write")
     parser.add_argument("--head", default=None,
-                        help="head or fidelity of a multi-head model (SevenNet-MF-0: PBE or R2SCAN)")
+                        help="head or fidelity of a multi-head model "
+                             "(SevenNet-MF-0: PBE or R2SCAN)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                         help="precision of the stored weights (default: float64)")
     parser.set_defaults(func=run)

@@ -46,7 +46,8 @@ def declared_licence(package: str) -> str | None:
     text = metadata.get("License-Expression") or metadata.get("License") or ""
     first = text.strip().splitlines()[0].strip() if text.strip() else ""
     if not first:
-        classifiers = [c for c in metadata.get_all("Classifier") or [] if c.startswith("License ::")]
+        classifiers = [c for c in metadata.get_all("Classifier") or []
+                       if c.startswith("License ::")]
         first = classifiers[0].rsplit("::", 1)[-1].strip() if classifiers else ""
     return first or None
 

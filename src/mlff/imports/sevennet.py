@@ -73,7 +73,9 @@ def pretrained_path(name: str) -> Path:
     """
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in PRETRAINED:
-        raise ModelFileError(f"unknown SevenNet model {name!r}; known: {', '.join(sorted(PRETRAINED))}")
+        raise ModelFileError(
+            f"unknown SevenNet model {name!r}; known: {', '.join(sorted(PRETRAINED))}"
+        )
     spec = importlib.util.find_spec("sevenn")
     if spec is None or not spec.submodule_search_locations:
         raise ModelFileError(
@@ -109,7 +111,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
         (np._core.multiarray.scalar, "numpy._core.multiarray.scalar"),
         np.ndarray, np.dtype,
-        *{type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)},
+        *{type(np.dtype(t))
+          for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)},
     ]
     try:
         with torch.serialization.safe_globals(allowed):
@@ -185,7 +188,9 @@ class _Reader:
                              f"(one of {', '.join(modal_map)}).")
         matches = [k for k in modal_map if k.lower() == head.lower()]
         if not matches:
-            raise self.error(f"--head {head}: unknown fidelity; choose one of {', '.join(modal_map)}.")
+            raise self.error(
+                f"--head {head}: unknown fidelity; choose one of {', '.join(modal_map)}."
+            )
         return matches[0], modal_map[matches[0]]
 
     def species(self) -> list[int]:
@@ -217,7 +222,9 @@ class _Reader:
         self_connection = c["self_connection_type"]
         if isinstance(self_connection, list):
             if len(set(self_connection)) != 1:
-                raise self.error(f"per-layer self-connection types {self_connection} are not supported")
+                raise self.error(
+                    f"per-layer self-connection types {self_connection} are not supported"
+                )
             self_connection = self_connection[0]
         if self_connection not in ("linear", "nequip"):
             raise self.error(f"self_connection_type {self_connection!r} is not supported")
@@ -237,7 +244,8 @@ class _Reader:
             "num_features": int(c.get("channel", 32)),
             "l_max": l_sh,
             "parity": bool(c["is_parity"]),
-            "irreps": [str(o3.Irreps(s)) for s in c["irreps_manual"]] if c["irreps_manual"] else None,
+            "irreps": ([str(o3.Irreps(s)) for s in c["irreps_manual"]]
+                       if c["irreps_manual"] else None),
             "normalize_sh": bool(c["_normalize_sph"]),
             "num_radial": int(basis.get("bessel_basis_num", 8)),
             "radial_mlp": [int(n) for n in c["weight_nn_hidden_neurons"]],
@@ -252,9 +260,12 @@ class _Reader:
         else:
             raise self.error(f"cutoff function {name!r} is not supported")
         if self.head is not None:
-            flags = {"embedding": "use_modal_node_embedding", "linear_1": "use_modal_self_inter_intro",
-                     "linear_2": "use_modal_self_inter_outro", "readout": "use_modal_output_block"}
-            hp.update(num_modalities=int(self._get("_number_of_modalities")), modality=self.modality,
+            flags = {"embedding": "use_modal_node_embedding",
+                     "linear_1": "use_modal_self_inter_intro",
+                     "linear_2": "use_modal_self_inter_outro",
+                     "readout": "use_modal_output_block"}
+            hp.update(num_modalities=int(self._get("_number_of_modalities")),
+                      modality=self.modality,
                       modal_inputs=[k for k, flag in flags.items() if c[flag]])
         return hp
 
@@ -288,13 +299,15 @@ class _Reader:
         for k, layer in enumerate(model.layers):
             self_connection = ("linear.weight" if layer.self_connection_is_linear
                                else "fc_tensor_product.weight")
-            take(f"{k}_self_connection_intro.{self_connection}", f"layers.{k}.self_connection.weight")
+            take(f"{k}_self_connection_intro.{self_connection}",
+                 f"layers.{k}.self_connection.weight")
             take(f"{k}_self_interaction_1.linear.weight", f"layers.{k}.linear_1.weight")
             take(f"{k}_self_interaction_2.linear.weight", f"layers.{k}.linear_2.weight")
             used.add(f"{k}_convolution.denominator")
             depth = len(model.config.radial_mlp) + 1
             for d in range(depth - 1):
-                take(f"{k}_convolution.weight_nn.layer{d}.weight", f"layers.{k}.radial.layer{d}.weight")
+                take(f"{k}_convolution.weight_nn.layer{d}.weight",
+                     f"layers.{k}.radial.layer{d}.weight")
             last = f"{k}_convolution.weight_nn.layer{depth - 1}.weight"
             if last not in self.state:
                 raise self.error(f"the weights lack {last}")
@@ -329,7 +342,9 @@ class _Reader:
         values = values.reshape(-1) if values.dim() <= 1 else values
         if values.dim() == 2:  # per fidelity (multi-fidelity shift/scale)
             if self.head is None or values.shape[0] <= self.modality:
-                raise self.error(f"per-fidelity {what} of shape {tuple(values.shape)} without a fidelity")
+                raise self.error(
+                    f"per-fidelity {what} of shape {tuple(values.shape)} without a fidelity"
+                )
             values = values[self.modality]
         if values.numel() == 1:
             values = values.expand(num_species)
@@ -351,7 +366,6 @@ class _Reader:
         if weights.dim() != 2 or weights.shape[1] != sum(sizes):
             raise self.error(f"{k}_convolution: radial weights of shape {tuple(weights.shape)} "
                              f"do not fit {sum(sizes)} tensor-product weights")
-        starts = [sum(sizes[:n]) for n in range(len(sizes))]
         old = self.version < (0, 11, 0) or (self.version == (0, 11, 0) and self.suffix == "dev0")
         if old:
             order = list(range(len(instructions)))

@@ -202,7 +202,8 @@ class SevenNetInteraction(nn.Module):
             shared_weights=False, internal_weights=False,
         )
         self.dense_tensor_product = DenseUVUSum(self.tensor_product)
-        self.weight_sizes = [stop - start for start, stop in self.dense_tensor_product.weight_ranges()]
+        self.weight_sizes = [stop - start
+                             for start, stop in self.dense_tensor_product.weight_ranges()]
         self.radial = FullyConnectedNet(
             [*radial_sizes, self.tensor_product.weight_numel], nn.functional.silu
         )
@@ -225,13 +226,15 @@ class SevenNetInteraction(nn.Module):
         """Update node features x (N, irreps_in.dim) to (N, irreps_out.dim).
 
         Args:
+            x: node features (N, irreps_in.dim).
             attrs: one-hot species (N, S).
             modal: the fidelity one-hot of every atom (N, M); (N, 0) when single-fidelity.
             sh: spherical harmonics of the edges (E, ·), or (N, D, ·) when ``dense``
                 (zero in empty slots).
             embedding: cut-off radial basis (E, num_radial), or (N, D, num_radial).
-            center, neighbor: the central atom and neighbour of every edge; when
-                ``dense``, neighbor is (N, D) and center unused.
+            center: the central atom of every edge (E,); unused when ``dense``.
+            neighbor: the neighbour of every edge (E,), or of every slot (N, D).
+            dense: the edge inputs are in the padded layout of :mod:`mlff.nn.dense`.
         """
         if self.self_connection_is_linear:
             sc = self.self_connection(x)
@@ -315,10 +318,13 @@ class SevenNet(nn.Module):
             if self.irreps is not None and len(self.irreps) != self.num_layers + 1:
                 raise ValueError(f"irreps needs num_layers + 1 = {self.num_layers + 1} entries, "
                                  f"got {len(self.irreps)}")
-            if self.conv_denominators is not None and len(self.conv_denominators) != self.num_layers:
+            denominators = self.conv_denominators
+            if denominators is not None and len(denominators) != self.num_layers:
                 raise ValueError(f"conv_denominators needs num_layers = {self.num_layers} entries")
             if self.cutoff_function == "xplor" and self.cutoff_on >= self.cutoff:
-                raise ValueError(f"cutoff_on ({self.cutoff_on}) must be below cutoff ({self.cutoff})")
+                raise ValueError(
+                    f"cutoff_on ({self.cutoff_on}) must be below cutoff ({self.cutoff})"
+                )
             if self.num_modalities and self.modality >= self.num_modalities:
                 raise ValueError(f"modality {self.modality} of {self.num_modalities} fidelities")
             return self

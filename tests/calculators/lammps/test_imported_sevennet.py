@@ -28,7 +28,7 @@ def oxidised_cluster():
     atoms = Icosahedron("Cu", 3)
     atoms.center()
     centre = atoms.positions.mean(axis=0)
-    for k, direction in enumerate(np.eye(3)):
+    for direction in np.eye(3):
         outer = atoms.positions[np.argmax((atoms.positions - centre) @ direction)]
         atoms.append("O")
         atoms.positions[-1] = outer + 1.8 * direction
