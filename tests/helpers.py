@@ -31,6 +31,8 @@ TINY_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
                "radial_mlp_width": 16, "avg_num_neighbors": 12.0},
     "allegro": {"num_layers": 2, "l_max": 2, "num_tensor_features": 4, "latent_dim": 16,
                 "num_radial": 6, "avg_num_neighbors": 12.0},
+    "sevennet": {"num_features": 8, "num_layers": 2, "l_max": 2, "num_radial": 6,
+                 "radial_mlp": [16], "avg_num_neighbors": 12.0},
     "mace": {"num_channels": 8, "max_L": 1, "correlation": 3, "num_interactions": 2,
              "radial_mlp": [16, 16], "readout_mlp": 8, "avg_num_neighbors": 4.0},
     # avg_num_neighbors 1: DeepPot divides by 4x it, and larger sums leave the untrained

@@ -5,6 +5,7 @@ Public API:
     load_model / save_model: the ``.mlff`` model file (load_model also reads committees).
     MLFFCalculator: the ASE calculator (with uncertainties for committees).
     train: train a model, or a committee when the config has ``committee: K``.
+    import_model: a model trained by another code (SevenNet, MACE) as an mlff model.
     MLFFError: the base of every error a user can cause.
 """
 
@@ -34,6 +35,7 @@ _LAZY = {
     "read_structures": "mlff.data.readers",
     "save_model": "mlff.models.io",
     "load_model": "mlff.uq.io",
+    "import_model": "mlff.imports",
 }
 
 
@@ -103,6 +105,7 @@ __all__ = [
     "MLFFCalculator",
     "MLFFError",
     "__version__",
+    "import_model",
     "load_model",
     "read_structures",
     "save_model",

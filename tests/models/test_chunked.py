@@ -19,7 +19,8 @@ from mlff.uq.committee import FORCES_STD, MEMBER_ENERGY, MEMBER_FORCES
 from tests import helpers
 
 # message-passing layers of helpers.TINY_HYPERPARAMETERS; Allegro and DeepPot-SE are local
-HOPS = {"schnet": 2, "painn": 2, "nequip": 2, "mace": 2, "allegro": 1, "deeppot": 1}
+HOPS = {"schnet": 2, "painn": 2, "nequip": 2, "mace": 2, "allegro": 1, "deeppot": 1,
+        "sevennet": 2}
 
 
 def copper_rod(periodic: bool = True):

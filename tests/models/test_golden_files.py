@@ -22,7 +22,7 @@ from ase.build import molecule
 from safetensors.torch import load as load_safetensors
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-ARCHITECTURES = ("allegro", "deeppot", "mace", "nequip", "painn", "schnet")
+ARCHITECTURES = ("allegro", "deeppot", "mace", "nequip", "painn", "schnet", "sevennet")
 
 
 def _structure():

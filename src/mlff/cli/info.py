@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("threads here, now", governor().choice.describe())
     if metadata.get("data_fingerprint"):
         table.add_row("training data", str(metadata["data_fingerprint"]))
+    for name, value in (metadata.get("provenance") or {}).items():
+        if value is not None:
+            table.add_row(f"imported: {name}", str(value))
     for name, value in (metadata.get("test_metrics") or {}).items():
         table.add_row(f"test: {name}", f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)

@@ -24,7 +24,7 @@ from mlff.threads import set_passive_wait_policy
 set_passive_wait_policy()
 
 SUBCOMMANDS = ("train", "evaluate", "md", "info", "data", "export", "label", "generate", "learn",
-               "validate", "deploy", "ipi", "oracle")
+               "validate", "deploy", "ipi", "oracle", "import")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mlff {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        importlib.import_module(f"mlff.cli.{name}").add_parser(subparsers)
+        module = "import_" if name == "import" else name  # `import` is a Python keyword
+        importlib.import_module(f"mlff.cli.{module}").add_parser(subparsers)
     return parser
 
 

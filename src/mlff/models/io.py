@@ -33,6 +33,8 @@ WEIGHTS_NAME = "weights.safetensors"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # metadata.json of a real model is kilobytes; a larger entry is damaged or hostile
 _MAX_METADATA_BYTES = 64 * 2**20
+# provenance a loaded model keeps, so that saving it again (export, committee) keeps it
+KEPT_METADATA = ("data_fingerprint", "test_metrics", "training", "provenance")
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -236,7 +238,7 @@ def potential_from_metadata(metadata: dict[str, Any], path: Path) -> Potential:
                              f"({type(exc).__name__}: {str(exc)[:200]}).") from None
     potential.to(dtype=saved_dtype)
     potential.metadata = {
-        k: v for k, v in metadata.items() if k in ("data_fingerprint", "test_metrics", "training")
+        k: v for k, v in metadata.items() if k in KEPT_METADATA
     }
     return potential
 

@@ -72,4 +72,4 @@ def build_model(hyperparameters: dict[str, Any], num_species: int) -> nn.Module:
 
 def _import_builtin() -> None:
     # importing the modules registers them; done lazily to keep import order free
-    from mlff.models import allegro, deeppot, mace, nequip, painn, schnet  # noqa: F401
+    from mlff.models import allegro, deeppot, mace, nequip, painn, schnet, sevennet  # noqa: F401

@@ -84,6 +84,34 @@ class PolynomialCutoff(nn.Module):
         return envelope * (x < 1.0).to(r.dtype)
 
 
+class XPLORCutoff(nn.Module):
+    """XPLOR switching: 1 below ``cutoff_on``, then a smooth step to 0 at the cutoff.
+
+    ``s(r) = (rc² - r²)² (rc² + 2r² - 3 ron²) / (rc² - ron²)³`` for ron <= r < rc (SevenNet);
+    continuous with a continuous first derivative at both ends.
+
+    Args:
+        cutoff: rc, Å.
+        cutoff_on: ron < rc, Å.
+    """
+
+    def __init__(self, cutoff: float, cutoff_on: float) -> None:
+        super().__init__()
+        if not 0 < cutoff_on < cutoff:
+            raise ValueError(f"XPLOR switching needs 0 < cutoff_on < cutoff, got {cutoff_on}, {cutoff}")
+        self.cutoff = float(cutoff)
+        self.cutoff_on = float(cutoff_on)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """(E,) lengths -> (E,) switching values."""
+        r_sq = r * r
+        on_sq = self.cutoff_on * self.cutoff_on
+        cut_sq = self.cutoff * self.cutoff
+        switch = (cut_sq - r_sq) ** 2 * (cut_sq + 2 * r_sq - 3 * on_sq) / (cut_sq - on_sq) ** 3
+        inside = (r < self.cutoff).to(r.dtype)
+        return torch.where(r < self.cutoff_on, torch.ones_like(r), switch) * inside
+
+
 class CosineCutoff(nn.Module):
     """``0.5 (cos(π r / rc) + 1)`` inside the cutoff, zero beyond (Behler, SchNet)."""
 

@@ -33,5 +33,7 @@ def gather(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     Returns:
         index.shape + src.shape[1:].
     """
-    rows = torch.index_select(src, 0, index.reshape(-1))
+    # the Tensor method, not torch.index_select: torch_geometric (imported by sevenn)
+    # replaces that function with Python that TorchScript cannot compile
+    rows = src.index_select(0, index.reshape(-1))
     return rows.reshape(index.shape + src.shape[1:])

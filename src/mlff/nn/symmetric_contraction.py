@@ -157,9 +157,10 @@ class SymmetricContraction(nn.Module):
         for order_index, terms in enumerate(self.orders):
             tuples = terms.tuples
             # index_select: its backward is an index_add, not an accumulating index_put
-            monomials = torch.index_select(by_component, 1, tuples[0])  # (N, T, C)
+            # Tensor methods: torch_geometric replaces torch.index_select (see nn.scatter)
+            monomials = by_component.index_select(1, tuples[0])  # (N, T, C)
             for k in range(1, order_index + 1):
-                monomials = monomials * torch.index_select(by_component, 1, tuples[k])
+                monomials = monomials * by_component.index_select(1, tuples[k])
             projected = torch.matmul(terms.matrix.t(), monomials)  # (N, width, C)
             column = 0
             for j in range(len(self.out_dims)):

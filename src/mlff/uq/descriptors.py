@@ -8,7 +8,8 @@ architectures differ in where those features live:
 =============  ==========================================================
 ``schnet``     input of ``readout`` (the last interaction's features)
 ``painn``      input of ``readout`` (scalar channel of the last layer)
-``nequip``     output of ``readout_hidden`` (scalars of the last layer)
+``nequip``,    output of ``readout_hidden`` (scalars of the last layer)
+``sevennet``
 ``mace``       input of ``readouts.0``, its scalar (0e) channels
 ``deeppot``,   a smooth radial histogram per neighbour species (no single
 ``allegro``    per-atom feature vector exists before their readouts)
@@ -29,6 +30,7 @@ _FEATURE_MODULES: dict[str, tuple[str, bool]] = {
     "schnet": ("readout", True),
     "painn": ("readout", True),
     "nequip": ("readout_hidden", False),
+    "sevennet": ("readout_hidden", False),
     "mace": ("readouts.0", True),
 }
 _HISTOGRAM_BINS = 12

@@ -17,6 +17,7 @@ import torch
 from mlff.errors import ModelFileError
 from mlff.models.io import (
     _DTYPES,
+    KEPT_METADATA,
     check_sizes,
     load_weights,
     model_metadata,
@@ -70,7 +71,7 @@ def load_model(
         raise ModelFileError(f"{path}: the committee metadata is not valid ({exc}).") from None
     load_weights(committee, weights, shapes, path)
     committee.metadata = {
-        k: v for k, v in metadata.items() if k in ("data_fingerprint", "test_metrics", "training")
+        k: v for k, v in metadata.items() if k in KEPT_METADATA
     }
     if dtype is not None:
         committee.to(dtype=_DTYPES[dtype] if isinstance(dtype, str) else dtype)

@@ -15,7 +15,8 @@ from mlff.models import save_model
 from tests import helpers
 from tests.calculators.lammps.conftest import tiny_potential
 
-LAYERS = {"schnet": 2, "painn": 2, "nequip": 2, "mace": 2, "allegro": 1, "deeppot": 1}
+LAYERS = {"schnet": 2, "painn": 2, "nequip": 2, "mace": 2, "allegro": 1, "deeppot": 1,
+          "sevennet": 2}
 
 
 @pytest.mark.parametrize("architecture", sorted(helpers.TINY_HYPERPARAMETERS))

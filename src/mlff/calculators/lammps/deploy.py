@@ -238,7 +238,9 @@ def _probe_structure(symbols: Sequence[str], seed: int = 0) -> Atoms:
     """A small non-periodic cluster with every species, atoms 1.6-2.4 Å apart."""
     rng = np.random.default_rng(seed)
     n = max(6, 2 * len(symbols))
-    grid = np.array([(i, j, k) for i in range(3) for j in range(3) for k in range(3)], float)[:n]
+    side = max(3, math.ceil(n ** (1 / 3) - 1e-9))  # enough grid points for n atoms
+    grid = np.array([(i, j, k) for i in range(side) for j in range(side) for k in range(side)],
+                    float)[:n]
     positions = 2.0 * grid + rng.uniform(-0.2, 0.2, size=(n, 3))
     return Atoms([symbols[i % len(symbols)] for i in range(n)], positions=positions)
 
