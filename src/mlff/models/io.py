@@ -138,7 +138,7 @@ def potential_from_metadata(metadata: dict[str, Any], path: Path) -> Potential:
         raise ModelFileError(f"{path}: the metadata does not describe a valid model ({exc}).") from None
     potential.to(dtype=saved_dtype)
     potential.metadata = {
-        k: v for k, v in metadata.items() if k in ("data_fingerprint", "test_metrics", "training")
+        k: v for k, v in metadata.items() if k in ("data_fingerprint", "test_metrics", "training", "provenance")
     }
     return potential
 

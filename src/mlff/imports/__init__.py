@@ -1,0 +1,1 @@
+"""Import models trained by other codes into mlff's own architectures."""
