@@ -75,8 +75,18 @@ MODELS: dict[str, tuple[str, dict]] = {
 }
 
 
-def spec(structures_path: str) -> dict:
-    """The JSON spec ``mace_peer.py`` reads."""
+# small enough to ship as mace-torch files (max_ell 1: small U matrices) for the golden tests
+GOLDEN_FILES: dict[str, tuple[str, dict]] = {
+    "tiny_zbl": ("ScaleShiftMACE", _kwargs(max_ell=1, hidden_irreps="4x0e+4x1o", MLP_irreps="4x0e",
+                                           pair_repulsion=True, radial_MLP=[8, 8])),
+}
+# imported models shipped as .mlff files with mace-torch's results (no peer needed)
+GOLDEN_IMPORTS = ("mp_like", "L2_corr2_three_layers", "density_soft")
+
+
+def spec(structures_path: str, models: dict[str, tuple[str, dict]] | None = None) -> dict:
+    """The JSON spec ``mace_peer.py`` reads (default: :data:`MODELS`)."""
+    models = MODELS if models is None else models
     return {"structures": structures_path,
             "models": [{"name": name, "model_class": cls, "seed": k, "kwargs": kwargs}
-                       for k, (name, (cls, kwargs)) in enumerate(MODELS.items())]}
+                       for k, (name, (cls, kwargs)) in enumerate(models.items())]}
