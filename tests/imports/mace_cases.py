@@ -34,6 +34,7 @@ def structures() -> list[Atoms]:
     ethanol.pbc = False
     out.append(ethanol)
     for atoms in out:
+        atoms.info.clear()
         atoms.positions += rng.normal(0.0, 0.08, atoms.positions.shape)
     return out
 

@@ -157,3 +157,19 @@ def test_torch_load_is_only_called_with_weights_only(monkeypatch, kind):
     potential, _ = load_mace(GOLDEN / f"tiny_zbl.{kind}")
     assert potential.species == mace_cases.ELEMENTS
     assert calls and all(flag is True for flag in calls)
+
+
+@pytest.mark.parametrize("name", ["mp_like", "density_soft"])
+def test_imported_model_deploys_to_lammps_unchanged(name):
+    """TorchScript for LAMMPS keeps ZBL and the distance transform (they need the elements)."""
+    from mlff.calculators.lammps import deploy
+
+    potential = load_model(GOLDEN / f"{name}.mlff", dtype="float64")
+    scripted = deploy.script_model(potential)
+    atoms = STRUCTURES[0].copy()  # rattled fcc Cu: neighbours inside the ZBL range
+    got = deploy.evaluate(scripted, atoms)
+    atoms.calc = MLFFCalculator(potential)
+    assert got["energy"][0] == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+    np.testing.assert_allclose(got["forces"][0], atoms.get_forces(), rtol=0, atol=1e-10)
+    zbl = potential.pair_terms[0]
+    assert zbl.factor.item() == pytest.approx(potential.scale.item())  # ScaleShiftMACE's scaling

@@ -17,9 +17,6 @@ from torch import nn
 from mlff.nn.radial import _covalent_radii
 from mlff.nn.scatter import scatter_sum
 
-_COULOMB = 14.3996  # e²/(4π ε0), eV·Å
-_DECAYS = (3.2, 0.9423, 0.4028, 0.2016)
-_BOHR = 0.529  # Å
 
 
 class ZBLRepulsion(nn.Module):
@@ -51,11 +48,12 @@ class ZBLRepulsion(nn.Module):
         r_max = self.covalent_radii[z_sender] + self.covalent_radii[z_receiver]
         z_sender = z_sender.to(lengths.dtype)
         z_receiver = z_receiver.to(lengths.dtype)
-        a = self.a_prefactor * _BOHR / (torch.pow(z_sender, self.a_exp) + torch.pow(z_receiver, self.a_exp))
+        # 0.529 Å: Bohr radius; 14.3996 eV·Å: e²/(4π ε0) (literals: TorchScript reads no globals)
+        a = self.a_prefactor * 0.529 / (torch.pow(z_sender, self.a_exp) + torch.pow(z_receiver, self.a_exp))
         x = lengths / a
-        phi = (self.c[0] * torch.exp(-_DECAYS[0] * x) + self.c[1] * torch.exp(-_DECAYS[1] * x)
-               + self.c[2] * torch.exp(-_DECAYS[2] * x) + self.c[3] * torch.exp(-_DECAYS[3] * x))
-        v = (_COULOMB * z_sender * z_receiver) / lengths * phi
+        phi = (self.c[0] * torch.exp(-3.2 * x) + self.c[1] * torch.exp(-0.9423 * x)
+               + self.c[2] * torch.exp(-0.4028 * x) + self.c[3] * torch.exp(-0.2016 * x))
+        v = (14.3996 * z_sender * z_receiver) / lengths * phi
         p = self.p
         u = lengths / r_max
         envelope = (1.0 - (p + 1.0) * (p + 2.0) / 2.0 * torch.pow(u, p)
