@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("hyperparameters", json.dumps(metadata["hyperparameters"]))
     table.add_row("E0s (eV)", json.dumps(metadata["e0s"]))
     table.add_row("scale / shift (eV)", f"{metadata['scale']:.6g} / {metadata['shift']:.6g}")
+    provenance = metadata.get("provenance") or {}
+    for key in ("code", "code_version", "source", "sha256", "head", "licence"):
+        if key in provenance:
+            table.add_row(f"imported: {key}", str(provenance[key]))
     if metadata.get("data_fingerprint"):
         table.add_row("training data", str(metadata["data_fingerprint"]))
     for name, value in (metadata.get("test_metrics") or {}).items():

@@ -19,7 +19,7 @@ from mlff import __version__
 from mlff.errors import MLFFError
 
 SUBCOMMANDS = ("train", "evaluate", "md", "info", "data", "export", "label", "generate", "learn",
-               "validate", "deploy", "ipi")
+               "validate", "deploy", "ipi", "import")
 
 
 def build_parser() -> argparse.ArgumentParser:

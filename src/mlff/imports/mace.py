@@ -99,7 +99,7 @@ def load_mace(path: str | Path, head: str | None = None) -> tuple[Potential, dic
         "source": str(path.resolve()),
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "code": "mace-torch",
-        "code_version": hyper.get("mace_version") or "unknown",
+        "code_version": hyper.get("mace_version") or "not recorded in the file",
         "model_class": hyper["model_class"],
         "head": head,
         "licence": _licence(path),
@@ -112,7 +112,7 @@ def _licence(path: Path) -> str:
     name = path.name.lower()
     for fragment, licence in _LICENCE_HINTS.items():
         if fragment in name:
-            return licence
+            return f"{licence}, guessed from the file name; check where the file came from"
     return "unknown (set by whoever trained the weights)"
 
 
