@@ -74,6 +74,7 @@ def export_state_dict(model: torch.nn.Module, path: Path) -> None:
         "gate": gate,
         "apply_cutoff": bool(getattr(model, "apply_cutoff", True)),
         "readout_cls": type(last).__name__,
+        "hidden_irreps": str(model.products[0].linear.irreps_out),
         "mace_version": mace.__version__,
     }
     torch.save({"mace_hyperparameters": hyperparameters, "state_dict": model.state_dict()}, path)

@@ -50,6 +50,10 @@ def worst_differences(potential, results) -> tuple[float, float, float]:
 @pytest.mark.parametrize("kind", ["pt", "model"])
 def test_shipped_mace_torch_file_imports_exactly(kind):
     potential, provenance = load_mace(GOLDEN / f"tiny_zbl.{kind}")
+    if kind == "model":  # read from the pickled attributes
+        from mlff.imports.mace import read_mace_file
+
+        assert read_mace_file(GOLDEN / "tiny_zbl.model")[0]["hidden_irreps"] == "4x0e+4x1o"
     assert potential.hyperparameters["zbl"] and potential.hyperparameters["max_ell"] == 1
     assert provenance["model_class"] == "ScaleShiftMACE"
     energy, forces, stress = worst_differences(potential, REFERENCE["tiny_zbl/Default"])
@@ -117,6 +121,11 @@ def test_unsupported_options_are_named(tmp_path):
     path = tmp_path / "att.pt"
     torch.save(payload, path)
     with pytest.raises(ModelFileError, match="att.pt: interaction block RealAgnosticAttResidual"):
+        load_mace(path)
+    payload = torch.load(GOLDEN / "tiny_zbl.pt", weights_only=True)
+    payload["mace_hyperparameters"]["hidden_irreps"] = "4x0e+4x1e"  # not what max_L makes
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="hidden irreps 4x0e\\+4x1e: mlff's MACE has 4x0e\\+4x1o"):
         load_mace(path)
     payload = torch.load(GOLDEN / "tiny_zbl.pt", weights_only=True)
     payload["mace_hyperparameters"]["model_class"] = "AtomicDipolesMACE"

@@ -169,7 +169,10 @@ def _pickled_hyperparameters(root: Stub, path: Path) -> dict[str, Any]:
         if activation.attribute("_is_id"):
             gate_constant = 1.0
     heads = root.attribute("heads") or ["Default"]
+    product_linear = submodule(root, "products.0.linear")
+    hidden = _irreps_string(product_linear.attribute("irreps_out")) if product_linear else None
     return {
+        "hidden_irreps": hidden,
         "model_class": root.name,
         "interaction_cls_first": first.name,
         "interaction_cls": last.name,
@@ -183,6 +186,19 @@ def _pickled_hyperparameters(root: Stub, path: Path) -> dict[str, Any]:
         "use_so3": bool(root.attribute("use_so3", False)),
         "mace_version": None,
     }
+
+
+def _irreps_string(stub: Any) -> str | None:
+    """``"4x0e+4x1o"`` from a stubbed e3nn Irreps (tuple of (mul, Irrep((l, p)))), or None."""
+    try:
+        parts = []
+        for mul_ir in stub.args[0]:
+            mul, irrep = mul_ir.args[0]
+            l, p = irrep.args[0]
+            parts.append(f"{int(mul)}x{int(l)}{'e' if p == 1 else 'o'}")
+        return "+".join(parts)
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------------- converting
@@ -243,6 +259,10 @@ def _convert(hyper: dict[str, Any], sd: dict[str, torch.Tensor], head: int,
                              "not supported.")
     if sd["products.0.linear.weight"].numel() != first_hidden_blocks * channels ** 2:
         raise ModelFileError("hidden irreps with unequal multiplicities are not supported.")
+    expected = o3.Irreps([(channels, (l, (-1) ** l)) for l in range(max_l + 1)])
+    if hyper.get("hidden_irreps") and o3.Irreps(hyper["hidden_irreps"]) != expected:
+        raise ModelFileError(f"hidden irreps {hyper['hidden_irreps']}: mlff's MACE has "
+                             f"{expected} (the parities of spherical harmonics) here.")
     num_readouts = _count(sd, "readouts.")
     mlp_key = f"readouts.{num_readouts - 1}.linear_1.weight"
     mlp_width = sd[mlp_key].numel() // channels // num_heads if mlp_key in sd else 0
