@@ -71,6 +71,9 @@ MODELS: dict[str, tuple[str, dict]] = {
         interaction_cls_first="RealAgnosticInteractionBlock", use_agnostic_product=True,
         use_last_readout_only=True, correlation=2, gate="None", radial_type="chebyshev",
         num_bessel=3, max_ell=1)),
+    "att_residual": ("ScaleShiftMACE", _kwargs(
+        interaction_cls="RealAgnosticAttResidualInteractionBlock", max_ell=1,
+        hidden_irreps="4x0e+4x1o", num_interactions=3, correlation=2)),
     "multihead": ("ScaleShiftMACE", _kwargs(heads=["pbe", "r2scan"], pair_repulsion=True,
                                             MLP_irreps="4x0e")),
 }

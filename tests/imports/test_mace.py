@@ -101,7 +101,7 @@ def test_the_matrix_covers_the_options():
     assert {k.get("distance_transform", "None") for k in kwargs} == {"None", "Agnesi", "Soft"}
     assert {k.get("radial_type", "bessel") for k in kwargs} == {"bessel", "gaussian", "chebyshev"}
     blocks = {k["interaction_cls"] for k in kwargs} | {k["interaction_cls_first"] for k in kwargs}
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     assert any(k.get("heads") for k in kwargs)
     assert any(k.get("use_agnostic_product") for k in kwargs)
 

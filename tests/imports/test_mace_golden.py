@@ -117,10 +117,10 @@ def test_other_modules_and_files_are_refused_clearly(tmp_path):
 
 def test_unsupported_options_are_named(tmp_path):
     payload = torch.load(GOLDEN / "tiny_zbl.pt", weights_only=True)
-    payload["mace_hyperparameters"]["interaction_cls"] = "RealAgnosticAttResidualInteractionBlock"
+    payload["mace_hyperparameters"]["interaction_cls"] = "RealAgnosticResidualNonLinearInteractionBlock"
     path = tmp_path / "att.pt"
     torch.save(payload, path)
-    with pytest.raises(ModelFileError, match="att.pt: interaction block RealAgnosticAttResidual"):
+    with pytest.raises(ModelFileError, match="att.pt: interaction block RealAgnosticResidualNonLinear"):
         load_mace(path)
     payload = torch.load(GOLDEN / "tiny_zbl.pt", weights_only=True)
     payload["mace_hyperparameters"]["hidden_irreps"] = "4x0e+4x1e"  # not what max_L makes

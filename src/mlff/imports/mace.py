@@ -50,6 +50,7 @@ _INTERACTIONS = {
     "RealAgnosticInteractionBlock": "plain",
     "RealAgnosticDensityInteractionBlock": "density",
     "RealAgnosticDensityResidualInteractionBlock": "density_residual",
+    "RealAgnosticAttResidualInteractionBlock": "att_residual",
 }
 _GATES = {"silu": "silu", "tanh": "tanh", "abs": "abs", None: "none", "None": "none"}
 _LICENCE_HINTS = {  # file-name fragments of the published foundation models
@@ -340,7 +341,10 @@ def _map_weights(model, sd, hyper, head, num_heads, layers, num_readouts) -> dic
         ours, theirs = f"model.interactions.{i}", f"interactions.{i}"
         interaction = model.interactions[i]
         out[f"{ours}.linear_up.weight"] = sd[f"{theirs}.linear_up.weight"]
-        out[f"{ours}.skip.weight"] = sd[f"{theirs}.skip_tp.weight"]
+        skip = f"{theirs}.skip_tp.weight"
+        out[f"{ours}.skip.weight"] = sd[skip] if skip in sd else sd[f"{theirs}.skip_linear.weight"]
+        if f"{theirs}.linear_down.weight" in sd:
+            out[f"{ours}.down.0.weight"] = sd[f"{theirs}.linear_down.weight"]
         if f"{theirs}.density_fn.layer0.weight" in sd:
             out[f"{ours}.density.0.layer0.weight"] = sd[f"{theirs}.density_fn.layer0.weight"]
         order = _path_order(interaction.conv)

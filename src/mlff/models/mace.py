@@ -17,7 +17,9 @@ mixes the input features with the species, mace-torch's
 RealAgnosticResidualInteractionBlock; ``plain``: the species mix the messages instead and
 the layer has no skip, RealAgnosticInteractionBlock; ``density`` and
 ``density_residual``: the messages are divided by 1 + a learned smooth neighbour
-density instead of ``avg_num_neighbors``), the radial basis (Bessel, Gaussian,
+density instead of ``avg_num_neighbors``; ``att_residual`` (layers after the first): the
+radial MLP, 3 x 256 wide, also reads 64 learned scalars of the sending and the receiving
+atom, and the skip connection is species-independent, RealAgnosticAttResidualInteractionBlock), the radial basis (Bessel, Gaussian,
 Chebyshev), distance transforms (Agnesi, Soft), the cutoff applied to the radial basis or
 to the radial MLP's output, a per-layer correlation order, and a linear or MLP last
 readout with any of mace-torch's activations. ZBL repulsion is the ``zbl`` option every
@@ -93,9 +95,14 @@ class MACEInteraction(nn.Module):
                  kind: str = "residual") -> None:
         super().__init__()
         species_irreps = o3.Irreps(f"{num_species}x0e")
-        self.residual = kind in ("residual", "density_residual")
+        self.residual = kind in ("residual", "density_residual", "att_residual")
         self.use_density = kind in ("density", "density_residual")
         self.linear_up = o3.Linear(irreps_node, irreps_node)
+        # att_residual: the radial MLP also sees 64 scalars of both atoms' features
+        self.down = nn.ModuleList()
+        if kind == "att_residual":
+            self.down.append(o3.Linear(irreps_node, o3.Irreps("64x0e")))
+            radial_sizes = [radial_sizes[0] + 128, 256, 256, 256]
         paths, instructions = [], []
         for i, (mul, ir_in) in enumerate(irreps_node):
             for j, (_, ir_sh) in enumerate(irreps_sh):
@@ -112,7 +119,10 @@ class MACEInteraction(nn.Module):
         self.dense_conv = DenseUVUSum(self.conv)
         self.weight_ranges = self.dense_conv.weight_ranges()
         self.linear = o3.Linear(o3.Irreps(paths), irreps_target)
-        if self.residual:
+        self.species_skip = kind != "att_residual"
+        if kind == "att_residual":  # a skip connection without the species
+            self.skip = o3.Linear(irreps_node, irreps_hidden)
+        elif self.residual:
             self.skip = o3.FullyConnectedTensorProduct(irreps_node, species_irreps, irreps_hidden)
         else:  # the species mix the messages; no skip connection
             self.skip = o3.FullyConnectedTensorProduct(irreps_target, species_irreps, irreps_target)
@@ -137,20 +147,31 @@ class MACEInteraction(nn.Module):
         """
         skip: Optional[torch.Tensor] = None  # noqa: UP045
         if self.residual:
-            skip = self.skip(node_features, species_onehot)
+            if self.species_skip:
+                skip = self.skip(node_features, species_onehot)
+            else:
+                skip = self.skip(node_features)
         h = self.linear_up(node_features)
+        radial_input = edge_radial
+        for down in self.down:
+            scalars = down(node_features)
+            if dense:
+                receivers = scalars.unsqueeze(1).expand(-1, sender.shape[1], -1)
+            else:
+                receivers = gather(scalars, receiver)
+            radial_input = torch.cat([edge_radial, gather(scalars, sender), receivers], dim=-1)
         if dense:
             radial_weights: list[torch.Tensor] = []
             for layer in self.radial:
                 radial_weights.append(layer.weight)
-            weights = folded_fully_connected(edge_radial, radial_weights, self.radial_scales,
+            weights = folded_fully_connected(radial_input, radial_weights, self.radial_scales,
                                              self.weight_ranges)
             if edge_cutoff is not None:
                 envelope = edge_cutoff.unsqueeze(-1)
                 weights = [w * envelope for w in weights]
             summed = self.dense_conv(h, sender, edge_sh, weights)
         else:
-            edge_weights = self.radial(edge_radial)
+            edge_weights = self.radial(radial_input)
             if edge_cutoff is not None:
                 edge_weights = edge_weights * edge_cutoff.unsqueeze(-1)
             if cueq and not torch.jit.is_scripting():
@@ -228,7 +249,8 @@ class MACE(nn.Module):
             "silu", description="activation of the last readout's MLP")
         readout_all_layers: bool = Field(
             True, description="every layer has a readout; false: the last layer's only")
-        interaction: Literal["residual", "plain", "density", "density_residual"] = Field(
+        interaction: Literal["residual", "plain", "density", "density_residual",
+                             "att_residual"] = Field(
             "residual", description="interaction block of layers 2.. (see the module)")
         interaction_first: Literal["residual", "plain", "density", "density_residual"] = Field(
             "residual", description="interaction block of the first layer")
