@@ -26,6 +26,7 @@ from mlff.calculators.ase import MLFFCalculator
 from mlff.errors import MLFFError, ModelFileError
 from mlff.imports.mace import load_mace
 from mlff.models.io import load_model
+from tests import helpers
 from tests.imports import mace_cases
 
 GOLDEN = Path(__file__).parent / "golden" / "mace"
@@ -182,3 +183,17 @@ def test_imported_model_deploys_to_lammps_unchanged(name):
     np.testing.assert_allclose(got["forces"][0], atoms.get_forces(), rtol=0, atol=1e-10)
     zbl = potential.pair_terms[0]
     assert zbl.factor.item() == pytest.approx(potential.scale.item())  # ScaleShiftMACE's scaling
+
+
+def test_every_block_kind_compiles_for_lammps():
+    """TorchScript compiles each interaction block (deploy needs it for imported models)."""
+    from mlff.calculators.lammps import deploy
+
+    for kind in ("plain", "density", "density_residual", "att_residual"):
+        potential = helpers.build_potential("mace", interaction=kind, zbl=True,
+                                            distance_transform="agnesi", apply_cutoff=False)
+        scripted = deploy.script_model(potential)
+        atoms = STRUCTURES[0].copy()
+        got = deploy.evaluate(scripted, atoms)
+        atoms.calc = MLFFCalculator(potential)
+        np.testing.assert_allclose(got["forces"][0], atoms.get_forces(), rtol=0, atol=1e-10)

@@ -287,6 +287,9 @@ def _convert(hyper: dict[str, Any], sd: dict[str, torch.Tensor], head: int,
     }
     if hyperparameters["zbl"]:
         hyperparameters["zbl_envelope_exponent"] = int(sd["pair_repulsion_fn.p"])
+    if hyperparameters["zbl"] and "pair_repulsion_fn.covalent_radii" not in sd:
+        raise ModelFileError("its ZBL term has an older mace-torch form (no covalent-radii "
+                             "cutoff), which mlff does not reproduce.")
     if num_readouts not in (1, layers):
         raise ModelFileError(f"{num_readouts} readouts for {layers} layers.")
     model = build_model(hyperparameters, num_species)
@@ -341,8 +344,10 @@ def _map_weights(model, sd, hyper, head, num_heads, layers, num_readouts) -> dic
         ours, theirs = f"model.interactions.{i}", f"interactions.{i}"
         interaction = model.interactions[i]
         out[f"{ours}.linear_up.weight"] = sd[f"{theirs}.linear_up.weight"]
-        skip = f"{theirs}.skip_tp.weight"
-        out[f"{ours}.skip.weight"] = sd[skip] if skip in sd else sd[f"{theirs}.skip_linear.weight"]
+        if f"{theirs}.skip_tp.weight" in sd:
+            out[f"{ours}.skip.weight"] = sd[f"{theirs}.skip_tp.weight"]
+        else:  # att_residual: a linear skip
+            out[f"{ours}.skip.linear.weight"] = sd[f"{theirs}.skip_linear.weight"]
         if f"{theirs}.linear_down.weight" in sd:
             out[f"{ours}.down.0.weight"] = sd[f"{theirs}.linear_down.weight"]
         if f"{theirs}.density_fn.layer0.weight" in sd:

@@ -76,6 +76,18 @@ class _Abs(nn.Module):
         return torch.abs(x)
 
 
+class _LinearSkip(nn.Module):
+    """A skip connection that ignores the species (the ``att_residual`` block's)."""
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps) -> None:
+        super().__init__()
+        self.linear = o3.Linear(irreps_in, irreps_out)
+
+    def forward(self, features: torch.Tensor, species_onehot: torch.Tensor) -> torch.Tensor:
+        """(N, irreps_in.dim) -> (N, irreps_out.dim); ``species_onehot`` unused."""
+        return self.linear(features)
+
+
 class MACEInteraction(nn.Module):
     """Equivariant messages to the atomic basis A, shape (N, C · sh_irreps.dim).
 
@@ -119,9 +131,8 @@ class MACEInteraction(nn.Module):
         self.dense_conv = DenseUVUSum(self.conv)
         self.weight_ranges = self.dense_conv.weight_ranges()
         self.linear = o3.Linear(o3.Irreps(paths), irreps_target)
-        self.species_skip = kind != "att_residual"
-        if kind == "att_residual":  # a skip connection without the species
-            self.skip = o3.Linear(irreps_node, irreps_hidden)
+        if kind == "att_residual":
+            self.skip = _LinearSkip(irreps_node, irreps_hidden)
         elif self.residual:
             self.skip = o3.FullyConnectedTensorProduct(irreps_node, species_irreps, irreps_hidden)
         else:  # the species mix the messages; no skip connection
@@ -147,10 +158,7 @@ class MACEInteraction(nn.Module):
         """
         skip: Optional[torch.Tensor] = None  # noqa: UP045
         if self.residual:
-            if self.species_skip:
-                skip = self.skip(node_features, species_onehot)
-            else:
-                skip = self.skip(node_features)
+            skip = self.skip(node_features, species_onehot)
         h = self.linear_up(node_features)
         radial_input = edge_radial
         for down in self.down:
