@@ -37,14 +37,17 @@ ENERGY_TOL, FORCE_TOL, STRESS_TOL = 1e-6, 1e-5, 1e-6  # eV/atom, eV/Å, eV/Å³
 
 def worst_differences(potential, results) -> tuple[float, float, float]:
     calc = MLFFCalculator(potential, dtype="float64")
-    worst = [0.0, 0.0, 0.0]
+    worst = [0.0, 0.0, 0.0, 0.0]
     for atoms, reference in zip(STRUCTURES, results, strict=True):
         atoms = atoms.copy()
         atoms.calc = calc
         stress = atoms.get_stress(voigt=False) if atoms.pbc.all() else np.zeros((3, 3))
         worst[0] = max(worst[0], abs(atoms.get_potential_energy() - reference["energy"]) / len(atoms))
         worst[1] = max(worst[1], np.abs(atoms.get_forces() - np.array(reference["forces"])).max())
+        worst[3] = max(worst[3], np.abs(np.array(reference["forces"])).max())
         worst[2] = max(worst[2], np.abs(stress - np.array(reference["stress"])).max())
+    # relative: the forces of some random-weight models are small (1e-3 eV/Å)
+    assert worst[1] <= 1e-9 * worst[3] + 1e-12, f"forces differ by {worst[1]:.1e} of {worst[3]:.1e}"
     return worst[0], worst[1], worst[2]
 
 

@@ -333,7 +333,9 @@ def _count_u(sd: dict[str, torch.Tensor], prefix: str) -> int:
     return len([k for k in sd if k.startswith(prefix)])
 
 
-def _map_weights(model, sd, hyper, head, num_heads, layers, num_readouts) -> dict[str, torch.Tensor]:
+def _map_weights(model: torch.nn.Module, sd: dict[str, torch.Tensor], hyper: dict[str, Any],
+                 head: int, num_heads: int, layers: int,
+                 num_readouts: int) -> dict[str, torch.Tensor]:
     """mlff state-dict entries (keys with the Potential's ``model.`` prefix) from mace's."""
     out: dict[str, torch.Tensor] = {"model.embedding.weight": sd["node_embedding.linear.weight"]}
     for name in ("q", "p", "a", "alpha", "covalent_radii"):
@@ -445,7 +447,8 @@ def _permute_linear(linear: o3.Linear, weight: torch.Tensor, order: list[int]) -
 # ------------------------------------------------------------ symmetric contraction
 
 
-def _contraction_weights(contraction, sd, prefix: str, num_species: int) -> list[torch.Tensor]:
+def _contraction_weights(contraction: torch.nn.Module, sd: dict[str, torch.Tensor], prefix: str,
+                         num_species: int) -> list[torch.Tensor]:
     """mlff's weights (order-major, then output irrep) from mace-torch's U and weights."""
     irreps_in = str(contraction.irreps_in)
     dim_in = contraction.irreps_in.dim
