@@ -200,3 +200,16 @@ def test_every_block_kind_compiles_for_lammps():
         got = deploy.evaluate(scripted, atoms)
         atoms.calc = MLFFCalculator(potential)
         np.testing.assert_allclose(got["forces"][0], atoms.get_forces(), rtol=0, atol=1e-10)
+
+
+def test_torchscript_files_are_refused_without_loading_them(tmp_path, monkeypatch):
+    """mace-torch's compiled models: torch.jit.load would compile the file's code."""
+    path = tmp_path / "compiled.model"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), path)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("torch.jit.load called")
+
+    monkeypatch.setattr(torch.jit, "load", refuse)
+    with pytest.raises(ModelFileError, match="TorchScript.*Import the .model file"):
+        load_mace(path)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,11 @@ def _licence(path: Path) -> str:
 
 def read_mace_file(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(hyperparameters, state dict) of a mace-torch file of either kind."""
+    # torch.load hands TorchScript archives to torch.jit.load, which compiles their code
+    if _is_torchscript(path):
+        raise ModelFileError(f"{path}: a TorchScript (compiled) model. Import the .model file "
+                             "it was made from, or a state-dict export (see the foundation "
+                             "models guide).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 (weights_only refuses pickled modules: read them below)
@@ -143,6 +149,14 @@ def read_mace_file(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
                              + EXPORT_HINT)
     root = read_pickled_module(path)
     return _pickled_hyperparameters(root, path), module_state_dict(root)
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _pickled_hyperparameters(root: Stub, path: Path) -> dict[str, Any]:
