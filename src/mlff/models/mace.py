@@ -9,6 +9,21 @@ of the readouts (linear for all layers but the last, a small MLP for the last).
 
 Hidden features are ``num_channels x (0e + 1o + ... up to max_L)``; the last layer keeps
 scalars only, as they alone feed the energy. Messages carry l up to ``max_ell``.
+
+The options follow mace-torch's (same names where they exist), so that every MACE and
+ScaleShiftMACE its ``mace_run_train`` builds has an exact counterpart here (see
+:mod:`mlff.imports.mace`): the interaction blocks (``residual``: the skip connection
+mixes the input features with the species, mace-torch's
+RealAgnosticResidualInteractionBlock; ``plain``: the species mix the messages instead and
+the layer has no skip, RealAgnosticInteractionBlock; ``density`` and
+``density_residual``: the messages are divided by 1 + a learned smooth neighbour
+density instead of ``avg_num_neighbors``; ``att_residual`` (layers after the first): the
+radial MLP, 3 x 256 wide, also reads 64 learned scalars of the sending and the receiving
+atom, and the skip connection is species-independent, RealAgnosticAttResidualInteractionBlock), the radial basis (Bessel, Gaussian,
+Chebyshev), distance transforms (Agnesi, Soft), the cutoff applied to the radial basis or
+to the radial MLP's output, a per-layer correlation order, and a linear or MLP last
+readout with any of mace-torch's activations. ZBL repulsion is the ``zbl`` option every
+architecture has (:mod:`mlff.nn.zbl`).
 """
 
 from __future__ import annotations
@@ -23,7 +38,8 @@ from torch import nn
 
 from mlff.data import keys as K
 from mlff.models.registry import ModelConfig, register
-from mlff.nn import BesselBasis, PolynomialCutoff, gather, scatter_sum
+from mlff.nn import BesselBasis, GaussianBasis, PolynomialCutoff, gather, scatter_sum
+from mlff.nn.radial import AgnesiTransform, ChebyshevBasis, SoftTransform
 from mlff.nn.mlp import folded_fully_connected, folded_scales
 from mlff.nn.cueq import cueq_sum_for
 from mlff.nn.cueq import wanted as cueq_wanted
@@ -52,6 +68,26 @@ def _per_channel(
     return torch.cat(parts, dim=-1)
 
 
+class _Abs(nn.Module):
+    """``|x|``, elementwise (a readout activation of mace-torch)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Elementwise."""
+        return torch.abs(x)
+
+
+class _LinearSkip(nn.Module):
+    """A skip connection that ignores the species (the ``att_residual`` block's)."""
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps) -> None:
+        super().__init__()
+        self.linear = o3.Linear(irreps_in, irreps_out)
+
+    def forward(self, features: torch.Tensor, species_onehot: torch.Tensor) -> torch.Tensor:
+        """(N, irreps_in.dim) -> (N, irreps_out.dim); ``species_onehot`` unused."""
+        return self.linear(features)
+
+
 class MACEInteraction(nn.Module):
     """Equivariant messages to the atomic basis A, shape (N, C · sh_irreps.dim).
 
@@ -59,17 +95,26 @@ class MACEInteraction(nn.Module):
         irreps_node: the incoming hidden features' irreps.
         irreps_sh: spherical harmonics of the edges.
         irreps_target: A's irreps (``C x sh_irreps``).
-        num_species: species count (for the species-dependent mixing of the first layer).
+        num_species: species count (for the species-dependent mixing).
         radial_sizes: widths of the radial MLP, input (basis size) first.
         irreps_hidden: irreps of the species-dependent skip connection of the input
-            features, returned to be added after the product.
+            features, returned to be added after the product (``residual`` kinds).
+        kind: ``residual``, ``plain``, ``density`` or ``density_residual`` (see the module).
     """
 
     def __init__(self, irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps,
-                 num_species: int, radial_sizes: list[int], irreps_hidden: o3.Irreps) -> None:
+                 num_species: int, radial_sizes: list[int], irreps_hidden: o3.Irreps,
+                 kind: str = "residual") -> None:
         super().__init__()
         species_irreps = o3.Irreps(f"{num_species}x0e")
+        self.residual = kind in ("residual", "density_residual", "att_residual")
+        self.use_density = kind in ("density", "density_residual")
         self.linear_up = o3.Linear(irreps_node, irreps_node)
+        # att_residual: the radial MLP also sees 64 scalars of both atoms' features
+        self.down = nn.ModuleList()
+        if kind == "att_residual":
+            self.down.append(o3.Linear(irreps_node, o3.Irreps("64x0e")))
+            radial_sizes = [radial_sizes[0] + 128, 256, 256, 256]
         paths, instructions = [], []
         for i, (mul, ir_in) in enumerate(irreps_node):
             for j, (_, ir_sh) in enumerate(irreps_sh):
@@ -86,33 +131,75 @@ class MACEInteraction(nn.Module):
         self.dense_conv = DenseUVUSum(self.conv)
         self.weight_ranges = self.dense_conv.weight_ranges()
         self.linear = o3.Linear(o3.Irreps(paths), irreps_target)
-        self.skip = o3.FullyConnectedTensorProduct(irreps_node, species_irreps, irreps_hidden)
+        if kind == "att_residual":
+            self.skip = _LinearSkip(irreps_node, irreps_hidden)
+        elif self.residual:
+            self.skip = o3.FullyConnectedTensorProduct(irreps_node, species_irreps, irreps_hidden)
+        else:  # the species mix the messages; no skip connection
+            self.skip = o3.FullyConnectedTensorProduct(irreps_target, species_irreps, irreps_target)
+        # density kinds: one linear map of the radial features to a per-edge density weight
+        self.density = nn.ModuleList()
+        if self.use_density:
+            self.density.append(e3nn_nn.FullyConnectedNet([radial_sizes[0], 1], nn.functional.silu))
 
     def forward(self, node_features: torch.Tensor, species_onehot: torch.Tensor,
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor, sender: torch.Tensor,
                 receiver: torch.Tensor, inv_neighbors: float,
-                dense: bool = False, cueq: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (A (N, irreps_target.dim), skip features (N, irreps_hidden.dim)).
+                dense: bool = False, cueq: bool = False,
+                edge_cutoff: Optional[torch.Tensor] = None,  # noqa: UP045 (TorchScript)
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:  # noqa: UP045
+        """-> (A (N, irreps_target.dim), skip features (N, irreps_hidden.dim) or None).
 
         Edge inputs are per edge ((E, ·) and sender (E,)), or with ``dense`` in the
         padded layout of :mod:`mlff.nn.dense` ((N, D, ·), sender (N, D); receiver unused).
         With ``cueq`` the neighbour sum runs on cuEquivariance (:mod:`mlff.nn.cueq`).
+        ``edge_cutoff`` ((E,) or (N, D)): the envelope, when it multiplies the radial
+        MLP's output rather than the radial basis.
         """
-        skip = self.skip(node_features, species_onehot)
+        skip: Optional[torch.Tensor] = None  # noqa: UP045
+        if self.residual:
+            skip = self.skip(node_features, species_onehot)
         h = self.linear_up(node_features)
+        radial_input = edge_radial
+        for down in self.down:
+            scalars = down(node_features)
+            if dense:
+                receivers = scalars.unsqueeze(1).expand(-1, sender.shape[1], -1)
+            else:
+                receivers = gather(scalars, receiver)
+            radial_input = torch.cat([edge_radial, gather(scalars, sender), receivers], dim=-1)
         if dense:
             radial_weights: list[torch.Tensor] = []
             for layer in self.radial:
                 radial_weights.append(layer.weight)
-            weights = folded_fully_connected(edge_radial, radial_weights, self.radial_scales,
+            weights = folded_fully_connected(radial_input, radial_weights, self.radial_scales,
                                              self.weight_ranges)
+            if edge_cutoff is not None:
+                envelope = edge_cutoff.unsqueeze(-1)
+                weights = [w * envelope for w in weights]
             summed = self.dense_conv(h, sender, edge_sh, weights)
-        elif cueq and not torch.jit.is_scripting():
-            summed = self._cueq_sum(h, sender, receiver, edge_sh, self.radial(edge_radial))
         else:
-            messages = self.conv(gather(h, sender), edge_sh, self.radial(edge_radial))
-            summed = scatter_sum(messages, receiver, h.shape[0])
-        a = self.linear(summed * inv_neighbors)
+            edge_weights = self.radial(radial_input)
+            if edge_cutoff is not None:
+                edge_weights = edge_weights * edge_cutoff.unsqueeze(-1)
+            if cueq and not torch.jit.is_scripting():
+                summed = self._cueq_sum(h, sender, receiver, edge_sh, edge_weights)
+            else:
+                messages = self.conv(gather(h, sender), edge_sh, edge_weights)
+                summed = scatter_sum(messages, receiver, h.shape[0])
+        inv = torch.full((1, 1), inv_neighbors, dtype=h.dtype, device=h.device)
+        for density_fn in self.density:
+            edge_density = torch.tanh(density_fn(edge_radial) ** 2).squeeze(-1)
+            if edge_cutoff is not None:
+                edge_density = edge_density * edge_cutoff
+            if dense:
+                density = edge_density.sum(dim=1)
+            else:
+                density = scatter_sum(edge_density, receiver, h.shape[0])
+            inv = 1.0 / (density.unsqueeze(-1) + 1.0)
+        a = self.linear(summed * inv)
+        if not self.residual:
+            a = self.skip(a, species_onehot)
         return a, skip
 
 
@@ -137,10 +224,14 @@ class MACEProduct(nn.Module):
         self.num_channels = num_channels
         self.blocks_a = _channel_blocks(o3.Irreps([(num_channels, ir) for _, ir in irreps_sh]))
 
-    def forward(self, a: torch.Tensor, species: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, species: torch.Tensor,
+                skip: Optional[torch.Tensor]) -> torch.Tensor:  # noqa: UP045 (TorchScript)
         """A (N, C x irreps_sh) -> hidden features (N, irreps_hidden.dim)."""
         a = _per_channel(a, self.num_channels, self.blocks_a)
-        return self.linear(self.contraction(a, species)) + skip
+        out = self.linear(self.contraction(a, species))
+        if skip is not None:
+            out = out + skip
+        return out
 
 
 @register("mace")
@@ -154,12 +245,29 @@ class MACE(nn.Module):
         num_channels: int = Field(32, ge=1, description="channels of every hidden irrep")
         max_L: int = Field(0, ge=0, description="highest l of the hidden features (0: scalars)")
         max_ell: int = Field(3, ge=0, description="highest l of the edge spherical harmonics")
-        correlation: int = Field(3, ge=1, description="order of the symmetric contraction")
+        correlation: int | list[int] = Field(
+            3, description="order of the symmetric contraction (one, or one per layer)")
         num_interactions: int = Field(2, ge=1, description="message-passing layers")
         num_radial: int = Field(8, ge=1, description="Bessel basis functions")
         envelope_exponent: int = Field(5, ge=2, description="p of the polynomial cutoff")
         radial_mlp: list[int] = Field([64, 64, 64], description="hidden widths of the radial MLP")
-        readout_mlp: int = Field(16, ge=1, description="hidden width of the last readout")
+        readout_mlp: int = Field(
+            16, ge=0, description="hidden width of the last readout's MLP; 0: a linear readout")
+        readout_activation: Literal["silu", "tanh", "abs", "none"] = Field(
+            "silu", description="activation of the last readout's MLP")
+        readout_all_layers: bool = Field(
+            True, description="every layer has a readout; false: the last layer's only")
+        interaction: Literal["residual", "plain", "density", "density_residual",
+                             "att_residual"] = Field(
+            "residual", description="interaction block of layers 2.. (see the module)")
+        interaction_first: Literal["residual", "plain", "density", "density_residual"] = Field(
+            "residual", description="interaction block of the first layer")
+        radial_basis: Literal["bessel", "gaussian", "chebyshev"] = Field(
+            "bessel", description="radial basis of the edge lengths")
+        distance_transform: Literal["none", "agnesi", "soft"] = Field(
+            "none", description="transform of the lengths before the radial basis")
+        apply_cutoff: bool = Field(
+            True, description="envelope on the radial basis; false: on the radial MLP output")
         avg_num_neighbors: float | None = Field(
             None, gt=0, description="message normalisation; null = mean of the training data")
 
@@ -176,8 +284,27 @@ class MACE(nn.Module):
         self.irreps_a = _irreps_up_to(config.max_ell, c)
         self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True,
                                                          normalization="component")
-        self.radial_basis = BesselBasis(config.cutoff, config.num_radial)
+        if config.radial_basis == "gaussian":
+            self.radial_basis = GaussianBasis(config.cutoff, config.num_radial)
+        elif config.radial_basis == "chebyshev":
+            self.radial_basis = ChebyshevBasis(config.num_radial)
+        else:
+            self.radial_basis = BesselBasis(config.cutoff, config.num_radial)
         self.envelope = PolynomialCutoff(config.cutoff, config.envelope_exponent)
+        self.apply_cutoff = config.apply_cutoff
+        self.transforms = nn.ModuleList()  # 0 or 1 distance transform
+        if config.distance_transform == "agnesi":
+            self.transforms.append(AgnesiTransform())
+        elif config.distance_transform == "soft":
+            self.transforms.append(SoftTransform())
+        correlations = config.correlation
+        if isinstance(correlations, int):
+            correlations = [correlations] * config.num_interactions
+        if len(correlations) != config.num_interactions or min(correlations) < 1:
+            raise ValueError(f"correlation {config.correlation}: one order >= 1, or one per "
+                             f"layer ({config.num_interactions})")
+        activations = {"silu": nn.SiLU, "tanh": nn.Tanh, "abs": _Abs, "none": nn.Identity}
+        self.readout_layers: list[int] = []
         species_irreps = o3.Irreps(f"{num_species}x0e")
         self.embedding = o3.Linear(species_irreps, o3.Irreps(f"{c}x0e"))
         radial_sizes = [config.num_radial, *config.radial_mlp]
@@ -189,16 +316,21 @@ class MACE(nn.Module):
         for layer in range(config.num_interactions):
             last = layer == config.num_interactions - 1
             hidden = o3.Irreps(f"{c}x0e") if last else _irreps_up_to(config.max_L, c)
+            kind = config.interaction_first if layer == 0 else config.interaction
             self.interactions.append(MACEInteraction(
-                irreps_node, self.irreps_sh, self.irreps_a, num_species, radial_sizes, hidden))
-            self.products.append(MACEProduct(self.irreps_sh, hidden, config.correlation,
+                irreps_node, self.irreps_sh, self.irreps_a, num_species, radial_sizes, hidden,
+                kind))
+            self.products.append(MACEProduct(self.irreps_sh, hidden, correlations[layer],
                                              num_species, c))
-            if last:
+            if last and config.readout_mlp > 0:
+                mlp = o3.Irreps(f"{config.readout_mlp}x0e")
                 self.readouts.append(nn.Sequential(
-                    o3.Linear(hidden, o3.Irreps(f"{config.readout_mlp}x0e")), nn.SiLU(),
-                    o3.Linear(o3.Irreps(f"{config.readout_mlp}x0e"), o3.Irreps("0e"))))
-            else:
+                    o3.Linear(hidden, mlp), activations[config.readout_activation](),
+                    o3.Linear(mlp, o3.Irreps("0e"))))
+                self.readout_layers.append(layer)
+            elif last or config.readout_all_layers:
                 self.readouts.append(o3.Linear(hidden, o3.Irreps("0e")))
+                self.readout_layers.append(layer)
             self.irreps_hidden.append(hidden)
             irreps_node = hidden
 
@@ -213,7 +345,17 @@ class MACE(nn.Module):
         species = graph[K.SPECIES]
         onehot = nn.functional.one_hot(species, self.num_species).to(lengths.dtype)
         edge_sh = self.spherical_harmonics(graph[K.EDGE_VECTORS])
-        edge_radial = self.radial_basis(lengths) * self.envelope(lengths).unsqueeze(-1)
+        basis_lengths = lengths
+        for transform in self.transforms:
+            numbers = graph[K.ATOMIC_NUMBERS]
+            basis_lengths = transform(lengths, numbers[sender], numbers[receiver])
+        envelope = self.envelope(lengths)
+        edge_radial = self.radial_basis(basis_lengths)
+        edge_cutoff: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript)
+        if self.apply_cutoff:
+            edge_radial = edge_radial * envelope.unsqueeze(-1)
+        else:
+            edge_cutoff = envelope
         num_nodes = species.shape[0]
         dense, cueq = False, False
         if not torch.jit.is_scripting():
@@ -225,11 +367,13 @@ class MACE(nn.Module):
                 sender = to_dense(sender, slots, num_nodes, width)
                 edge_sh = to_dense(edge_sh, slots, num_nodes, width)
                 edge_radial = to_dense(edge_radial, slots, num_nodes, width)
+                if edge_cutoff is not None:
+                    edge_cutoff = to_dense(edge_cutoff, slots, num_nodes, width)
         h = self.embedding(onehot)
         layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for interaction, product in zip(self.interactions, self.products):
             a, skip = interaction(h, onehot, edge_sh, edge_radial, sender, receiver,
-                                  self.inv_neighbors, dense, cueq)
+                                  self.inv_neighbors, dense, cueq, edge_cutoff)
             h = product(a, species, skip)
             layers.append((a, h))
         return layers
@@ -239,7 +383,7 @@ class MACE(nn.Module):
         layers = self._layers(graph)
         energy: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript reads Optional)
         for k, readout in enumerate(self.readouts):
-            term = readout(layers[k][1]).squeeze(-1)
+            term = readout(layers[self.readout_layers[k]][1]).squeeze(-1)
             if energy is None:
                 energy = term
             else:

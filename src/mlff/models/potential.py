@@ -1,7 +1,8 @@
 """The Potential: any architecture plus E0s, scale/shift, forces and stress by autograd.
 
-``E = Σ_i [E0(Z_i) + shift + scale · ε_i]`` where ε_i is the architecture's per-atom
-output. Forces are ``-dE/dr`` and the stress ``(1/V) dE/dε`` for a symmetric strain ε
+``E = Σ_i [E0(Z_i) + shift + scale · ε_i + V_i]`` where ε_i is the architecture's per-atom
+output and V_i the physical pair terms the hyperparameters ask for (``zbl: true``: ZBL
+nuclear repulsion, :mod:`mlff.nn.zbl`), in eV, whatever the architecture. Forces are ``-dE/dr`` and the stress ``(1/V) dE/dε`` for a symmetric strain ε
 applied to positions and cell, both by automatic differentiation, so energy, forces and
 stress are always consistent.
 """
@@ -18,6 +19,7 @@ from torch import nn
 from mlff.data import keys as K
 from mlff.errors import ConfigError, UnknownElementError
 from mlff.nn import gather, scatter_sum
+from mlff.nn.zbl import ZBLRepulsion
 
 _NUM_ELEMENTS = len(chemical_symbols)
 
@@ -94,6 +96,10 @@ class Potential(nn.Module):
         self.register_buffer("e0s", torch.tensor(list(e0s), dtype=torch.float64))
         self.register_buffer("scale", torch.tensor(float(scale), dtype=default))
         self.register_buffer("shift", torch.tensor(float(shift), dtype=default))
+        # physical pair terms: per-atom energies (N,) in eV added to the scaled output
+        self.pair_terms = nn.ModuleList()
+        if hyperparameters.get("zbl", False):
+            self.pair_terms.append(ZBLRepulsion(int(hyperparameters.get("zbl_envelope_exponent", 5))))
         self.metadata: dict[str, Any] = {}
 
     @property
@@ -206,6 +212,9 @@ class Potential(nn.Module):
         inputs[K.SPECIES] = species
 
         interaction = self.model(inputs) * self.scale + self.shift
+        for term in self.pair_terms:
+            interaction = interaction + term(inputs[K.EDGE_LENGTHS], graph[K.EDGE_INDEX],
+                                             graph[K.ATOMIC_NUMBERS])
         node_energy = interaction.to(torch.float64) + self.e0s[species]
         counted = node_energy
         if energy_mask is not None:

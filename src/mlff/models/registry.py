@@ -26,6 +26,9 @@ class ModelConfig(BaseModel):
 
     architecture: str = Field(description="registry name of the architecture")
     cutoff: float = Field(5.0, gt=0, description="interaction cutoff, Å")
+    zbl: bool = Field(False, description="add ZBL nuclear repulsion (mlff.nn.zbl) to the energy")
+    zbl_envelope_exponent: int = Field(
+        5, ge=2, description="p of the ZBL envelope that ends at the covalent radii sum")
 
 
 def register(name: str):

@@ -131,3 +131,71 @@ def radial_basis(name: str, cutoff: float, num_basis: int) -> nn.Module:
     if name == "gaussian":
         return GaussianBasis(cutoff, num_basis)
     raise ValueError(f"unknown radial basis {name!r}; choose 'bessel' or 'gaussian'")
+
+
+class ChebyshevBasis(nn.Module):
+    """Chebyshev polynomials of the first kind ``T_n(r)`` for n = 1..num_basis, of r in Å.
+
+    mace-torch's ``radial_type: chebyshev`` (the lengths enter unscaled).
+    """
+
+    def __init__(self, num_basis: int = 8) -> None:
+        super().__init__()
+        self.num_basis = int(num_basis)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """(E,) lengths -> (E, num_basis)."""
+        orders = torch.arange(1, self.num_basis + 1, dtype=r.dtype, device=r.device)
+        x = r.unsqueeze(-1).expand(r.shape[0], self.num_basis)
+        return torch.special.chebyshev_polynomial_t(x, orders.expand(r.shape[0], self.num_basis))
+
+
+def _covalent_radii(dtype: torch.dtype | None = None) -> torch.Tensor:
+    """ASE's covalent radii (Å) indexed by atomic number, in ``dtype`` (default dtype if None)."""
+    from ase.data import covalent_radii
+
+    return torch.tensor(covalent_radii, dtype=dtype or torch.get_default_dtype())
+
+
+class AgnesiTransform(nn.Module):
+    """Agnesi distance transform (ACEpotentials.jl): r -> 1 / (1 + a x^q / (1 + x^(q-p))).
+
+    x = r / r0 with r0 the mean covalent radius of the pair. Used before the radial basis
+    (the cutoff envelope still sees r). The parameters are persistent buffers.
+    """
+
+    def __init__(self, q: float = 0.9183, p: float = 4.5791, a: float = 1.0805) -> None:
+        super().__init__()
+        dtype = torch.get_default_dtype()
+        self.register_buffer("q", torch.tensor(q, dtype=dtype))
+        self.register_buffer("p", torch.tensor(p, dtype=dtype))
+        self.register_buffer("a", torch.tensor(a, dtype=dtype))
+        self.register_buffer("covalent_radii", _covalent_radii())
+
+    def forward(self, r: torch.Tensor, z_sender: torch.Tensor, z_receiver: torch.Tensor) -> torch.Tensor:
+        """(E,) lengths, (E,) atomic numbers of both ends -> (E,) transformed lengths."""
+        r0 = 0.5 * (self.covalent_radii[z_sender] + self.covalent_radii[z_receiver])
+        x = r / r0
+        return 1.0 / (1.0 + self.a * torch.pow(x, self.q) / (1.0 + torch.pow(x, self.q - self.p)))
+
+
+class SoftTransform(nn.Module):
+    """Soft distance transform: r -> p0 + (r - p0) (1 + tanh(α (r - m))) / 2.
+
+    p0 = 3/4 r0, p1 = 4/3 r0, m = (p0 + p1) / 2, α = alpha / (p1 - p0), with r0 the sum of
+    the pair's covalent radii: close pairs are held near p0, distant ones pass unchanged.
+    """
+
+    def __init__(self, alpha: float = 4.0) -> None:
+        super().__init__()
+        self.register_buffer("alpha", torch.tensor(alpha, dtype=torch.get_default_dtype()))
+        self.register_buffer("covalent_radii", _covalent_radii())
+
+    def forward(self, r: torch.Tensor, z_sender: torch.Tensor, z_receiver: torch.Tensor) -> torch.Tensor:
+        """(E,) lengths, (E,) atomic numbers of both ends -> (E,) transformed lengths."""
+        r0 = self.covalent_radii[z_sender] + self.covalent_radii[z_receiver]
+        p0 = 0.75 * r0
+        p1 = (4.0 / 3.0) * r0
+        m = 0.5 * (p0 + p1)
+        alpha = self.alpha / (p1 - p0)
+        return p0 + (r - p0) * (0.5 * (1.0 + torch.tanh(alpha * (r - m))))

@@ -101,18 +101,26 @@ class _Member(nn.Module):
         self.register_buffer("e0s", potential.e0s.detach().clone())  # float64
         self.register_buffer("scale", potential.scale.detach().clone())
         self.register_buffer("shift", potential.shift.detach().clone())
+        self.register_buffer("atomic_numbers", torch.tensor(potential.species, dtype=torch.int64))
+        # physical pair terms (ZBL): plain torch, scripted with this module
+        self.pair_terms = nn.ModuleList(copy.deepcopy(t).eval() for t in potential.pair_terms)
 
     def forward(
         self, species: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
     ) -> torch.Tensor:
-        """(N,) float64 node energies, eV: ``E0 + shift + scale · ε`` as in the Potential."""
+        """(N,) float64 node energies, eV: ``E0 + shift + scale · ε + V`` as in the Potential."""
+        numbers = self.atomic_numbers[species]
+        lengths = torch.linalg.norm(edge_vectors, dim=-1)
         graph: dict[str, torch.Tensor] = {
             K.SPECIES: species,
+            K.ATOMIC_NUMBERS: numbers,
             K.EDGE_INDEX: edge_index,
             K.EDGE_VECTORS: edge_vectors,
-            K.EDGE_LENGTHS: torch.linalg.norm(edge_vectors, dim=-1),
+            K.EDGE_LENGTHS: lengths,
         }
         interaction = self.model(graph) * self.scale + self.shift
+        for term in self.pair_terms:
+            interaction = interaction + term(lengths, edge_index, numbers)
         return interaction.to(torch.float64) + self.e0s[species]
 
 
