@@ -44,7 +44,11 @@ SKIPS: list[tuple[str, str]] = [
     (r"^dask (scheduler|worker)\b|--scheduler tcp://", "starts or needs Dask servers on "
      "cluster nodes (node1, 10.0.0.5); tests/oracles/test_executors.py labels through a "
      "local Dask cluster"),
-    (r"^#SBATCH|^srun\b|^head=\$\(scontrol", "a SLURM batch script: needs a SLURM cluster"),
+    (r"^srun\b", "needs a SLURM cluster"),
+]
+# (pattern of a whole block, why none of its commands runs)
+BLOCK_SKIPS: list[tuple[str, str]] = [
+    (r"^#SBATCH", "a SLURM batch script: needs a SLURM cluster"),
 ]
 
 
@@ -261,6 +265,9 @@ def run_block(block: Block, folder: Path, ran: set[str]) -> tuple[list[str], lis
         (problems, skipped): descriptions of failures / unknown commands, and of skips.
     """
     problems, skipped, script = [], [], []
+    for pattern, reason in BLOCK_SKIPS:
+        if re.search(pattern, block.text, re.M):
+            return [], [f"{block.where}: the block: {reason}"]
     for command in commands(block):
         reason = skip_reason(command)
         if reason is not None:
