@@ -48,6 +48,7 @@ KNOBS: dict[str, dict[str, list]] = {
     "painn": {"num_features": [8, 12], "radial_basis": ["bessel", "gaussian"]},
     "schnet": {"num_features": [8, 16], "num_layers": [1, 2]},
     "deeppot": {"type_one_side": [True, False]},
+    "sevennet": {"l_max": [1, 2], "self_connection": ["linear", "nequip"]},
 }
 OPTIONS = ("ema", "stage_two_swa", "resume", "committee", "finetune", "ddp", "deploy")
 DATA = ("periodic", "molecule", "mixed_pbc")

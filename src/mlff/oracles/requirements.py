@@ -66,6 +66,10 @@ def _extra(name: str, package: str) -> str:
     return (f"pip install '.[{name}]' in the mlff repository (or: pip install {package})")
 
 
+_CP2K_INSTALL = "apt-get install cp2k (Debian/Ubuntu), or your cluster's CP2K module"
+_GPAW_INSTALL = ("apt-get install libxc-dev libopenblas-dev libfftw3-dev, then "
+                 "CC=g++ pip install gpaw gpaw-data (or: make install-dft)")
+
 #: what each oracle type needs; a function receives the config
 Needs = Sequence[Requirement] | Callable[["OracleConfig"], Sequence[Requirement]]
 REQUIRED_CODE: dict[str, Needs] = {
@@ -73,6 +77,13 @@ REQUIRED_CODE: dict[str, Needs] = {
     "tblite": (module("tblite.ase", _extra("xtb", "tblite")),),
     "pyscf": (module("pyscf", _extra("pyscf", "pyscf")),),
     "ase": (),  # the calculator's module is imported by check_calculator, with its own message
+    "cp2k": lambda config: (
+        (binary(config.command, _CP2K_INSTALL),) if config.command else
+        (binary("cp2k_shell.psmp", _CP2K_INSTALL),)
+        + ((binary("mpirun", _CP2K_INSTALL),) if config.ranks > 1 else ())),
+    "gpaw": lambda config: (module("gpaw", _GPAW_INSTALL),) + (
+        (binary(config.command or "mpiexec", "pip install mpich (or your MPI's mpiexec)"),)
+        if config.ranks > 1 else ()),
 }
 
 
