@@ -114,7 +114,7 @@ def melt_quench(atoms: Atoms, calculator: BaseCalculator, melt_K: float, steps: 
     work.calc = calculator
     thermalize_momenta(work, temperature_K=melt_K, rng=rng)
     dynamics = Langevin(work, timestep_fs * units.fs, temperature_K=melt_K,
-                        friction=0.02 / units.fs, rng=rng)
+                        friction=0.02 / units.fs, fixcm=False, rng=rng)
     dynamics.run(steps)
     for temperature in np.linspace(melt_K, 300.0, 10):
         dynamics.set_temperature(temperature_K=float(temperature))
