@@ -108,13 +108,13 @@ def melt_quench(atoms: Atoms, calculator: BaseCalculator, melt_K: float, steps: 
     """``atoms`` melted at ``melt_K`` for ``steps`` Langevin steps, then cooled linearly
     to 300 K over as many, with ``calculator``; returns the quenched structure."""
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
 
     work = atoms.copy()
     work.calc = calculator
-    MaxwellBoltzmannDistribution(work, temperature_K=melt_K, rng=rng)
+    thermalize_momenta(work, temperature_K=melt_K, rng=rng)
     dynamics = Langevin(work, timestep_fs * units.fs, temperature_K=melt_K,
-                        friction=0.02 / units.fs, rng=rng)
+                        friction=0.02 / units.fs, fixcm=False, rng=rng)
     dynamics.run(steps)
     for temperature in np.linspace(melt_K, 300.0, 10):
         dynamics.set_temperature(temperature_K=float(temperature))

@@ -127,7 +127,7 @@ def make_calculator(config: OracleConfig, directory: str | None = None) -> BaseC
     if config.type == "gpaw":
         from mlff.oracles.gpaw_calculator import GPAWOracleCalculator
 
-        return GPAWOracleCalculator(config, directory or config.directory or ".")
+        return GPAWOracleCalculator(config, directory or config.directory)
     cls = import_calculator_class(config.calculator or "")
     kwargs = dict(config.kwargs)
     if directory is not None and _accepts_directory(cls):

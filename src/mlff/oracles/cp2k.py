@@ -207,10 +207,13 @@ class MLFFCP2K(CP2K):
         self.config = config
         self._env = process_environment(config.threads)
         self._output_offset = 0
+        # the shell runs in this folder and gets file names relative to it: CP2K's shell
+        # does not load an input whose path is long (about 100 characters failed)
+        self.folder = Path(directory).resolve()
         potential = config.pseudo_potential or f"GTH-{config.xc.upper()}"
         multiplicity = config.spin + 1 if config.spin else None
         super(CP2K, self).__init__(
-            label="cp2k", directory=str(directory), xc=config.xc.upper(),
+            label="cp2k", directory=".", xc=config.xc.upper(),
             basis_set=config.basis_set, basis_set_file="BASIS_MOLOPT",
             potential_file="GTH_POTENTIALS", pseudo_potential=potential,
             cutoff=config.cutoff, max_scf=config.max_scf, charge=config.charge,
@@ -221,12 +224,12 @@ class MLFFCP2K(CP2K):
     @property
     def output_path(self) -> Path:
         """CP2K's output file, ``<directory>/cp2k.out``."""
-        return Path(self.directory) / "cp2k.out"
+        return self.folder / "cp2k.out"
 
     @property
     def stderr_path(self) -> Path:
         """Where the shell's standard error goes."""
-        return Path(self.directory) / "cp2k.stderr"
+        return self.folder / "cp2k.stderr"
 
     def _generate_input(self) -> str:
         self.parameters.inp = input_template(self.config, self.atoms)
@@ -234,7 +237,7 @@ class MLFFCP2K(CP2K):
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes) -> None:
         """Evaluate energy, forces and stress; raise :class:`CP2KFailure` on failure."""
-        Path(self.directory).mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
         if self._shell is None:
             try:
                 self._shell = _Shell(self.command, self._env, self.stderr_path)
@@ -378,7 +381,7 @@ def discard_shell(config: OracleConfig) -> Path | None:
     if calc is None:
         return None
     calc.kill()
-    return Path(calc.directory)
+    return calc.folder
 
 
 def _close_all() -> None:
@@ -386,7 +389,7 @@ def _close_all() -> None:
     for key in list(_SHELLS):
         calc = _SHELLS.pop(key)
         calc.close()
-        shutil.rmtree(calc.directory, ignore_errors=True)
+        shutil.rmtree(calc.folder, ignore_errors=True)
 
 
 # at interpreter exit, and at the exit of a multiprocessing worker (which skips atexit);

@@ -2,7 +2,7 @@
 
 :class:`GPAWOracleCalculator` builds a GPAW calculator for each structure (its k-point
 mesh depends on the cell and periodicity) and keeps it while only positions change (MD),
-so GPAW reuses its wave functions. The stored energy is GPAW's ``free_energy``, the
+so GPAW reuses its wave functions. Its energy is GPAW's ``free_energy``, the
 force-consistent energy whose gradient the forces are (the ``energy`` GPAW extrapolates
 to zero smearing is not). An SCF that does not converge in ``max_scf`` iterations raises
 GPAW's ``KohnShamConvergenceError``.
@@ -76,14 +76,15 @@ class GPAWOracleCalculator(Calculator):
 
     Args:
         config: a ``gpaw`` oracle.
-        directory: folder of GPAW's log ``gpaw.txt``.
+        directory: folder of GPAW's log ``gpaw.txt``; ``None``: no log.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, config: OracleConfig, directory: str = ".") -> None:
-        super().__init__(directory=directory)
+    def __init__(self, config: OracleConfig, directory: str | None = None) -> None:
+        super().__init__(directory=directory or ".")
         self.config = config
+        self._log = directory is not None  # no folder given: no log file
         self._gpaw: Any = None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
@@ -92,13 +93,18 @@ class GPAWOracleCalculator(Calculator):
 
         super().calculate(atoms, properties, system_changes)
         if self._gpaw is None or {"numbers", "cell", "pbc"} & set(system_changes):
-            Path(self.directory).mkdir(parents=True, exist_ok=True)
-            txt = str(Path(self.directory) / "gpaw.txt")
+            txt = None
+            if self._log:
+                Path(self.directory).mkdir(parents=True, exist_ok=True)
+                txt = str(Path(self.directory) / "gpaw.txt")
             self._gpaw = GPAW(**gpaw_parameters(self.config, self.atoms, txt))
         work = self.atoms.copy()
         work.calc = self._gpaw
-        self.results["energy"] = float(work.get_potential_energy())
-        self.results["free_energy"] = float(self._gpaw.get_property("free_energy", work))
+        work.get_potential_energy()
+        # energy is the force-consistent free energy (as in every label and MD frame),
+        # not GPAW's extrapolation to zero smearing
+        free = float(self._gpaw.get_property("free_energy", work))
+        self.results["energy"] = self.results["free_energy"] = free
         if "forces" in properties:
             self.results["forces"] = work.get_forces()
         if "stress" in properties and work.pbc.all():
