@@ -29,9 +29,10 @@ $(STAMP): pyproject.toml requirements.txt
 # GPAW (the gpaw oracle) from the pins marked `extra == "dft"` in requirements.txt; GPAW 26
 # compiles its C sources as C++, hence CC=g++ (needs libxc-dev libopenblas-dev
 # libfftw3-dev from apt). The venv's bin/ comes first so that GPAW is built with the MPI
-# compiler of the venv's MPICH (the mpich pin), whose mpi.h the build sees anyway.
+# compiler of the venv's MPICH (the mpich pin), whose mpi.h the build sees anyway; no pip
+# cache, so that a GPAW wheel built earlier against another MPI is never reused.
 install-dft: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CC=g++ $(PY) -m pip install --quiet \
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CC=g++ $(PY) -m pip install --quiet --no-cache-dir \
 		$$(sed -n 's/; *extra *== *"dft"//p' requirements.txt)
 
 demo: $(STAMP)

@@ -45,6 +45,10 @@ SKIPS: list[tuple[str, str]] = [
      "cluster nodes (node1, 10.0.0.5); tests/oracles/test_executors.py labels through a "
      "local Dask cluster"),
     (r"^srun\b", "needs a SLURM cluster"),
+    (r"^(sudo )?apt-get install\b", "installs system packages (.ci/run installs these)"),
+    (r"^mlff (oracle check|label|generate) .*(si8|si64|rattled|seeds)[a-z0-9_]*\.xyz",
+     "periodic DFT, minutes per structure here: tests/cli/test_label_dft.py and "
+     "tests/oracles/test_converge.py run these commands on small cells"),
 ]
 # (pattern of a whole block, why none of its commands runs)
 BLOCK_SKIPS: list[tuple[str, str]] = [
@@ -204,6 +208,9 @@ def _user_files(folder: Path) -> None:
     ase.io.write(folder / "structures.xyz", frames[:2])
     ase.io.write(folder / "candidates.xyz", frames[2:4])
     ase.io.write(folder / "start.xyz", frames[4])
+    from ase.build import bulk
+
+    ase.io.write(folder / "si8.xyz", bulk("Si", "diamond", a=5.43, cubic=True))
     (folder / "xtb.yaml").write_text("type: tblite\n")
     (folder / "oracle.yaml").write_text("type: tblite\n")
     painn = yaml.safe_load((ethanol / "painn.yaml").read_text())

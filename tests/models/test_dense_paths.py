@@ -24,8 +24,9 @@ def set_dense(potential, enabled: bool) -> None:
 
 def lonely_cluster() -> Atoms:
     """One dense cluster and far-away atoms: padding would waste most slots (scatter path)."""
-    rng = np.random.default_rng(5)
-    cluster = rng.uniform(0, 2.5, size=(12, 3))
+    rng = np.random.default_rng(5)  # a 2x2x3 grid 1.2 Å apart, jittered: no atoms overlap
+    grid = 1.2 * np.stack(np.meshgrid(np.arange(2), np.arange(2), np.arange(3)), -1).reshape(-1, 3)
+    cluster = grid + rng.uniform(-0.15, 0.15, size=grid.shape)
     loners = 20.0 + 10.0 * np.stack(np.meshgrid(*[np.arange(3)] * 3), -1).reshape(-1, 3)
     return Atoms("Cu12" + "C27", positions=np.vstack([cluster, loners]))
 

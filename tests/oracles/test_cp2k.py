@@ -116,7 +116,15 @@ def test_hung_cp2k_is_killed_at_the_timeout():
 
 
 def test_missing_binary_is_a_recorded_failure():
-    oracle = load_oracle({**CHEAP, "command": "no-such-cp2k_shell.psmp"})
+    from mlff.errors import ConfigError
+    from mlff.oracles.config import load_oracle_config
+    from mlff.oracles.oracle import Oracle
+
+    settings = {**CHEAP, "command": "no-such-cp2k_shell.psmp"}
+    with pytest.raises(ConfigError, match="no-such-cp2k_shell.psmp.*apt-get install cp2k"):
+        load_oracle(settings)  # checked before any structure is spent
+    # a program that disappears after the check (e.g. on a worker) is a recorded failure
+    oracle = Oracle(load_oracle_config(settings))
     result = oracle.label(dft.silicon2())
     assert not result.ok and "was not found" in result.reason
     assert "apt-get install cp2k" in result.reason

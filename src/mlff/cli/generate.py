@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if store is None and resume is None:
         Path(args.out).unlink(missing_ok=True)
     if resume is not None:
-        Console(stderr=True).print(f"resuming from step {resume.info['md_step']} in {args.out}")
+        plain_console(stderr=True).print(f"resuming from step {resume.info['md_step']} in {args.out}")
 
     skipped = 0
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ase.units import Rydberg
-from rich.console import Console
+from mlff.console import plain_console
 from rich.table import Table
 
 from mlff.md import read_start_structure
@@ -98,7 +98,7 @@ def run_check(args: argparse.Namespace) -> int:
     config = oracle.config
     check_scannable(config)
     atoms = read_start_structure(args.structure, args.frame)
-    console = Console(soft_wrap=True)
+    console = plain_console(soft_wrap=True)
     cutoffs = args.cutoffs or [round(f * config.cutoff, 1) for f in (0.6, 0.8, 1.0, 1.2, 1.4)]
     if config.type == "gpaw" and config.mode == "lcao":
         raise ConfigError("oracle check: GPAW's lcao mode has no plane-wave cutoff to scan; "

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import ase.io
-from rich.console import Console
+from mlff.console import plain_console
 from rich.table import Table
 
 from mlff.data.seed import seed_structures
@@ -95,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
         sizes.setdefault(atoms.info["config_type"], set()).add(len(atoms))
     for name, count in Counter(a.info["config_type"] for a in structures).items():
         table.add_row(name, str(count), ", ".join(map(str, sorted(sizes[name]))))
-    Console().print(table)
+    plain_console().print(table)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import ase.io
 import numpy as np
 import pytest
 from ase.cluster import Icosahedron
@@ -41,9 +42,12 @@ def test_imported_sevennet0_in_lammps(tmp_path, plugin):
     from mlff.imports import import_model
 
     model_file = import_model("sevennet-0", out=tmp_path / "sevennet0.mlff", dtype="float32")
-    assert main(["deploy", str(model_file), "--out", str(tmp_path / "deployed")]) == 0
-    model = tmp_path / "deployed" / "model.pt"
     atoms = oxidised_cluster()
+    ase.io.write(tmp_path / "cluster.xyz", atoms)
+    # an imported model records no training structure: the example is given
+    assert main(["deploy", str(model_file), "--out", str(tmp_path / "deployed"),
+                 "--structure", str(tmp_path / "cluster.xyz")]) == 0
+    model = tmp_path / "deployed" / "model.pt"
     serial = run_subprocess(model, atoms, SYMBOLS, tmp_path / "serial", 1)
     parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2)
     assert "2 by 1 by 1" in parallel["stdout"] or "1 by 2 by 1" in parallel["stdout"] \
