@@ -12,6 +12,7 @@ block.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -46,6 +47,7 @@ SKIPS: list[tuple[str, str]] = [
      "local Dask cluster"),
     (r"^srun\b", "needs a SLURM cluster"),
     (r"^(sudo )?apt-get install\b", "installs system packages (.ci/run installs these)"),
+    (r"^make install-dft\b", "builds GPAW from source (minutes; .ci/run runs it)"),
     (r"^mlff (oracle check|label|generate) .*(si8|si64|rattled|seeds)[a-z0-9_]*\.xyz",
      "periodic DFT, minutes per structure here: tests/cli/test_label_dft.py and "
      "tests/oracles/test_converge.py run these commands on small cells"),
@@ -211,6 +213,13 @@ def _user_files(folder: Path) -> None:
     from ase.build import bulk
 
     ase.io.write(folder / "si8.xyz", bulk("Si", "diamond", a=5.43, cubic=True))
+    # a SevenNet checkpoint of the user's own: the one the sevenn package ships
+    sevenn = importlib.util.find_spec("sevenn")
+    if sevenn is not None and sevenn.origin is not None:
+        checkpoint = (Path(sevenn.origin).parent / "pretrained_potentials" /
+                      "SevenNet_0__11Jul2024" / "checkpoint_sevennet_0.pth")
+        (folder / "path" / "to").mkdir(parents=True, exist_ok=True)
+        shutil.copy(checkpoint, folder / "path" / "to" / "checkpoint_best.pth")
     (folder / "xtb.yaml").write_text("type: tblite\n")
     (folder / "oracle.yaml").write_text("type: tblite\n")
     painn = yaml.safe_load((ethanol / "painn.yaml").read_text())
