@@ -12,9 +12,9 @@ under test):
   (PaiNN, random weights: only the cost matters), calls per second.
 - ``md``: velocity Verlet steps of a MACE model on the same cell, steps per second.
 
-Thread settings: mlff's default (nothing set: the free cores, ``OMP_WAIT_POLICY=PASSIVE``
-from the command line), ``OMP_NUM_THREADS=1``, ``OMP_NUM_THREADS=2``, and torch's own
-default (``OMP_WAIT_POLICY=ACTIVE``, 2 threads: what mlff did before choosing). Each runs
+Thread settings: mlff's default (nothing set: the free cores, re-checked as the load
+changes), ``OMP_NUM_THREADS=1``, ``OMP_NUM_THREADS=2``, and torch's own default
+(``OMP_WAIT_POLICY=ACTIVE``, 2 threads: what mlff did before choosing). Each runs
 idle and beside ``python -c 'while True: pass'`` pinned to one core. Prints the command,
 the machine and a Markdown table; records go to OUT/contention.jsonl.
 """
@@ -98,8 +98,6 @@ def run_calls(workload: str, settings: dict[str, str], seconds: float) -> float:
     script = CALL_SCRIPT.format(bench=str(ROOT), workload=workload, seconds=seconds)
     env = child_env(settings)
     env["PYTHONPATH"] = f"{ROOT / 'src'}:{ROOT}"
-    if not settings or "OMP_WAIT_POLICY" not in settings:
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the mlff command sets it
     out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
                          capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1])

@@ -82,16 +82,16 @@ def test_a_busy_core_is_left_alone_and_the_choice_follows_the_load(automatic):
             process.wait()
 
 
-def test_the_command_line_lets_waiting_threads_sleep():
-    code = "import mlff.cli.main, os; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=env)
-    assert out.stdout.strip() == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "ACTIVE"  # a user's choice stays
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=env)
-    assert out.stdout.strip() == "ACTIVE"
+def test_the_passive_wait_policy_is_opt_in_and_keeps_a_users_choice(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    code = "import mlff.cli.main, os; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "unset"  # the command leaves OpenMP's default alone
+    T.set_passive_wait_policy()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    T.set_passive_wait_policy()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_a_trained_model_records_its_thread_choice(tmp_path, monkeypatch):

@@ -18,10 +18,6 @@ from mlff._version import __version__
 from mlff.console import plain_console
 from mlff.errors import MLFFError
 from mlff.interface import command_line
-from mlff.threads import set_passive_wait_policy
-
-# before any subcommand imports torch, whose OpenMP runtime reads it once (mlff.threads)
-set_passive_wait_policy()
 
 SUBCOMMANDS = ("train", "evaluate", "md", "info", "data", "export", "label", "generate", "learn",
                "validate", "deploy", "ipi", "oracle", "import")
