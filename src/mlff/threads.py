@@ -14,7 +14,7 @@ threads than with 1. So by default mlff
   (:meth:`ThreadGovernor.update`, called every training step and calculator call).
 
 OpenMP's wait policy is left as it is: letting waiting threads sleep
-(``OMP_WAIT_POLICY=PASSIVE``, see :func:`set_passive_wait_policy`) made idle training with
+(``OMP_WAIT_POLICY=PASSIVE``, which users may still set) made idle training with
 2 threads 19% slower here (153 against 190 structures/s), while the re-check already
 drops to one thread within seconds of another process taking a core.
 
@@ -33,15 +33,6 @@ from dataclasses import dataclass
 _CHECK_SECONDS = 5.0  # how often an automatic choice is re-checked
 _SAMPLE_SECONDS = 0.2  # the first load measurement, before this process does any work
 _ENV_VARIABLES = ("MLFF_NUM_THREADS", "OMP_NUM_THREADS")
-
-
-def set_passive_wait_policy() -> None:
-    """Let idle OpenMP threads sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``) unless
-    the user chose a policy. Takes effect only if called before torch is imported.
-
-    Not done by default (see the module docstring); for processes that share cores with
-    a load that changes faster than the re-check interval."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def available_cores() -> int:
