@@ -45,8 +45,14 @@ demo: $(STAMP)
 	$(VENV)/bin/mlff info $(DEMO)/train/model.mlff
 	@echo "demo outputs in $(DEMO)/"
 
+# the suite on several workers (files spread over them), then the load-sensitive tests
+# (marked `serial`) alone; both parts always run, and either failing fails the target
+TEST_WORKERS ?= $(shell n=$$(nproc); [ $$n -gt 4 ] && n=4; [ $$n -lt 2 ] && n=2; echo $$n)
 test: $(STAMP)
-	$(PY) -m pytest -q
+	@status=0; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial" || status=$$?; \
+	$(PY) -m pytest -q -m serial || status=$$?; \
+	exit $$status
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build src/*.egg-info

@@ -18,6 +18,9 @@ from mlff.models.io import read_metadata
 from mlff.train.trainer import train
 from tests.train.conftest import small_config
 
+# the other workers of a parallel run would be busy cores to the thread choice
+pytestmark = pytest.mark.serial
+
 SPIN = "import os, time\nos.sched_setaffinity(0, {%d})\nend = time.time() + %f\nwhile time.time() < end: pass"
 
 
