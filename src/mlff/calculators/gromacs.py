@@ -244,8 +244,8 @@ def gromacs_inputs(atoms: Atoms, dtype: torch.dtype = torch.float32) -> list[tor
 def as_gromacs_sees(atoms: Atoms) -> Atoms:
     """A copy of ``atoms`` with positions and cell rounded as GROMACS passes them (float32 nm)."""
     atoms = atoms.copy()
-    atoms.positions = (atoms.positions / ANGSTROM_PER_NM).astype(np.float32) * ANGSTROM_PER_NM
-    atoms.cell = (atoms.cell.array / ANGSTROM_PER_NM).astype(np.float32) * ANGSTROM_PER_NM
+    atoms.positions = (atoms.positions / ANGSTROM_PER_NM).astype(np.float32).astype(np.float64) * ANGSTROM_PER_NM
+    atoms.cell = (atoms.cell.array / ANGSTROM_PER_NM).astype(np.float32).astype(np.float64) * ANGSTROM_PER_NM
     return atoms
 
 
@@ -365,6 +365,21 @@ def read_gromacs_metadata(path: str | Path) -> dict[str, Any]:
     return metadata
 
 
-__all__ = ["GromacsModel", "as_gromacs_sees", "script_gromacs_model", "gromacs_inputs", "check_against_calculator",
-           "deploy_gromacs", "GromacsDeployment", "mdp_lines", "read_gromacs_metadata",
-           "EV_IN_KJ_PER_MOL", "ANGSTROM_PER_NM", "INPUTS"]
+
+def report_deploy(model: str, out: str, dtype: str | None, console: Any) -> int:
+    """``mlff deploy MODEL --engine gromacs --out FILE``: write the file, print the .mdp options."""
+    import time
+
+    started = time.perf_counter()
+    result = deploy_gromacs(model, out, dtype=dtype)
+    console.print(f"model    {result.model} (GROMACS NNPot; species {' '.join(result.metadata['symbols'])}, "
+                  f"cutoff {result.metadata['cutoff'] / ANGSTROM_PER_NM:g} nm, {result.metadata['dtype']})")
+    if result.check_error is not None:
+        console.print(f"check    called as GROMACS calls it = ASE calculator to {result.check_error:.1e} "
+                      "(relative)")
+    console.print("mdp      (add to your .mdp; GROMACS 2026 can also give its pair list:\n"
+                  "         nnpot-model-input5 = atom-pairs, nnpot-model-input6 = pair-shifts,\n"
+                  "         nnpot-pair-cutoff >= model cutoff + 0.1 nm, see docs/gromacs.md)")
+    console.print(mdp_lines(result.metadata, result.model.name), end="")
+    console.print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
