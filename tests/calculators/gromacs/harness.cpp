@@ -19,8 +19,7 @@
 // (kJ/mol, kJ/mol/nm); an error in the model exits with status 3 and its message.
 
 #include <torch/csrc/jit/runtime/graph_executor.h>
-#include <torch/script.h>
-#include <torch/torch.h>
+#include <torch/script.h>  // GROMACS includes torch/torch.h too: not needed here, slower to compile
 
 #include <cstdio>
 #include <cstring>

@@ -54,7 +54,7 @@ def harness() -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"harness.{os.getpid()}")
-    command = [compiler, "-std=c++20", "-O1", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+    command = [compiler, "-std=c++20", "-O0",  # -O0: compiles faster; the model runs in libtorch f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
                *(f"-I{d}" for d in include_dirs), str(HARNESS), f"-L{library_dir}",
                f"-Wl,-rpath,{library_dir}", "-ltorch", "-ltorch_cpu", "-lc10", "-o", str(partial)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
