@@ -23,10 +23,13 @@ computes no gradient itself.
 Neighbours: with ``pairs``, the edges are GROMACS's pairs in both directions, the vector
 of pair (a, b) with shift s being ``x_a - x_b + s`` (GROMACS's convention), limited to the
 model's cutoff; GROMACS finds them at each pair search from ``nnpot-pair-cutoff``, so that
-must be at least the model's cutoff plus the distance atoms move between searches. Without
-``pairs`` the model finds all pairs within its cutoff itself, with all periodic images of
-any box (cutoff longer than half the box included), by comparing every atom with every
-other: its cost grows as N², fine for a few thousand atoms; use the pair list beyond.
+must be at least the model's cutoff plus the distance atoms move between searches.
+GROMACS (2026) builds those shifts as ``box · n`` rather than ``nᵀ · box``, right only for
+rectangular boxes, so the model refuses them with a triclinic box. Without
+``pairs`` the model finds all pairs within its cutoff itself: in a periodic box at least
+three cutoffs wide in every direction with a cell list (cost grows as N), otherwise (a
+molecule, an ``xy`` slab, a box less than three cutoffs wide) by comparing every atom with
+every other over all periodic images within the cutoff (cost grows as N², any box).
 
 Inside, the model is mlff's LAMMPS module (:mod:`mlff.calculators.lammps.deploy`): the
 same TorchScript of the architecture, node energies and edge gradients in eV and Å, from
@@ -116,6 +119,8 @@ class GromacsModel(nn.Module):
             cell = torch.eye(3, dtype=dtype, device=x.device)
         if pairs is not None:
             edge_index, vectors = self._pair_edges(x, pairs, shifts, cell)
+        elif bool(periodic.all()) and self._bins(cell).min() >= 3:
+            edge_index, vectors = self._cell_list_edges(x, cell)
         else:
             edge_index, vectors = self._search_edges(x, cell, periodic)
         node_energy, edge_grad = self.model(species, edge_index, vectors, count)
@@ -169,6 +174,54 @@ class GromacsModel(nn.Module):
         edge_index = torch.stack([torch.cat([second, first]), torch.cat([first, second])])
         return edge_index, torch.cat([vectors, -vectors])
 
+    def _bins(self, cell: torch.Tensor) -> torch.Tensor:
+        """(3,) int64: how many bins at least one cutoff wide fit across the cell in each direction."""
+        volume = torch.abs(torch.linalg.det(cell))
+        faces = torch.linalg.norm(torch.linalg.cross(cell.roll(-1, 0), cell.roll(-2, 0)), dim=1)
+        return torch.floor(volume / faces / self.cutoff).to(torch.int64)
+
+    def _cell_list_edges(self, x: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All directed pairs closer than the cutoff in a periodic cell at least 3 bins wide: O(N).
+
+        Atoms are sorted into bins at least one cutoff wide; each atom meets the atoms of
+        its own and the 26 adjacent bins, each bin one image (3 or more bins across).
+        """
+        count = x.shape[0]
+        bins = self._bins(cell)
+        fractional = x @ torch.linalg.inv(cell)
+        fractional = fractional - torch.floor(fractional)
+        wrapped = fractional @ cell
+        slot = torch.minimum(torch.floor(fractional * bins).to(torch.int64), bins - 1)  # (N, 3)
+        strides = torch.stack([bins[1] * bins[2], bins[2], torch.ones_like(bins[0])])
+        bin_of = (slot * strides).sum(dim=1)
+        order = torch.argsort(bin_of)
+        occupancy = torch.bincount(bin_of, minlength=int(bins.prod()))
+        first_in_bin = torch.cumsum(occupancy, dim=0) - occupancy
+        atoms = torch.arange(count, device=x.device)
+        senders: list[torch.Tensor] = []
+        receivers: list[torch.Tensor] = []
+        found: list[torch.Tensor] = []
+        for a in range(-1, 2):
+            for b in range(-1, 2):
+                for c in range(-1, 2):
+                    offset = torch.tensor([a, b, c], device=x.device)
+                    neighbour = slot + offset
+                    image = torch.div(neighbour, bins, rounding_mode="floor")  # -1, 0 or 1
+                    neighbour_bin = ((neighbour - image * bins) * strides).sum(dim=1)
+                    members = occupancy[neighbour_bin]  # (N,) atoms in that bin
+                    i = torch.repeat_interleave(atoms, members)
+                    within = torch.arange(i.shape[0], device=x.device) - torch.repeat_interleave(
+                        torch.cumsum(members, dim=0) - members, members)
+                    j = order[first_in_bin[neighbour_bin[i]] + within]
+                    vectors = wrapped[j] - wrapped[i] + image[i].to(x.dtype) @ cell
+                    keep = (vectors * vectors).sum(dim=1) < self.cutoff * self.cutoff
+                    if a == 0 and b == 0 and c == 0:
+                        keep = keep & (i != j)
+                    senders.append(i[keep])
+                    receivers.append(j[keep])
+                    found.append(vectors[keep])
+        return torch.stack([torch.cat(senders), torch.cat(receivers)]), torch.cat(found)
+
     def _search_edges(
         self, x: torch.Tensor, cell: torch.Tensor, periodic: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,7 +240,9 @@ class GromacsModel(nn.Module):
             reach = 0
             if bool(periodic[k]):
                 face = torch.linalg.norm(torch.linalg.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
-                reach = int(math.ceil(cutoff * float(face) / float(volume)))
+                # after wrapping, fractional differences lie in [-1/2, 1/2]: image n can be
+                # within the cutoff only if |n| <= 1/2 + cutoff / (width of the cell)
+                reach = int(math.floor(0.5 + cutoff * float(face) / float(volume) + 1e-6))
             ranges.append(torch.arange(-reach, reach + 1, device=x.device))
         grid = torch.meshgrid(ranges[0], ranges[1], ranges[2], indexing="ij")
         images = torch.stack([g.reshape(-1) for g in grid], dim=1).to(x.dtype)  # (S, 3)

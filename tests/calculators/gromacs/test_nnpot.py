@@ -30,6 +30,7 @@ from mlff.calculators.gromacs import (
     read_gromacs_metadata,
 )
 from mlff.calculators.lammps import build
+from mlff.calculators.lammps.deploy import _quiet_scripting as quiet_scripting
 from mlff.data.neighbors import neighbor_list
 from mlff.errors import ConfigError, ModelFileError
 from mlff.models import save_model
@@ -166,6 +167,36 @@ def test_periodic_cells_equal_the_ase_calculator(harness, deployed, potential, d
     for name, atoms in (("cubic", cubic_cell()), ("triclinic", triclinic_cell()), ("xy", slab())):
         got = gromacs_result(harness, deployed(dtype), atoms, tmp_path / name)
         assert_close(got, reference(potential, atoms, dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_boxes_three_cutoffs_wide_use_the_cell_list_and_equal_the_ase_calculator(
+        harness, deployed, potential, dtype, tmp_path):
+    for name, cell in (("cubic", np.eye(3) * 12.5),
+                       ("triclinic", [[13.0, 0, 0], [2.5, 12.5, 0], [-2.0, 1.5, 12.2]])):
+        atoms = random_atoms(60, cell, True, seed=6)
+        widths = atoms.cell.volume / np.linalg.norm(
+            np.cross(np.roll(atoms.cell.array, -1, 0), np.roll(atoms.cell.array, -2, 0)), axis=1)
+        assert widths.min() >= 3 * 4.0  # three cutoffs: the cell list, not the all-pairs search
+        atoms.positions += [[-3.0, 20.0, 5.0]] * 30 + [[0, 0, 0]] * 30  # GROMACS need not wrap
+        got = gromacs_result(harness, deployed(dtype), atoms, tmp_path / name)
+        assert_close(got, reference(potential, atoms, dtype))
+
+
+def test_cell_list_finds_the_pairs_of_the_all_pairs_search(deployed):
+    with quiet_scripting():  # the GROMACS file is TorchScript, which GROMACS needs
+        model = torch.jit.load(str(deployed("float64")))
+    rng = np.random.default_rng(0)
+    for cell in (np.eye(3) * 13.0, [[14.0, 0, 0], [3.0, 13.5, 0], [-2.0, 1.5, 12.8]],
+                 np.diag([12.5, 20.0, 16.0])):
+        cell = torch.tensor(cell, dtype=torch.float64)
+        x = torch.tensor(rng.uniform(-0.3, 1.3, (300, 3))) @ cell
+        assert bool(model._bins(cell).min() >= 3)
+        edges = [model._cell_list_edges(x, cell),
+                 model._search_edges(x, cell, torch.ones(3, dtype=torch.bool))]
+        found = [sorted(zip(e[0].tolist(), e[1].tolist(), map(tuple, np.round(v.numpy(), 8))))
+                 for e, v in edges]
+        assert len(found[0]) > 3000 and found[0] == found[1]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
