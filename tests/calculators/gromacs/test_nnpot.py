@@ -264,3 +264,39 @@ def test_deploy_refuses_other_extensions_and_lammps_files(tmp_path, potential):
     save_deployed(scripted, tmp_path / "lammps.pt", deployed_metadata(scripted, {}))
     with pytest.raises(ModelFileError, match="LAMMPS, not GROMACS"):
         read_gromacs_metadata(tmp_path / "lammps.pt")
+
+
+def example_system() -> Atoms:
+    """examples/gromacs as GROMACS reads it: conf.gro, elements from topol.top's at.num."""
+    import ase.io
+
+    folder = Path(__file__).resolve().parents[3] / "examples" / "gromacs"
+    section, number_of, molecule, atoms_of, numbers = "", {}, "", {}, []
+    for raw in (folder / "topol.top").read_text().splitlines():
+        line = raw.split(";")[0].strip()
+        if line.startswith("["):
+            section = line.strip("[] ")
+        elif line and section == "atomtypes":
+            number_of[line.split()[0]] = int(line.split()[1])
+        elif line and section == "moleculetype":
+            molecule = line.split()[0]
+            atoms_of[molecule] = []
+        elif line and section == "atoms":
+            atoms_of[molecule].append(number_of[line.split()[1]])
+        elif line and section == "molecules":
+            name, count = line.split()
+            numbers += atoms_of[name] * int(count)
+    atoms = ase.io.read(folder / "conf.gro")
+    assert len(atoms) == len(numbers)
+    atoms.numbers = numbers
+    return atoms
+
+
+def test_example_system_runs_as_gromacs_would_run_it(harness, deployed, potential, tmp_path):
+    atoms = example_system()
+    names = [line[10:15].strip() for line in
+             (Path(__file__).resolve().parents[3] / "examples/gromacs/conf.gro").read_text().splitlines()[2:-1]]
+    assert [name[0] for name in names] == atoms.get_chemical_symbols()  # OW -> O, HW1 -> H, C1 -> C
+    assert atoms.get_all_distances(mic=True)[np.triu_indices(len(atoms), 1)].min() > 0.9  # Å
+    got = gromacs_result(harness, deployed("float32"), atoms, tmp_path)
+    assert_close(got, reference(potential, atoms, "float32"))
