@@ -31,6 +31,7 @@ from mlff.calculators.gromacs import (
 )
 from mlff.calculators.lammps import build
 from mlff.calculators.lammps.deploy import _quiet_scripting as quiet_scripting
+from mlff.data.dataset import default_cache_dir
 from mlff.data.neighbors import neighbor_list
 from mlff.errors import ConfigError, ModelFileError
 from mlff.models import save_model
@@ -50,7 +51,7 @@ def harness() -> Path:
         pytest.skip("no C++ compiler (the LAMMPS plugin tests need one too)")
     include_dirs, library_dir, abi = build.torch_compile_flags()
     key = hashlib.sha256(HARNESS.read_bytes() + torch.__version__.encode()).hexdigest()[:16]
-    target = Path.home() / ".cache" / "mlff" / "nnpot-harness" / key / "harness"
+    target = default_cache_dir() / "nnpot-harness" / key / "harness"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
