@@ -27,6 +27,7 @@ from mlff.calculators.gromacs import (
     EV_IN_KJ_PER_MOL,
     as_gromacs_sees,
     deploy_gromacs,
+    gromacs_inputs,
     read_gromacs_metadata,
 )
 from mlff.calculators.lammps import build
@@ -301,3 +302,20 @@ def test_example_system_runs_as_gromacs_would_run_it(harness, deployed, potentia
     assert atoms.get_all_distances(mic=True)[np.triu_indices(len(atoms), 1)].min() > 0.9  # Å
     got = gromacs_result(harness, deployed("float32"), atoms, tmp_path)
     assert_close(got, reference(potential, atoms, "float32"))
+
+
+def test_committee_gives_the_members_mean_as_the_ase_calculator_does(tmp_path):
+    from mlff.uq.committee import Committee
+
+    committee = Committee([helpers.build_potential("painn", scale=2.0, shift=0.1, seed=s)
+                           for s in (0, 1)])
+    result = deploy_gromacs(committee, tmp_path / "committee.pt")  # checks against the calculator
+    assert result.check_error < 1e-9 and result.metadata["committee_size"] == 2
+    with quiet_scripting():
+        model = torch.jit.load(str(result.model))
+    atoms = as_gromacs_sees(cubic_cell())
+    energy, forces = model(*gromacs_inputs(atoms))
+    atoms.calc = MLFFCalculator(committee)
+    assert float(energy) == pytest.approx(atoms.get_potential_energy() * EV_IN_KJ_PER_MOL, rel=1e-9)
+    np.testing.assert_allclose(forces.numpy(), atoms.get_forces() * EV_IN_KJ_PER_MOL / ANGSTROM_PER_NM,
+                               rtol=0, atol=1e-8)
