@@ -155,7 +155,7 @@ class GromacsModel(nn.Module):
         shifts: Optional[torch.Tensor],
         cell: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both directions of GROMACS's pairs within the cutoff: vector of (a, b) is x_a - x_b + s."""
+        """Both directions of GROMACS's pairs within the cutoff; (a, b) is x_a - x_b + s."""
         if bool((cell - torch.diag(torch.diagonal(cell))).abs().max() > 0):
             raise RuntimeError(
                 "mlff model: GROMACS's pair-shifts are used with a triclinic box, where GROMACS "
@@ -167,7 +167,8 @@ class GromacsModel(nn.Module):
         second = pairs[:, 1].to(torch.int64)
         vectors = x[first] - x[second]
         if shifts is not None:
-            vectors = vectors + shifts.detach().to(device=x.device, dtype=x.dtype) * self.angstrom_per_nm
+            shift = shifts.detach().to(device=x.device, dtype=x.dtype) * self.angstrom_per_nm
+            vectors = vectors + shift
         keep = (vectors * vectors).sum(dim=1) < self.cutoff * self.cutoff
         first, second, vectors = first[keep], second[keep], vectors[keep]
         # edge (sender b, receiver a) has r_ba = x_a - x_b + s; its reverse the opposite
@@ -175,12 +176,14 @@ class GromacsModel(nn.Module):
         return edge_index, torch.cat([vectors, -vectors])
 
     def _bins(self, cell: torch.Tensor) -> torch.Tensor:
-        """(3,) int64: how many bins at least one cutoff wide fit across the cell in each direction."""
+        """(3,) int64: how many bins at least one cutoff wide fit across the cell, per direction."""
         volume = torch.abs(torch.linalg.det(cell))
         faces = torch.linalg.norm(torch.linalg.cross(cell.roll(-1, 0), cell.roll(-2, 0)), dim=1)
         return torch.floor(volume / faces / self.cutoff).to(torch.int64)
 
-    def _cell_list_edges(self, x: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cell_list_edges(
+        self, x: torch.Tensor, cell: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """All directed pairs closer than the cutoff in a periodic cell at least 3 bins wide: O(N).
 
         Atoms are sorted into bins at least one cutoff wide; each atom meets the atoms of
@@ -272,7 +275,9 @@ class GromacsModel(nn.Module):
         return edge_index, torch.cat(found).reshape(-1, 3)
 
 
-def script_gromacs_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.jit.ScriptModule:
+def script_gromacs_model(
+    model: Any, dtype: torch.dtype | str | None = None
+) -> torch.jit.ScriptModule:
     """The TorchScript :class:`GromacsModel` of a Potential or committee (on the CPU).
 
     Raises:
@@ -284,7 +289,7 @@ def script_gromacs_model(model: Any, dtype: torch.dtype | str | None = None) -> 
 
 
 def gromacs_inputs(atoms: Atoms, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
-    """The inputs GROMACS gives for ``atoms`` (Å -> nm): positions, numbers, and box, pbc if periodic.
+    """The inputs GROMACS gives for ``atoms`` (Å -> nm): positions, numbers; box, pbc if periodic.
 
     Positions are float32 as GROMACS passes them (a double-precision GROMACS included).
     """
@@ -299,8 +304,11 @@ def gromacs_inputs(atoms: Atoms, dtype: torch.dtype = torch.float32) -> list[tor
 def as_gromacs_sees(atoms: Atoms) -> Atoms:
     """A copy of ``atoms`` with positions and cell rounded as GROMACS passes them (float32 nm)."""
     atoms = atoms.copy()
-    atoms.positions = (atoms.positions / ANGSTROM_PER_NM).astype(np.float32).astype(np.float64) * ANGSTROM_PER_NM
-    atoms.cell = (atoms.cell.array / ANGSTROM_PER_NM).astype(np.float32).astype(np.float64) * ANGSTROM_PER_NM
+    def rounded(values: np.ndarray) -> np.ndarray:
+        return (values / ANGSTROM_PER_NM).astype(np.float32).astype(np.float64) * ANGSTROM_PER_NM
+
+    atoms.positions = rounded(atoms.positions)
+    atoms.cell = rounded(atoms.cell.array)
     return atoms
 
 
@@ -331,7 +339,8 @@ def check_against_calculator(
     reference_forces = atoms.get_forces() * EV_IN_KJ_PER_MOL / ANGSTROM_PER_NM
     worst = abs(float(energy) - reference_energy) / max(abs(reference_energy), 1.0)
     scale = max(float(np.abs(reference_forces).max()), 1e-3)
-    worst = max(worst, float(np.abs(forces.detach().double().numpy() - reference_forces).max()) / scale)
+    deviation = np.abs(forces.detach().double().numpy() - reference_forces).max()
+    worst = max(worst, float(deviation) / scale)
     rtol = rtol if rtol is not None else (1e-9 if dtype == torch.float64 else 1e-4)
     if not math.isfinite(worst) or worst > rtol:
         raise ModelFileError(
@@ -390,8 +399,12 @@ def deploy_gromacs(
     return GromacsDeployment(out, metadata, error)
 
 
-def mdp_lines(metadata: dict[str, Any], model_file: str, pair_list: bool = False) -> str:
-    """The NNPot options of an ``.mdp`` for a deployed model (pure NNP: the whole System)."""
+def mdp_lines(metadata: dict[str, Any], model_file: str) -> str:
+    """The NNPot options of an ``.mdp`` for a deployed model (pure NNP: the whole System).
+
+    The pair-list inputs of GROMACS 2026 follow as comments, with a pair cutoff of the
+    model's cutoff plus 0.1 nm.
+    """
     cutoff_nm = float(metadata["cutoff"]) / ANGSTROM_PER_NM
     lines = [
         "nnpot-active         = yes",
@@ -401,13 +414,11 @@ def mdp_lines(metadata: dict[str, Any], model_file: str, pair_list: bool = False
         "nnpot-model-input2   = atom-numbers",
         "nnpot-model-input3   = box",
         "nnpot-model-input4   = pbc",
+        "; GROMACS 2026 and later, rectangular boxes: its pair list (pair cutoff <= rlist)",
+        "; nnpot-model-input5 = atom-pairs",
+        "; nnpot-model-input6 = pair-shifts",
+        f"; nnpot-pair-cutoff  = {cutoff_nm + 0.1:.2f}   ; nm: model cutoff {cutoff_nm:g} + 0.1",
     ]
-    if pair_list:
-        lines += [
-            "nnpot-model-input5   = atom-pairs        ; GROMACS 2026 and later",
-            "nnpot-model-input6   = pair-shifts",
-            f"nnpot-pair-cutoff    = {cutoff_nm + 0.1:.2f}  ; model cutoff {cutoff_nm:g} nm + 0.1 nm",
-        ]
     return "\n".join(lines) + "\n"
 
 
@@ -427,14 +438,14 @@ def report_deploy(model: str, out: str, dtype: str | None, console: Any) -> int:
 
     started = time.perf_counter()
     result = deploy_gromacs(model, out, dtype=dtype)
-    console.print(f"model    {result.model} (GROMACS NNPot; species {' '.join(result.metadata['symbols'])}, "
-                  f"cutoff {result.metadata['cutoff'] / ANGSTROM_PER_NM:g} nm, {result.metadata['dtype']})")
+    metadata = result.metadata
+    species = " ".join(metadata["symbols"])
+    console.print(f"model    {result.model} (GROMACS NNPot; species {species}, "
+                  f"cutoff {metadata['cutoff'] / ANGSTROM_PER_NM:g} nm, {metadata['dtype']})")
     if result.check_error is not None:
-        console.print(f"check    called as GROMACS calls it = ASE calculator to {result.check_error:.1e} "
-                      "(relative)")
-    console.print("mdp      (add to your .mdp; GROMACS 2026 can also give its pair list:\n"
-                  "         nnpot-model-input5 = atom-pairs, nnpot-model-input6 = pair-shifts,\n"
-                  "         nnpot-pair-cutoff >= model cutoff + 0.1 nm, see docs/gromacs.md)")
+        console.print("check    called as GROMACS calls it = ASE calculator to "
+                      f"{result.check_error:.1e} (relative)")
+    console.print("mdp      options for your .mdp (docs/gromacs.md):")
     console.print(mdp_lines(result.metadata, result.model.name), end="")
     console.print(f"done in {time.perf_counter() - started:.1f} s")
     return 0

@@ -57,7 +57,8 @@ def harness() -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"harness.{os.getpid()}")
-    command = [compiler, "-std=c++20", "-O0",  # -O0: compiles faster; the model runs in libtorch f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+    # -O0 compiles faster; the work is in libtorch either way
+    command = [compiler, "-std=c++20", "-O0", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
                *(f"-I{d}" for d in include_dirs), str(HARNESS), f"-L{library_dir}",
                f"-Wl,-rpath,{library_dir}", "-ltorch", "-ltorch_cpu", "-lc10", "-o", str(partial)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -95,7 +96,8 @@ def write_inputs(atoms: Atoms, folder: Path, real: str, pair_cutoff: float | Non
     (folder / "pbc.txt").write_text("xyz" if atoms.pbc.all() else "xy")
     if pair_cutoff is not None:
         # GROMACS's list: each pair once, distance vector x[first] - x[second] + shift
-        edge_index, shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, pair_cutoff)
+        edge_index, shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc,
+                                           pair_cutoff)
         once = (edge_index[0] < edge_index[1]) | (
             (edge_index[0] == edge_index[1]) & (shifts @ [1e6, 1e3, 1] > 0))
         pairs = np.stack([edge_index[1][once], edge_index[0][once]], axis=1)
@@ -117,7 +119,8 @@ def gromacs_result(harness, model, atoms, folder, real="float", inputs=ALL, pair
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("energy ")
-    return float(lines[0].split()[1]), np.array([[float(v) for v in line.split()] for line in lines[1:]])
+    forces = np.array([[float(v) for v in line.split()] for line in lines[1:]])
+    return float(lines[0].split()[1]), forces
 
 
 def reference(potential, atoms: Atoms, dtype: str):
@@ -145,7 +148,7 @@ def random_atoms(count: int, cell, pbc, seed: int, symbols="HCO") -> Atoms:
     while len(atoms) < count:
         trial = atoms + Atoms(symbols[len(atoms) % len(symbols)],
                               positions=[rng.uniform(0, 1, 3) @ np.asarray(cell)])
-        if len(atoms) == 0 or trial.get_distances(len(atoms), range(len(atoms)), mic=True).min() > 1.0:
+        if not len(atoms) or trial.get_distances(len(atoms), range(len(atoms)), mic=True).min() > 1:
             atoms = trial
     return atoms
 
@@ -196,13 +199,14 @@ def test_cell_list_finds_the_pairs_of_the_all_pairs_search(deployed):
         assert bool(model._bins(cell).min() >= 3)
         edges = [model._cell_list_edges(x, cell),
                  model._search_edges(x, cell, torch.ones(3, dtype=torch.bool))]
-        found = [sorted(zip(e[0].tolist(), e[1].tolist(), map(tuple, np.round(v.numpy(), 8))))
-                 for e, v in edges]
+        found = [sorted(zip(e[0].tolist(), e[1].tolist(), map(tuple, np.round(v.numpy(), 8)),
+                            strict=True)) for e, v in edges]
         assert len(found[0]) > 3000 and found[0] == found[1]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_molecule_without_box_equals_the_ase_calculator(harness, deployed, potential, dtype, tmp_path):
+def test_molecule_without_box_equals_the_ase_calculator(harness, deployed, potential, dtype,
+                                                        tmp_path):
     atoms = helpers.ethanol()  # no box, no pbc: only positions and atomic numbers
     got = gromacs_result(harness, deployed(dtype), atoms, tmp_path, inputs=ALL[:2])
     assert_close(got, reference(potential, atoms, dtype))
@@ -296,8 +300,8 @@ def example_system() -> Atoms:
 
 def test_example_system_runs_as_gromacs_would_run_it(harness, deployed, potential, tmp_path):
     atoms = example_system()
-    names = [line[10:15].strip() for line in
-             (Path(__file__).resolve().parents[3] / "examples/gromacs/conf.gro").read_text().splitlines()[2:-1]]
+    gro = Path(__file__).resolve().parents[3] / "examples" / "gromacs" / "conf.gro"
+    names = [line[10:15].strip() for line in gro.read_text().splitlines()[2:-1]]
     assert [name[0] for name in names] == atoms.get_chemical_symbols()  # OW -> O, HW1 -> H, C1 -> C
     assert atoms.get_all_distances(mic=True)[np.triu_indices(len(atoms), 1)].min() > 0.9  # Å
     got = gromacs_result(harness, deployed("float32"), atoms, tmp_path)
@@ -317,5 +321,5 @@ def test_committee_gives_the_members_mean_as_the_ase_calculator_does(tmp_path):
     energy, forces = model(*gromacs_inputs(atoms))
     atoms.calc = MLFFCalculator(committee)
     assert float(energy) == pytest.approx(atoms.get_potential_energy() * EV_IN_KJ_PER_MOL, rel=1e-9)
-    np.testing.assert_allclose(forces.numpy(), atoms.get_forces() * EV_IN_KJ_PER_MOL / ANGSTROM_PER_NM,
-                               rtol=0, atol=1e-8)
+    expected = atoms.get_forces() * EV_IN_KJ_PER_MOL / ANGSTROM_PER_NM
+    np.testing.assert_allclose(forces.numpy(), expected, rtol=0, atol=1e-8)
