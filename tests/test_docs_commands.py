@@ -46,6 +46,8 @@ SKIPS: list[tuple[str, str]] = [
      "cluster nodes (node1, 10.0.0.5); tests/oracles/test_executors.py labels through a "
      "local Dask cluster"),
     (r"^srun\b", "needs a SLURM cluster"),
+    (r"^gmx\b", "needs GROMACS compiled against LibTorch (NNPot), which no package provides; "
+                "tests/calculators/gromacs/ calls the deployed model as GROMACS's NNPot does"),
     (r"^(sudo )?apt-get install\b", "installs system packages (.ci/run installs these)"),
     (r"^make install-dft\b", "builds GPAW from source (minutes; .ci/run runs it)"),
     (r"^mlff (oracle check|label|generate) .*(si8|si64|rattled|seeds)[a-z0-9_]*\.xyz",

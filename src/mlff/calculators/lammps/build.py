@@ -98,18 +98,28 @@ def _find_tool(name: str, hint: str) -> str:
     return path
 
 
-def _cmake_arguments(source: Path, build: Path) -> list[str]:
+def torch_compile_flags() -> tuple[list[str], Path, int]:
+    """libtorch of the installed torch wheel: (include folders, library folder, CXX11 ABI 0/1).
+
+    What any C++ program that links libtorch from the wheel compiles against (the LAMMPS
+    plugin, and the NNPot test harness that calls models as GROMACS does).
+    """
     import torch
     from torch.utils import cpp_extension
 
     cxx11_abi = int(bool(torch._C._GLIBCXX_USE_CXX11_ABI))
+    return list(cpp_extension.include_paths()), Path(cpp_extension.library_paths()[0]), cxx11_abi
+
+
+def _cmake_arguments(source: Path, build: Path) -> list[str]:
+    include_dirs, library_dir, cxx11_abi = torch_compile_flags()
     return [
         "-S", str(source), "-B", str(build),
         "-DCMAKE_BUILD_TYPE=Release",
         f"-DLAMMPS_INCLUDE_DIR={lammps_include_dir()}",
         f"-DMPI_INCLUDE_DIR={mpi_include_dir()}",
-        "-DTORCH_INCLUDE_DIRS=" + ";".join(cpp_extension.include_paths()),
-        f"-DTORCH_LIBRARY_DIR={cpp_extension.library_paths()[0]}",
+        "-DTORCH_INCLUDE_DIRS=" + ";".join(include_dirs),
+        f"-DTORCH_LIBRARY_DIR={library_dir}",
         f"-DTORCH_CXX11_ABI={cxx11_abi}",
     ]
 
