@@ -9,6 +9,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from mlff.data.dataset import GraphDataset, default_cache_dir
+from mlff.data.dispersion_labels import subtract_dispersion
 from mlff.data.packed import PackedDataset, is_packed, open_packed
 from mlff.data.readers import LabelKeys
 from mlff.data.split import random_split
@@ -100,8 +101,17 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 
     def load(path: str) -> GraphDataset | PackedDataset:
         if is_packed(path):
-            return open_packed(path, cutoff, require, stream=data.stream)
-        return GraphDataset.from_file(path, cutoff, keys, require=require, cache_dir=cache)
+            dataset = open_packed(path, cutoff, require, stream=data.stream)
+        else:
+            dataset = GraphDataset.from_file(path, cutoff, keys, require=require, cache_dir=cache)
+        if data.dispersion is None:
+            return dataset
+        if not isinstance(dataset, GraphDataset):
+            raise ConfigError(
+                f"data.dispersion cannot be used with data.stream: true ({path} is streamed "
+                "from disk); set data.stream: false to train on it minus D3 in memory."
+            )
+        return subtract_dispersion(dataset, data.dispersion, cache)
 
     if data.stream and not is_packed(data.train):
         raise ConfigError(
