@@ -275,7 +275,7 @@ def check_against_potential(
     got = evaluate(scripted, atoms)
     worst = 0.0
     for k, member in enumerate(members):
-        calc = MLFFCalculator(copy.deepcopy(member).cpu(), dtype=dtype)
+        calc = MLFFCalculator(copy.deepcopy(member).cpu(), dtype=dtype, dispersion=False)
         atoms.calc = calc
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
         scale = max(abs(energy), 1.0)
