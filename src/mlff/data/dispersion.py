@@ -16,6 +16,7 @@ dimensionless. Cutoffs are stored in Å.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.resources
 from dataclasses import dataclass
 from typing import Any
@@ -190,8 +191,10 @@ def _version() -> str:
         return "(not installed)"
 
 
+@functools.lru_cache(maxsize=1)
 def parameter_database() -> dict[str, Any]:
-    """simple-dftd3's damping-parameter database (``parameters.toml`` of the package)."""
+    """simple-dftd3's damping-parameter database (``parameters.toml`` of the package; read
+    once, do not modify)."""
     _dftd3()
     try:
         import tomllib
