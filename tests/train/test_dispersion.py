@@ -11,14 +11,14 @@ from mlff.calculators.ase import MLFFCalculator
 from mlff.data import dispersion_labels as labels_module
 from mlff.data import keys as K
 from mlff.data.dataset import GraphDataset
-from mlff.data.dispersion_labels import subtract_dispersion
-from mlff.validate.errors import error_metrics, predict
 from mlff.data.dispersion import D3, D3Settings
+from mlff.data.dispersion_labels import subtract_dispersion
 from mlff.errors import ConfigError, DataError
 from mlff.models.io import read_metadata
 from mlff.train.config import TrainConfig, load_config
 from mlff.train.data import load_training_data
 from mlff.train.trainer import train
+from mlff.validate.errors import error_metrics, predict
 
 from .conftest import small_config
 
@@ -38,7 +38,7 @@ def test_the_labels_are_the_reference_minus_d3_computed_once(cu_emt, tmp_path, m
     config["data"]["valid"] = str(cu_emt)
     data = load_training_data(TrainConfig.model_validate(config))
     d3 = D3(D3Settings(**D3BJ))
-    for graph, atoms in zip(data.train.graphs, ase.io.read(cu_emt, ":")):
+    for graph, atoms in zip(data.train.graphs, ase.io.read(cu_emt, ":"), strict=True):
         ref = d3.compute(atoms.numbers, atoms.positions, atoms.cell[:], atoms.pbc)
         assert float(graph[K.ENERGY][0]) == pytest.approx(atoms.get_potential_energy() - ref.energy,
                                                           abs=1e-10)

@@ -31,7 +31,7 @@ def dispersion_labels(dataset: GraphDataset, settings: D3Settings) -> dict[str, 
     """
     d3 = D3(settings)
     energies, forces, stresses = [], [], []
-    for graph, source in zip(dataset.graphs, dataset.sources):
+    for graph, source in zip(dataset.graphs, dataset.sources, strict=True):
         pbc = graph[K.PBC].reshape(3).numpy()
         result = d3.compute(graph[K.ATOMIC_NUMBERS].numpy(), graph[K.POSITIONS].double().numpy(),
                             graph[K.CELL].reshape(3, 3).double().numpy(), pbc, where=source)

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlff.data.dispersion import dispersion_settings
-from mlff.data.dispersion_labels import dispersion_labels
 from mlff.data import keys as K
 from mlff.data.dataset import BatchLoader, GraphDataset
+from mlff.data.dispersion import dispersion_settings
+from mlff.data.dispersion_labels import dispersion_labels
 from mlff.data.graph import to_device
 from mlff.data.readers import Structure
 from mlff.errors import ConfigError
