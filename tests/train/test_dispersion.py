@@ -127,3 +127,18 @@ def test_streamed_data_and_elements_without_d3_are_refused(tmp_path, cu_emt):
     ase.io.write(path, frames)
     with pytest.raises(DataError, match=r"am.xyz:\d: atom 1 is Am, which has no D3 parameters"):
         load_training_data(TrainConfig.model_validate(_config(path)))
+
+
+def test_fine_tuning_must_keep_the_pretrained_models_d3(cu_emt, tmp_path):
+    result = train(_config(cu_emt), out_dir=tmp_path / "run", progress=False)
+    for dispersion, ok in [(D3BJ, True), (None, False), ({"method": "d3zero", "functional": "pbe"}, False)]:
+        config = _config(cu_emt)
+        config["data"]["dispersion"] = dispersion
+        config["finetune"] = {"init_from": str(result.model_path)}
+        config.pop("model")
+        config = TrainConfig.model_validate(config)
+        if ok:
+            assert load_training_data(config).train is not None
+        else:
+            with pytest.raises(ConfigError, match="differs from the D3 that finetune.init_from"):
+                load_training_data(config)
