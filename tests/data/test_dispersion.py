@@ -143,3 +143,18 @@ def test_element_without_d3_parameters_names_the_atom():
 def test_a_damaged_dispersion_entry_is_a_model_file_error():
     with pytest.raises(ModelFileError, match="model.mlff: the 'dispersion' entry is not valid"):
         dispersion_settings({"dispersion": {"method": "d3xx"}}, "model.mlff")
+
+
+def test_a_reused_structure_equals_a_fresh_one_after_moves_and_cell_changes():
+    atoms = _crystal()
+    settings = D3Settings(method="d3bj", functional="pbe")
+    d3 = D3(settings)
+    d3.compute(atoms.numbers, atoms.positions, atoms.cell[:], atoms.pbc)
+    kept = d3._model
+    cell = atoms.cell[:] * 1.01
+    positions = atoms.positions * 1.01 + 0.02
+    reused = d3.compute(atoms.numbers, positions, cell, atoms.pbc)
+    assert d3._model is kept  # updated in place, as in MD
+    fresh = D3(settings).compute(atoms.numbers, positions, cell, atoms.pbc)
+    assert reused.energy == pytest.approx(fresh.energy, abs=1e-12)
+    np.testing.assert_allclose(reused.stress, fresh.stress, atol=1e-14)
