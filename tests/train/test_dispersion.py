@@ -142,3 +142,17 @@ def test_fine_tuning_must_keep_the_pretrained_models_d3(cu_emt, tmp_path):
         else:
             with pytest.raises(ConfigError, match="differs from the D3 that finetune.init_from"):
                 load_training_data(config)
+
+
+def test_a_committee_trained_with_d3_stores_it(cu_emt, tmp_path):
+    from mlff import train as train_any
+    from mlff.uq import Committee
+    from mlff.uq.io import load_model
+
+    config = _config(cu_emt)
+    config["committee"] = {"size": 2, "processes": 1}
+    result = train_any(config, out_dir=tmp_path / "committee", progress=False)
+    assert read_metadata(result.model_path)["dispersion"]["method"] == "d3bj"
+    committee = load_model(result.model_path)
+    assert isinstance(committee, Committee)
+    assert MLFFCalculator(committee).dispersion is not None
