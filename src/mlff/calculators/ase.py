@@ -30,6 +30,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlff import runtime
+from mlff.calculators.dispersion import add_dispersion, model_dispersion
 from mlff.calculators.neighbors import VerletNeighborList
 from mlff.data import keys as K
 from mlff.data.graph import graph_from_edges, to_device
@@ -78,6 +79,9 @@ class MLFFCalculator(Calculator):
         threads: torch CPU threads; ``None``: the cores other processes leave free,
             re-checked every few seconds (:mod:`mlff.threads`; ``MLFF_NUM_THREADS`` or
             ``OMP_NUM_THREADS`` in the environment fix it).
+        dispersion: D3 of a model trained on labels minus D3 (``data.dispersion``):
+            ``None`` adds it as the model file says, ``False`` gives the model alone,
+            ``True`` insists (an error for a model trained without D3).
 
     Examples:
         >>> from ase.build import molecule
@@ -98,6 +102,7 @@ class MLFFCalculator(Calculator):
         max_atoms_per_chunk: int | None = None,
         keep_freed_memory: bool = True,
         threads: int | None = None,
+        dispersion: bool | None = None,
         **kwargs,
     ) -> None:
         if max_atoms_per_chunk is not None and int(max_atoms_per_chunk) < 0:
@@ -115,6 +120,7 @@ class MLFFCalculator(Calculator):
             if dtype is not None:
                 model = model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         self.model = model.eval()
+        self.dispersion = model_dispersion(model, dispersion)
         self.device = torch.device(device)
         if keep_freed_memory and self.device.type == "cpu":
             runtime.keep_freed_memory()
@@ -196,6 +202,8 @@ class MLFFCalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
         if FORCES_STD in out:
             self._add_uncertainty(out, len(self.atoms))
+        if self.dispersion is not None:
+            add_dispersion(self.dispersion, self.atoms, self.results, "energies" in properties)
 
     def _add_uncertainty(self, out: dict[str, torch.Tensor], num_atoms: int) -> None:
         sigma = out[FORCES_STD].detach().cpu().double().numpy()

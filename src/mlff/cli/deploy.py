@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from mlff.console import plain_console
@@ -81,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"model    {result.model}")
     console.print(f"metadata {result.metadata}")
     console.print(f"input    {result.input}" + (f" (structure {result.data})" if result.data else ""))
+    dispersion = json.loads(result.metadata.read_text()).get("dispersion")
+    if dispersion:  # trained on labels minus D3: in.lammps overlays LAMMPS's dispersion/d3
+        console.print(f"D3       pair_style hybrid/overlay mlff {dispersion['lammps']['pair_style']}"
+                      " (see in.lammps)")
     if result.check_error is not None:
         console.print(f"check    TorchScript = original to {result.check_error:.1e} (relative)")
     if result.plugin is not None:

@@ -8,6 +8,7 @@ import json
 from rich.table import Table
 
 from mlff.console import plain_console
+from mlff.data.dispersion import dispersion_settings
 from mlff.models.io import read_metadata
 from mlff.threads import governor
 
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("E0s (eV)", json.dumps(metadata["e0s"]))
     table.add_row("scale / shift", f"{metadata['scale']:.6g} {_scale_unit(metadata)} / "
                                    f"{metadata['shift']:.6g} eV per atom")
+    settings = dispersion_settings(metadata, str(args.model))
+    table.add_row("dispersion", "none" if settings is None else
+                  f"trained on labels minus D3, added back when run: {settings.describe()}")
     training = metadata.get("training") or {}
     if training.get("threads"):
         table.add_row("trained with", str(training["threads"]))

@@ -34,7 +34,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # metadata.json of a real model is kilobytes; a larger entry is damaged or hostile
 _MAX_METADATA_BYTES = 64 * 2**20
 # provenance a loaded model keeps, so that saving it again (export, committee) keeps it
-KEPT_METADATA = ("data_fingerprint", "test_metrics", "training", "provenance")
+# "dispersion": the D3 settings of a model trained on labels minus D3 (mlff.data.dispersion)
+KEPT_METADATA = ("data_fingerprint", "test_metrics", "training", "provenance", "dispersion")
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -201,6 +201,8 @@ def _combine(config: TrainConfig, committee: Committee, out_dir: Path, member_pa
                      "valid_metrics": valid_metrics, "calibration": report,
                      "example_structure": example_record(data.train)},
     }
+    if config.data.dispersion is not None:  # trained on labels minus D3
+        committee.metadata["dispersion"] = config.data.dispersion.to_metadata()
     model_path = save_committee(committee, out_dir / "model.mlff")
     (out_dir / "calibration.json").write_text(json.dumps(report, indent=2))
     (out_dir / "metrics.json").write_text(

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from mlff.data.dispersion import D3Settings
 from mlff.errors import ConfigError
 from mlff.interface import argument
 from mlff.models.registry import ModelConfig, architectures, get_architecture
@@ -82,6 +83,11 @@ class DataConfig(_Strict):
         None,
         description="resample the training structures with replacement (same count) with this "
         "seed; set per member by `committee.bootstrap`",
+    )
+    dispersion: D3Settings | None = Field(
+        None,
+        description="train on the labels minus D3 dispersion (e.g. {method: d3bj, functional: "
+        "pbe}); the model file stores it and every calculator adds it back",
     )
 
 

@@ -9,6 +9,8 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from mlff.data.dataset import GraphDataset, default_cache_dir
+from mlff.data.dispersion import dispersion_settings
+from mlff.data.dispersion_labels import subtract_dispersion
 from mlff.data.packed import PackedDataset, is_packed, open_packed
 from mlff.data.readers import LabelKeys
 from mlff.data.split import random_split
@@ -21,7 +23,7 @@ from mlff.data.statistics import (
 )
 from mlff.errors import ConfigError, DataError
 from mlff.train.config import TrainConfig
-from mlff.train.finetune import add_replay, finetune_e0s, resolve_config
+from mlff.train.finetune import add_replay, finetune_e0s, pretrained_metadata, resolve_config
 
 
 @dataclass
@@ -89,9 +91,35 @@ def check_config_type_weights(weights: dict[str, float], *datasets) -> None:
         )
 
 
+def check_finetune_dispersion(config: TrainConfig) -> None:
+    """Raise unless a fine-tuning run subtracts the same D3 as its pretrained model did.
+
+    Raises:
+        ConfigError: the pretrained model and ``data.dispersion`` disagree on D3.
+    """
+    if config.finetune is None:
+        return
+    path = config.finetune.init_from
+    base = dispersion_settings(pretrained_metadata(config), path)
+    mine = config.data.dispersion
+    if base is None and mine is None:
+        return
+    if base is None or mine is None or base.resolved() != mine.resolved():
+        def say(settings):
+            return "no D3" if settings is None else settings.resolved().describe()
+
+        raise ConfigError(
+            f"data.dispersion ({say(mine)}) differs from the D3 that finetune.init_from "
+            f"{path} was trained without ({say(base)}): the pretrained model and the new "
+            "labels would disagree on what the network learns. Set data.dispersion as the "
+            "pretrained model's (see `mlff info`)."
+        )
+
+
 def load_training_data(config: TrainConfig) -> TrainingData:
     """Read, split and analyse the data named in ``config``."""
     config = resolve_config(config)  # a fine-tuning run takes the cutoff of its model
+    check_finetune_dispersion(config)
     data = config.data
     keys = LabelKeys(**data.keys.model_dump())
     cache = default_cache_dir() if data.cache_dir == "default" else data.cache_dir
@@ -100,8 +128,17 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 
     def load(path: str) -> GraphDataset | PackedDataset:
         if is_packed(path):
-            return open_packed(path, cutoff, require, stream=data.stream)
-        return GraphDataset.from_file(path, cutoff, keys, require=require, cache_dir=cache)
+            dataset = open_packed(path, cutoff, require, stream=data.stream)
+        else:
+            dataset = GraphDataset.from_file(path, cutoff, keys, require=require, cache_dir=cache)
+        if data.dispersion is None:
+            return dataset
+        if not isinstance(dataset, GraphDataset):
+            raise ConfigError(
+                f"data.dispersion cannot be used with data.stream: true ({path} is streamed "
+                "from disk); set data.stream: false to train on it minus D3 in memory."
+            )
+        return subtract_dispersion(dataset, data.dispersion, cache)
 
     if data.stream and not is_packed(data.train):
         raise ConfigError(

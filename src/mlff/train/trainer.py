@@ -551,6 +551,8 @@ class Trainer:
                 "example_structure": example_record(self.data.train),
             },
         }
+        if self.config.data.dispersion is not None:  # trained on labels minus D3
+            final.metadata["dispersion"] = self.config.data.dispersion.to_metadata()
         model_path = save_model(final, self.out_dir / "model.mlff")
         (self.out_dir / "metrics.json").write_text(
             json.dumps({"valid": self.best_valid_metrics, "test": test_metrics}, indent=2)

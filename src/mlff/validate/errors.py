@@ -28,6 +28,8 @@ import torch
 
 from mlff.data import keys as K
 from mlff.data.dataset import BatchLoader, GraphDataset
+from mlff.data.dispersion import dispersion_settings
+from mlff.data.dispersion_labels import dispersion_labels
 from mlff.data.graph import to_device
 from mlff.data.readers import Structure
 from mlff.errors import ConfigError
@@ -148,6 +150,14 @@ def predict(
     finally:
         potential.train(was_training)
     energy = np.concatenate(energies) if energies else np.zeros(0)
+    settings = dispersion_settings(getattr(potential, "metadata", None))
+    if settings is not None:  # trained on labels minus D3: predict with D3 added back
+        d3 = dispersion_labels(dataset, settings)
+        energy = energy + d3["energy"].numpy()
+        d3_forces = torch.split(d3["forces"], [len(f) for f in forces])
+        forces = [f + extra.numpy() for f, extra in zip(forces, d3_forces)]
+        stresses = [None if s is None else s + d3["stress"][i].numpy()
+                    for i, s in enumerate(stresses)]
     return Predictions(energy=energy, forces=forces, stress=stresses)
 
 

@@ -51,7 +51,9 @@ from ase import Atoms
 from ase.data import atomic_masses, chemical_symbols
 from torch import nn
 
+from mlff.calculators.lammps.dispersion import deployed_dispersion, pair_lines
 from mlff.data import keys as K
+from mlff.data.dispersion import dispersion_settings
 from mlff.data.neighbors import neighbor_list
 from mlff.errors import ConfigError, ModelFileError
 from mlff.models.io import dtype_name
@@ -273,7 +275,7 @@ def check_against_potential(
     got = evaluate(scripted, atoms)
     worst = 0.0
     for k, member in enumerate(members):
-        calc = MLFFCalculator(copy.deepcopy(member).cpu(), dtype=dtype)
+        calc = MLFFCalculator(copy.deepcopy(member).cpu(), dtype=dtype, dispersion=False)
         atoms.calc = calc
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
         scale = max(abs(energy), 1.0)
@@ -406,12 +408,17 @@ def deploy(
         model = load_model(path)
     if structure is None:
         structure = default_structure(model)  # before writing anything: may refuse
+    # a model trained on labels minus D3 gets LAMMPS's dispersion/d3 (or is refused here)
+    dispersion = deployed_dispersion(dispersion_settings(getattr(model, "metadata", None)),
+                                     [chemical_symbols[z] for z in members_of(model)[0].species])
     scripted = script_model(model, dtype)
     error = check_against_potential(scripted, model if dtype is None else _cast(model, dtype)) if check else None
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metadata = deployed_metadata(scripted, source)
+    if dispersion is not None:
+        metadata["dispersion"] = dispersion
     model_path = save_deployed(scripted, out / MODEL_NAME, metadata)
     metadata_path = out / METADATA_NAME
     metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
@@ -536,8 +543,7 @@ def example_input(metadata: dict[str, Any], structure: Atoms | None) -> str:
         ]
     lines += [
         "",
-        "pair_style      mlff           # options: threads N (torch threads per rank, default 1)",
-        f"pair_coeff      * * {MODEL_NAME} {symbols}",
+        *pair_lines(metadata, MODEL_NAME),
         "",
         "neighbor        1.0 bin",
         "neigh_modify    every 1 delay 0 check yes",
