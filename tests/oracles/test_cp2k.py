@@ -8,6 +8,7 @@ energy.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import threading
@@ -88,7 +89,7 @@ def test_unconverged_scf_is_a_recorded_failure():
 
 def test_killed_cp2k_is_a_recorded_failure_and_the_next_structure_runs():
     oracle = load_oracle({**CHEAP, "kpts": [4, 4, 4]})
-    discard_shell(oracle.config)
+    shutil.rmtree(discard_shell(oracle.config))
     calc = shell_calculator(oracle.config)
 
     def kill_when_busy():
@@ -156,13 +157,24 @@ def test_displaced_si16_generic_recipe_fails_and_the_cp2k_input_converges():
     result = oracle.label(atoms)
     assert result.ok, result.reason
     assert -110.0 < result.atoms.get_potential_energy() / len(atoms) < -100.0
-    calc = oracle.make_calculator()  # a shell of its own, reused for the displacements
+    # the worker's shell restarts the displaced cells' SCF from this converged one;
+    # along a generic displacement of all 16 atoms, every force component is checked
+    direction = dft.generic_direction(atoms)
+    numeric = dft.fd_force_along(_energy(oracle), atoms, direction)
+    assert (result.atoms.get_forces() * direction).sum() == pytest.approx(numeric, abs=1e-3)
 
-    def energy(moved):
-        moved = moved.copy()
-        moved.calc = calc
-        return moved.get_potential_energy()
 
-    numeric = dft.fd_forces(energy, atoms, [(0, 0)])
-    calc.close()
-    assert result.atoms.get_forces()[0, 0] == pytest.approx(numeric[0], abs=1e-3)
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun")
+def test_two_mpi_ranks_give_the_one_rank_labels():
+    atoms = dft.silicon2()
+    one = load_oracle(CHEAP).label(atoms)  # this worker's shell from earlier tests: cached
+    oracle = load_oracle({**CHEAP, "ranks": 2})
+    two = oracle.label(atoms)
+    assert one.ok and two.ok, two.reason
+    output = shell_calculator(oracle.config).output_path.read_text()
+    assert re.search(r"Total number of message passing processes\s+2\b", output)
+    shutil.rmtree(discard_shell(oracle.config))
+    assert two.atoms.get_potential_energy() == pytest.approx(one.atoms.get_potential_energy(),
+                                                             abs=1e-5)
+    np.testing.assert_allclose(two.atoms.get_forces(), one.atoms.get_forces(), atol=1e-4)
+    np.testing.assert_allclose(two.atoms.get_stress(), one.atoms.get_stress(), atol=1e-5)
