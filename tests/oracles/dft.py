@@ -3,7 +3,7 @@
 The checks compare a code's forces and stress with central differences of the *same*
 code's energy (internal consistency), so the settings may be cheap: low cutoffs and few
 k-points. Each DFT calculation costs seconds, so besides single components
-(:func:`fd_forces`, :func:`fd_stress`) there are directional derivatives: two energies
+(:func:`fd_forces`) there are directional derivatives: two energies
 along a generic displacement of every atom check every force component at once
 (:func:`fd_force_along`), two along a generic strain every stress component
 (:func:`fd_stress_along`).
@@ -61,24 +61,6 @@ def fd_forces(energy: Callable[[Atoms], float], atoms: Atoms,
             moved.positions[atom, axis] += sign * FORCE_STEP
             energies.append(energy(moved))
         values.append(-(energies[0] - energies[1]) / (2 * FORCE_STEP))
-    return np.array(values)
-
-
-def fd_stress(energy: Callable[[Atoms], float], atoms: Atoms,
-              components: list[int]) -> np.ndarray:
-    """(1/V) dE/dε by central differences for Voigt ``components`` (0-5), eV/Å³."""
-    pairs = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
-    values = []
-    for component in components:
-        i, j = pairs[component]
-        energies = []
-        for sign in (1, -1):
-            strain = np.zeros((3, 3))
-            strain[i, j] = strain[j, i] = sign * STRAIN_STEP / (1 if i == j else 2)
-            strained = atoms.copy()
-            strained.set_cell(atoms.cell.array @ (np.eye(3) + strain), scale_atoms=True)
-            energies.append(energy(strained))
-        values.append((energies[0] - energies[1]) / (2 * STRAIN_STEP) / atoms.get_volume())
     return np.array(values)
 
 
