@@ -2,7 +2,11 @@
 
 The checks compare a code's forces and stress with central differences of the *same*
 code's energy (internal consistency), so the settings may be cheap: low cutoffs and few
-k-points.
+k-points. Each DFT calculation costs seconds, so besides single components
+(:func:`fd_forces`) there are directional derivatives: two energies
+along a generic displacement of every atom check every force component at once
+(:func:`fd_force_along`), two along a generic strain every stress component
+(:func:`fd_stress_along`).
 """
 
 from __future__ import annotations
@@ -60,19 +64,45 @@ def fd_forces(energy: Callable[[Atoms], float], atoms: Atoms,
     return np.array(values)
 
 
-def fd_stress(energy: Callable[[Atoms], float], atoms: Atoms,
-              components: list[int]) -> np.ndarray:
-    """(1/V) dE/dε by central differences for Voigt ``components`` (0-5), eV/Å³."""
-    pairs = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
-    values = []
-    for component in components:
-        i, j = pairs[component]
-        energies = []
-        for sign in (1, -1):
-            strain = np.zeros((3, 3))
-            strain[i, j] = strain[j, i] = sign * STRAIN_STEP / (1 if i == j else 2)
-            strained = atoms.copy()
-            strained.set_cell(atoms.cell.array @ (np.eye(3) + strain), scale_atoms=True)
-            energies.append(energy(strained))
-        values.append((energies[0] - energies[1]) / (2 * STRAIN_STEP) / atoms.get_volume())
-    return np.array(values)
+def generic_direction(atoms: Atoms, seed: int = 0) -> np.ndarray:
+    """A unit displacement (N, 3) with every component non-zero and of either sign, so a
+    wrong force component of any atom or axis changes the projection ``F · d``."""
+    rng = np.random.default_rng(seed)
+    shape = (len(atoms), 3)
+    direction = rng.uniform(0.5, 1.0, shape) * rng.choice([-1.0, 1.0], shape)
+    return direction / np.linalg.norm(direction)
+
+
+def fd_force_along(energy: Callable[[Atoms], float], atoms: Atoms,
+                   direction: np.ndarray) -> float:
+    """-dE/dλ for positions ``x + λ d`` (``d`` unit, (N, 3)) by central differences: the
+    finite-difference value of ``(F * d).sum()``, eV/Å."""
+    energies = []
+    for sign in (1, -1):
+        moved = atoms.copy()
+        moved.positions += sign * FORCE_STEP * direction
+        energies.append(energy(moved))
+    return -(energies[0] - energies[1]) / (2 * FORCE_STEP)
+
+
+GENERIC_STRAIN = np.array([[1.0, 0.3, -0.4], [0.3, -0.7, 0.5], [-0.4, 0.5, 0.6]])
+
+
+def fd_stress_along(energy: Callable[[Atoms], float], atoms: Atoms,
+                    strain: np.ndarray = GENERIC_STRAIN) -> float:
+    """(1/V) dE/dt for the cell ``(1 + t ε)`` (``ε`` symmetric (3, 3)) by central
+    differences: the finite-difference value of ``stress_contraction(σ, ε)``, eV/Å³."""
+    energies = []
+    for sign in (1, -1):
+        strained = atoms.copy()
+        strained.set_cell(atoms.cell.array @ (np.eye(3) + sign * STRAIN_STEP * strain),
+                          scale_atoms=True)
+        energies.append(energy(strained))
+    return (energies[0] - energies[1]) / (2 * STRAIN_STEP) / atoms.get_volume()
+
+
+def stress_contraction(voigt: np.ndarray, strain: np.ndarray = GENERIC_STRAIN) -> float:
+    """Σ_ij σ_ij ε_ij of a Voigt stress (``xx yy zz yz xz xy``) and a symmetric strain."""
+    xx, yy, zz, yz, xz, xy = voigt
+    sigma = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    return float((sigma * strain).sum())

@@ -48,12 +48,16 @@ def _stderr_tail(path: Path) -> str:
     return tail[-_STDERR_TAIL:]
 
 
-def _child_environment(config: OracleConfig) -> dict[str, str]:
-    """The environment of MPI children: threads per rank, OpenMPI allowed as root."""
+def _child_environment(config: OracleConfig, mpi: bool) -> dict[str, str] | None:
+    """The child's environment: for the DFT codes and MPI children, ``config.threads``
+    OpenMP threads per rank (BLAS threads too) and OpenMPI allowed as root; otherwise
+    ``None`` (this process's environment)."""
     from mlff.oracles.cp2k import process_environment
 
+    if not mpi and config.type not in ("cp2k", "gpaw"):
+        return None
     env = process_environment(config.threads)
-    if config.type == "gpaw":  # GPAW's own MPI (its C extension), not mpi4py
+    if mpi and config.type == "gpaw":  # GPAW's own MPI (its C extension), not mpi4py
         env.setdefault("GPAW_MPI_BACKEND", "cgpaw")
     return env
 
@@ -85,7 +89,7 @@ def run_isolated(config: OracleConfig, atoms: Atoms, timeout: float | None,
                     [*(launcher or []), sys.executable, "-m", "mlff.oracles._child",
                      str(request), str(response)],
                     stdin=subprocess.DEVNULL, stderr=err, start_new_session=True,
-                    env=_child_environment(config) if launcher else None,
+                    env=_child_environment(config, mpi=launcher is not None),
                 )
             except OSError as exc:  # no process could be started (limits, memory)
                 return LabelResult(False, None, "could not start the oracle process: "
