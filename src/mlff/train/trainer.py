@@ -34,7 +34,7 @@ from mlff.errors import ConfigError, MLFFError
 from mlff.interface import argument
 from mlff.models.io import save_model
 from mlff.models.potential import Potential
-from mlff.models.registry import build_model
+from mlff.models.registry import build_model, get_architecture
 from mlff.threads import ThreadGovernor
 from mlff.train.averaging import WeightAverage
 from mlff.train.checkpoint import load_checkpoint, save_checkpoint
@@ -97,11 +97,11 @@ def build_potential(
     """
     if config.finetune is not None:
         return potential_from_pretrained(config, data)
-    hyperparameters = dict(config.model)
-    if "avg_num_neighbors" in hyperparameters and hyperparameters["avg_num_neighbors"] is None:
-        hyperparameters["avg_num_neighbors"] = float(
-            avg_num_neighbors if avg_num_neighbors is not None else data.avg_num_neighbors
-        )
+    architecture = get_architecture(config.model["architecture"])
+    hyperparameters = architecture.from_data(
+        dict(config.model),
+        avg_num_neighbors if avg_num_neighbors is not None else data.avg_num_neighbors,
+    )
     model = build_model(hyperparameters, len(data.species))
     return Potential(
         model,
@@ -207,11 +207,12 @@ class Trainer:
 
         self.data = load_training_data(config)
         potential = build_potential(config, self.data, avg_num_neighbors)
-        if config.finetune is None and config.model.get("avg_num_neighbors", 0) is None:
+        if config.finetune is None:  # the hyperparameters the data (or checkpoint) filled in
             origin = "the checkpoint" if avg_num_neighbors is not None else "the training data"
-            value = potential.hyperparameters["avg_num_neighbors"]
-            self.console.print(f"model.avg_num_neighbors = {value:.4f} (from {origin})",
-                               highlight=False)
+            for key, value in potential.hyperparameters.items():
+                if config.model.get(key, 0) is None and value is not None:
+                    self.console.print(f"model.{key} = {value:.4f} (from {origin})",
+                                       highlight=False)
         # an element absent from the training set has no embedding: name its file and frame
         for dataset in (self.data.valid, self.data.test):
             if dataset is not None:
