@@ -128,6 +128,15 @@ class Architecture(nn.Module):
         return Grown(grown, fresh)
 
 
+def hyperparameters_from_data(architecture: type, hyperparameters: dict[str, Any],
+                              mean_num_neighbors: float) -> dict[str, Any]:
+    """:meth:`Architecture.from_data` of a registered class, also of one that does not
+    subclass :class:`Architecture` (its default then applies)."""
+    if issubclass(architecture, Architecture):
+        return architecture.from_data(hyperparameters, mean_num_neighbors)
+    return Architecture.from_data.__func__(architecture, hyperparameters, mean_num_neighbors)
+
+
 def hooked_features(model: nn.Module, inputs: dict[str, torch.Tensor], path: str,
                     use_input: bool) -> torch.Tensor:
     """The input (``use_input``) or output of submodule ``path`` in a forward pass of

@@ -43,7 +43,9 @@ from mlff.data.readers import LabelKeys
 from mlff.errors import ConfigError, DataError, ModelFileError
 from mlff.models.io import load_model, read_metadata
 from mlff.models.potential import Potential
-from mlff.models.registry import get_architecture
+from mlff.models.predict import batched_outputs
+from mlff.models.contract import Architecture
+from mlff.models.registry import build_model, get_architecture
 from mlff.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -268,17 +270,14 @@ def fit_e0s_to_model(
             f"cannot fit E0s of {names}: no training structure with these elements has an energy. "
             "Give them in data.e0s (a mapping or an isolated-atoms file)."
         )
-    from mlff.data.dataset import BatchLoader
-    from mlff.data.graph import to_device
-
     if len(chosen) > max_structures:
         chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, max_structures).astype(int)]
 
     rows, residuals = [], []
     with torch.no_grad():
-        for batch in BatchLoader(dataset.subset(chosen), batch_size, shuffle=False).batches():
-            batch = to_device(batch, potential.device, potential.dtype)
-            predicted = potential(batch, compute_forces=False)[K.ENERGY]
+        for batch, out in batched_outputs(potential, dataset.subset(chosen), batch_size,
+                                          compute_forces=False):
+            predicted = out[K.ENERGY]
             residuals += (batch[K.ENERGY].to(torch.float64) - predicted).tolist()
             counts = torch.zeros(len(predicted), len(elements), dtype=torch.float64)
             for z, i in column.items():
@@ -326,7 +325,7 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
     positions = [species.index(z) for z in old_species]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # the fresh entries of new elements
-        model, fresh = old.model.grow_species(positions, len(species))
+        model, fresh = _grown(old.model, positions, len(species), config)
     potential = Potential(
         model, config.model, species, e0s, scale=float(old.scale), shift=float(old.shift)
     ).to(dtype=old.dtype)
@@ -339,6 +338,25 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
     grown = {f"model.{name}": mask for name, mask in fresh.items() if mask.any()}
     freeze(potential, config.finetune.freeze, grown, config)
     return potential
+
+
+def _grown(model: nn.Module, positions: list[int], num_species: int,
+           config: TrainConfig) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """``model`` with ``num_species`` species (:meth:`Architecture.grow_species`); a
+    registered model outside the architecture contract can only keep its species."""
+    if isinstance(model, Architecture):
+        return model.grow_species(positions, num_species)
+    assert config.finetune is not None and config.model is not None
+    grown = build_model(dict(config.model), num_species).to(
+        dtype=next(iter(model.state_dict().values())).dtype)
+    if positions != list(range(num_species)):
+        raise ModelFileError(
+            f"finetune.init_from {config.finetune.init_from}: the "
+            f"{config.model.get('architecture')} model does not implement the architecture "
+            "contract (mlff.models.contract.Architecture), so it cannot take new elements; "
+            "fine-tune it on data of its own elements.")
+    grown.load_state_dict(model.state_dict(), strict=True)
+    return grown, {}
 
 
 def freeze(
