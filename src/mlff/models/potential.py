@@ -50,7 +50,8 @@ def receptive_hops(hyperparameters: dict[str, Any]) -> int:
 
 
 class Potential(nn.Module):
-    """Wrap an architecture into a potential energy surface.
+    """Wrap an architecture into a potential energy surface (an
+    :class:`mlff.models.predict.EnergyModel`).
 
     Args:
         model: module mapping a graph dict to per-atom outputs (N,).
@@ -165,6 +166,12 @@ class Potential(nn.Module):
         inputs[K.EDGE_LENGTHS] = torch.linalg.norm(vectors, dim=-1)
         inputs[K.SPECIES] = self.species_table[graph[K.ATOMIC_NUMBERS]]
         return inputs
+
+    def invariant_features(self, graph: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Rotation-invariant per-atom features (N, F) of the architecture for ``graph``
+        (:meth:`mlff.models.contract.Architecture.invariant_features`), detached."""
+        with torch.enable_grad():  # a model may differentiate inside; we need its forward
+            return self.model.invariant_features(self.inputs(graph)).detach()
 
     def forward(
         self,

@@ -12,21 +12,23 @@ from __future__ import annotations
 import torch
 
 from mlff.data import keys as K
-from mlff.models.potential import Potential
+from mlff.models.predict import EnergyModel
 from mlff.nn import scatter_sum
 
 
 @torch.no_grad()
-def structure_descriptors(potential: Potential, graph: dict[str, torch.Tensor]) -> torch.Tensor:
+def structure_descriptors(model: EnergyModel, graph: dict[str, torch.Tensor]) -> torch.Tensor:
     """Descriptors (B, S·F) of each structure of a graph dict, in the model's dtype.
 
     Args:
-        potential: the model whose features are used.
+        model: the model (a Potential or a committee) whose features are used.
         graph: a (batched) graph dict on the model's device and dtype.
     """
-    atom_features = atom_descriptors(potential, graph)
-    species = potential.species_table[graph[K.ATOMIC_NUMBERS]]
-    num_species = len(potential.species)
+    atom_features = atom_descriptors(model, graph)
+    numbers = graph[K.ATOMIC_NUMBERS]
+    known = torch.as_tensor(model.species, device=numbers.device)
+    species = (numbers.unsqueeze(-1) == known).to(torch.int64).argmax(dim=-1)
+    num_species = len(model.species)
     num_structures = graph[K.CELL].shape[0]
     batch = graph[K.BATCH]
     blocks = []
@@ -38,7 +40,6 @@ def structure_descriptors(potential: Potential, graph: dict[str, torch.Tensor]) 
     return torch.cat(blocks, dim=-1)
 
 
-def atom_descriptors(potential: Potential, graph: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Invariant per-atom features (N, F) of ``potential`` for ``graph`` (see module doc)."""
-    with torch.enable_grad():  # a model may differentiate inside; we only need its forward
-        return potential.model.invariant_features(potential.inputs(graph)).detach()
+def atom_descriptors(model: EnergyModel, graph: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Invariant per-atom features (N, F) of ``model`` for ``graph`` (see module doc)."""
+    return model.invariant_features(graph)
