@@ -72,7 +72,7 @@ class Architecture(nn.Module):
         training set: ``avg_num_neighbors`` (a normalisation) of the architectures whose
         Config has it, from the mean number of neighbours per atom."""
         filled = dict(hyperparameters)
-        fields = getattr(cls, "Config").model_fields
+        fields = cls.Config.model_fields  # type: ignore[attr-defined]
         if "avg_num_neighbors" in fields and filled.get("avg_num_neighbors") is None:
             filled["avg_num_neighbors"] = float(mean_num_neighbors)
         return filled

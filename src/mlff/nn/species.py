@@ -107,7 +107,7 @@ def carry(
     """
     out = fresh.detach().clone().reshape(-1)
     kept = torch.ones(out.shape, dtype=torch.bool)
-    source = old.detach().reshape(-1).to(torch.float64)
+    source = old.detach().reshape(-1).to(device="cpu", dtype=torch.float64)  # as the indices
     old_species, new_species = old_index.species.reshape(-1), new_index.species.reshape(-1)
     old_factor, new_factor = old_index.factor.reshape(-1), new_index.factor.reshape(-1)
     pairs = [(-1, -1)] + [(s, int(p)) for s, p in enumerate(positions)]
