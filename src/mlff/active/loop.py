@@ -263,13 +263,12 @@ class ActiveLearning:
         return selected
 
     def _descriptors(self, committee: Committee, frames: list[Atoms], batch: int = 16) -> np.ndarray:
-        member = committee.members[0]
         blocks = []
         for start in range(0, len(frames), batch):
-            graphs = [structure_to_graph(Structure(atoms=a), member.cutoff)
+            graphs = [structure_to_graph(Structure(atoms=a), committee.cutoff)
                       for a in frames[start:start + batch]]
-            graph = to_device(collate(graphs), member.device, member.dtype)
-            blocks.append(structure_descriptors(member, graph).double().cpu().numpy())
+            graph = to_device(collate(graphs), committee.device, committee.dtype)
+            blocks.append(structure_descriptors(committee, graph).double().cpu().numpy())
         return np.concatenate(blocks) if blocks else np.zeros((0, 1))
 
     def _label(self, n: int, structures: list[Atoms]) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from mlff.calculators.ase import MLFFCalculator
 from mlff.cli.options import add_device_options, add_label_key_options, label_keys, resolve_device
 from mlff.console import plain_console
 from mlff.models.io import dtype_name
-from mlff.models.potential import Potential
+from mlff.models.predict import EnergyModel
 from mlff.uq.committee import Committee
 from mlff.uq.io import load_model
 
@@ -107,14 +107,13 @@ def run(args: argparse.Namespace) -> int:
     from mlff.validate.runner import ValidationOptions, run_validation
 
     model = load_model(args.model, device=resolve_device(args.device), dtype=args.dtype)
-    potential = model.members[0] if isinstance(model, Committee) else model
     console = plain_console()
     inputs, notes = build_inputs(
         data=args.data, transfer=args.transfer, structure=args.structure,
         supercell=args.supercell, crystal=args.crystal, molecule=args.molecule,
-        reference_trajectory=args.rdf_reference, species=potential.species,
+        reference_trajectory=args.rdf_reference, species=model.species,
         keys=label_keys(args))
-    _check_species(potential, inputs)
+    _check_species(model, inputs)
     options = ValidationOptions()
     _apply_md_flags(options, args)
     apply_overrides(options, args.overrides)
@@ -122,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         console.print(note, style="dim", highlight=False, markup=False)
     report = run_validation(
-        MLFFCalculator(model, device=potential.device), args.out, inputs,
+        MLFFCalculator(model, device=model.device), args.out, inputs,
         reference=reference, checks=args.checks, options=options,
         model_name=describe(args.model, model), reference_name=reference_name,
         input_notes=notes, log=lambda line: console.print(line, highlight=False, markup=False))
@@ -163,7 +162,7 @@ def _reference(path: Path | None):
     return oracle.make_calculator(), f"{oracle.name} ({path})"
 
 
-def _check_species(potential: Potential, inputs) -> None:
+def _check_species(model: EnergyModel, inputs) -> None:
     """Refuse, before any work, structures with elements the model does not know."""
     named: list[tuple[str, Atoms]] = []
     for labelled in inputs.test_sets + inputs.transfer_sets:
@@ -173,18 +172,17 @@ def _check_species(potential: Potential, inputs) -> None:
         if atoms is not None:
             named.append((f"the {what} ({atoms.get_chemical_formula()})", atoms))
     for where, atoms in named:
-        potential.check_species(torch.as_tensor(atoms.numbers), where)
+        model.check_species(torch.as_tensor(atoms.numbers), where)
 
 
-def describe(path: str | Path, model: Potential | Committee) -> str:
+def describe(path: str | Path, model: EnergyModel) -> str:
     """``path (architecture, elements, cutoff, dtype[, committee])`` for the report."""
     from ase.data import chemical_symbols
 
-    potential = model.members[0] if isinstance(model, Committee) else model
-    elements = ", ".join(chemical_symbols[z] for z in potential.species)
+    elements = ", ".join(chemical_symbols[z] for z in model.species)
     committee = f"; committee of {model.size}" if isinstance(model, Committee) else ""
-    return (f"{path} ({potential.hyperparameters.get('architecture', '?')}; {elements}; cutoff "
-            f"{potential.cutoff:g} Å; {dtype_name(potential.dtype)}{committee})")
+    return (f"{path} ({model.hyperparameters.get('architecture', '?')}; {elements}; cutoff "
+            f"{model.cutoff:g} Å; {dtype_name(model.dtype)}{committee})")
 
 
 def summary_table(results) -> Table:

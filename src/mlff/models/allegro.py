@@ -47,14 +47,16 @@ from pydantic import Field
 from torch import nn
 
 from mlff.data import keys as K
-from mlff.models.nequip import (
+from mlff.models.contract import Architecture, e3nn_conventions, radial_histogram
+from mlff.models.registry import ModelConfig, register
+from mlff.nn import MLP, BesselBasis, PolynomialCutoff, scatter_sum
+from mlff.nn.equivariant import (
     PerSpeciesScaleShift,
     hidden_irreps,
     init_unit_variance,
     settle_codegen,
 )
-from mlff.models.registry import ModelConfig, register
-from mlff.nn import MLP, BesselBasis, PolynomialCutoff, scatter_sum
+from mlff.nn.species import SpeciesIndex, rows
 
 _EVEN_SCALAR = o3.Irrep("0e")
 
@@ -222,7 +224,7 @@ class AllegroLayer(nn.Module):
 
 
 @register("allegro")
-class Allegro(nn.Module):
+class Allegro(Architecture):
     """Allegro mapped to per-atom energies (N,), in the units the Potential scales."""
 
     class Config(ModelConfig):
@@ -254,6 +256,40 @@ class Allegro(nn.Module):
             True,
             description="learnable per-species scale (init 1) and shift (init 0) of the output",
         )
+
+    presets = {
+        "small": {"num_layers": 1, "l_max": 1, "num_tensor_features": 8, "latent_dim": 32},
+        "medium": {"num_layers": 2, "l_max": 2, "num_tensor_features": 16, "latent_dim": 64},
+        "large": {"num_layers": 3, "l_max": 2, "num_tensor_features": 32, "latent_dim": 128},
+    }
+
+    @classmethod
+    def receptive_hops(cls, config: Config) -> int:
+        """Strictly local: edge features of one central atom only, whatever the layers."""
+        return 1
+
+    @classmethod
+    def conventions(cls) -> dict[str, str]:
+        """e3nn's version and coupling convention."""
+        return e3nn_conventions()
+
+    def invariant_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Radial histograms per neighbour species (no per-atom feature vector exists
+        before the edge-energy readout)."""
+        return radial_histogram(inputs, self.config.cutoff, self.num_species)
+
+    def species_parameters(self) -> dict[str, SpeciesIndex]:
+        """The one-hot columns (central, then neighbour) of the first latent layer and the
+        per-species scale/shift."""
+        s = self.num_species
+        first = self.two_body[0].weight
+        central, neighbour = rows(first, s, axis=1), rows(first, s, axis=1, start=s)
+        species = torch.where(central.species >= 0, central.species, neighbour.species)
+        index = {"two_body.0.weight": SpeciesIndex(species, central.factor)}
+        if self.scale_shift is not None:
+            index["scale_shift.scales"] = rows(self.scale_shift.scales, s)
+            index["scale_shift.shifts"] = rows(self.scale_shift.shifts, s)
+        return index
 
     def __init__(self, config: Config, num_species: int) -> None:
         super().__init__()

@@ -43,8 +43,11 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from mlff.data import keys as K
+from mlff.data.edges import edge_vectors
+from mlff.models.contract import Architecture, Grown, radial_histogram
 from mlff.models.registry import ModelConfig, register
 from mlff.nn import activation, scatter_sum
+from mlff.nn.species import SpeciesIndex, carry, per_species, rows
 
 _MIN_STD = 1e-2  # DeePMD's protection: a (nearly) constant column is not blown up
 # DeePMD divides the neighbour sum by sel, the largest neighbour count it allows, typically
@@ -133,7 +136,7 @@ def ungroup_rows(out_sorted: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 
 
 @register("deeppot")
-class DeepPot(nn.Module):
+class DeepPot(Architecture):
     """DeepPot-SE (se_e2_a) mapped to per-atom energies (N,), in the units the Potential scales."""
 
     class Config(ModelConfig):
@@ -176,6 +179,87 @@ class DeepPot(nn.Module):
                     f"({self.embedding_neurons[-1]})"
                 )
             return self
+
+    presets = {
+        "small": {"embedding_neurons": [16, 32], "axis_neurons": 8, "fitting_neurons": [64, 64]},
+        "medium": {"embedding_neurons": [25, 50, 100], "axis_neurons": 16,
+                   "fitting_neurons": [240, 240, 240]},
+        "large": {"embedding_neurons": [32, 64, 128], "axis_neurons": 16,
+                  "fitting_neurons": [256, 256, 256, 256]},
+    }
+
+    @classmethod
+    def receptive_hops(cls, config: Config) -> int:
+        """Strictly local: one descriptor per atom from its neighbours within the cutoff."""
+        return 1
+
+    def invariant_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Radial histograms per neighbour species (the descriptor mixes its columns by
+        the learnt embedding; the histograms are comparable across models)."""
+        return radial_histogram(inputs, self.config.cutoff, self.num_species)
+
+    def _net_species(self, name: str) -> tuple[str, int, int] | None:
+        """(list, central species, neighbour species) of a tensor of a per-species net
+        (the central species is -1 for one-side embedding nets); None for others."""
+        parts = name.split(".")
+        if parts[0] == "fitting_nets":
+            return parts[0], int(parts[1]), -1
+        if parts[0] == "embedding_nets":
+            k = int(parts[1])
+            if self.type_one_side:
+                return parts[0], -1, k
+            return parts[0], k // self.num_species, k % self.num_species
+        return None
+
+    def species_parameters(self) -> dict[str, SpeciesIndex]:
+        """The fitting net of each species, the embedding net of each neighbour species
+        (or pair: it counts as its central species') and the environment statistics."""
+        index = {name: rows(value, self.num_species)
+                 for name, value in self.state_dict().items() if name in ("env_mean", "env_std")}
+        for name, value in self.state_dict().items():
+            found = self._net_species(name)
+            if found is not None:
+                index[name] = per_species(value, found[1] if found[1] >= 0 else found[2])
+        return index
+
+    def grow_species(self, positions: Sequence[int], num_species: int) -> Grown:
+        """See :meth:`Architecture.grow_species`: the nets of the old species (and pairs) are
+        renumbered, those of new ones are fresh; the new species' environment statistics
+        start at mean 0 and deviation 1."""
+        from mlff.models.registry import build_model
+
+        old_state = self.state_dict()
+        reference = old_state["env_mean"]
+        grown = build_model(self.config.model_dump(), num_species).to(
+            device=reference.device, dtype=reference.dtype)
+        state = {name: value.clone() for name, value in grown.state_dict().items()}
+        fresh: dict[str, torch.Tensor] = {}
+        new_index = grown.species_parameters()
+        for name in new_index:
+            fresh[name] = torch.ones(state[name].shape, dtype=torch.bool)
+        old_index = self.species_parameters()
+        for name, value in old_state.items():
+            found = self._net_species(name)
+            if found is None and name in old_index:
+                state[name], fresh[name] = carry(value, state[name], old_index[name],
+                                                 new_index[name], positions)
+                continue
+            if found is None:
+                state[name] = value
+                continue
+            kind, central, neighbour = found
+            prefix, _, leaf = name.partition(".")[2].partition(".")
+            if kind == "fitting_nets":
+                k = positions[central]
+            elif self.type_one_side:
+                k = positions[neighbour]
+            else:
+                k = positions[central] * num_species + positions[neighbour]
+            target = f"{kind}.{k}.{leaf}"
+            state[target] = value
+            fresh[target] = torch.zeros(value.shape, dtype=torch.bool)
+        grown.load_state_dict(state, strict=True)
+        return Grown(grown, fresh)
 
     def __init__(self, config: Config, num_species: int) -> None:
         super().__init__()
@@ -292,15 +376,13 @@ class DeepPot(nn.Module):
                 species = graph[K.SPECIES]
             else:
                 species = species_table.to(graph[K.ATOMIC_NUMBERS].device)[graph[K.ATOMIC_NUMBERS]]
-            sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
+            sender = graph[K.EDGE_INDEX][0]
             if K.EDGE_VECTORS in graph:
                 vectors = graph[K.EDGE_VECTORS].double()
             else:
-                positions, cell = graph[K.POSITIONS].double(), graph[K.CELL].double()
                 batch = graph.get(K.BATCH, torch.zeros_like(species))
-                vectors = (positions[receiver] - positions[sender]
-                           + torch.einsum("ei,eij->ej", graph[K.EDGE_SHIFT].double(),
-                                          cell[batch[sender]]))
+                vectors = edge_vectors(graph[K.POSITIONS].double(), graph[K.CELL].double(),
+                                       graph[K.EDGE_INDEX], graph[K.EDGE_SHIFT].double(), batch)
             rows, _ = self.environment(vectors, vectors.norm(dim=-1))
             rows, central = rows.cpu(), species[sender].cpu()
             n = self.num_species

@@ -27,7 +27,9 @@ from mlff.models.registry import build_model
 
 # 2: a file may hold a committee (``"committee": K``, weights ``members.{k}.*``, read by
 # mlff.uq.io); single-potential files are unchanged from 1
-FORMAT_VERSION = 2
+# 3: ``"conventions"``: the library versions and coupling convention the weights assume
+# (Architecture.conventions; {} for plain torch layers and for files of older formats)
+FORMAT_VERSION = 3
 METADATA_NAME = "metadata.json"
 WEIGHTS_NAME = "weights.safetensors"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -41,6 +43,28 @@ KEPT_METADATA = ("data_fingerprint", "test_metrics", "training", "provenance", "
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"``."""
     return str(dtype).removeprefix("torch.")
+
+
+def conventions(model: torch.nn.Module) -> dict[str, str]:
+    """What the weights of ``model`` assume (:meth:`~mlff.models.contract.Architecture.conventions`)."""
+    describe = getattr(type(model), "conventions", None)
+    return dict(describe()) if describe is not None else {}
+
+
+def check_conventions(metadata: dict[str, Any], model: torch.nn.Module, path: Path) -> None:
+    """Refuse weights made under another coupling convention than ``model`` uses.
+
+    Raises:
+        ModelFileError: naming both conventions.
+    """
+    recorded = metadata.get("conventions") or {}
+    current = conventions(model)
+    if "coupling" in recorded and recorded["coupling"] != current.get("coupling"):
+        raise ModelFileError(
+            f"{path}: its weights assume the coupling convention {recorded['coupling']!r}, but "
+            f"this mlff builds {metadata['hyperparameters'].get('architecture')} with "
+            f"{current.get('coupling', 'none')!r}; use the mlff version that wrote it."
+        )
 
 
 def model_metadata(potential: Potential) -> dict[str, Any]:
@@ -60,6 +84,7 @@ def model_metadata(potential: Potential) -> dict[str, Any]:
         "scale": float(potential.scale),
         "shift": float(potential.shift),
         "dtype": dtype_name(potential.dtype),
+        "conventions": conventions(potential.model),
         "units": {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å³"},
         **potential.metadata,
     }
@@ -237,6 +262,7 @@ def potential_from_metadata(metadata: dict[str, Any], path: Path) -> Potential:
     except (RuntimeError, MemoryError) as exc:  # e.g. sizes too large to allocate
         raise ModelFileError(f"{path}: the model the metadata describes cannot be built "
                              f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+    check_conventions(metadata, model, path)
     potential.to(dtype=saved_dtype)
     potential.metadata = {
         k: v for k, v in metadata.items() if k in KEPT_METADATA
@@ -366,4 +392,9 @@ def _upgrade(metadata: dict[str, Any]) -> dict[str, Any]:
     """Bring older metadata to the current format, one version at a time."""
     if metadata["format_version"] == 1:  # 1 -> 2 added committee files only
         metadata = {**metadata, "format_version": 2}
+    if metadata["format_version"] == 2:  # 2 -> 3 added the conventions, unrecorded before
+        metadata = {**metadata, "format_version": 3, "conventions": {}}
+        if "members" in metadata and isinstance(metadata["members"], list):
+            metadata["members"] = [{**m, "conventions": {}} if isinstance(m, dict) else m
+                                   for m in metadata["members"]]
     return metadata

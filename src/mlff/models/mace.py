@@ -37,13 +37,15 @@ from pydantic import Field
 from torch import nn
 
 from mlff.data import keys as K
+from mlff.models.contract import Architecture, e3nn_conventions
 from mlff.models.registry import ModelConfig, register
 from mlff.nn import BesselBasis, GaussianBasis, PolynomialCutoff, gather, scatter_sum
-from mlff.nn.radial import AgnesiTransform, ChebyshevBasis, SoftTransform
-from mlff.nn.mlp import folded_fully_connected, folded_scales
 from mlff.nn.cueq import cueq_sum_for
 from mlff.nn.cueq import wanted as cueq_wanted
 from mlff.nn.dense import DenseUVUSum, plan_dense, to_dense
+from mlff.nn.mlp import folded_fully_connected, folded_scales
+from mlff.nn.radial import AgnesiTransform, ChebyshevBasis, SoftTransform
+from mlff.nn.species import SpeciesIndex, e3nn_weights, rows
 from mlff.nn.symmetric_contraction import SymmetricContraction
 
 
@@ -235,7 +237,7 @@ class MACEProduct(nn.Module):
 
 
 @register("mace")
-class MACE(nn.Module):
+class MACE(Architecture):
     """MACE mapped to per-atom energies (N,), in the units the Potential scales."""
 
     class Config(ModelConfig):
@@ -270,6 +272,40 @@ class MACE(nn.Module):
             True, description="envelope on the radial basis; false: on the radial MLP output")
         avg_num_neighbors: float | None = Field(
             None, gt=0, description="message normalisation; null = mean of the training data")
+
+    presets = {
+        "small": {"num_channels": 32, "max_L": 0, "correlation": 3, "num_interactions": 2},
+        "medium": {"num_channels": 128, "max_L": 1, "correlation": 3, "num_interactions": 2},
+        "large": {"num_channels": 128, "max_L": 2, "correlation": 3, "num_interactions": 2},
+    }
+
+    @classmethod
+    def receptive_hops(cls, config: Config) -> int:
+        """One hop per interaction."""
+        return int(config.num_interactions)
+
+    @classmethod
+    def conventions(cls) -> dict[str, str]:
+        """e3nn's version and coupling convention."""
+        return e3nn_conventions()
+
+    def invariant_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The scalar (0e) channels (N, num_channels) of the first read-out layer's features."""
+        features = self._layers(inputs)[self.readout_layers[0]][1]
+        return features[:, : self.config.num_channels].detach()
+
+    def species_parameters(self) -> dict[str, SpeciesIndex]:
+        """The one-hot embedding, the species-dependent skips and the per-species weights of
+        every symmetric contraction."""
+        s = self.num_species
+        index = {"embedding.weight": e3nn_weights(self.embedding, s)}
+        for k, interaction in enumerate(self.interactions):
+            if isinstance(interaction.skip, o3.TensorProduct):
+                index[f"interactions.{k}.skip.weight"] = e3nn_weights(interaction.skip, s, operand=1)
+        for k, product in enumerate(self.products):
+            for j, weight in enumerate(product.contraction.weights):
+                index[f"products.{k}.contraction.weights.{j}"] = rows(weight, s)
+        return index
 
     def __init__(self, config: Config, num_species: int) -> None:
         super().__init__()

@@ -24,7 +24,6 @@ is the same function, it costs less, and no parameter is left without a gradient
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Literal
 
@@ -35,68 +34,22 @@ from pydantic import Field
 from torch import nn
 
 from mlff.data import keys as K
+from mlff.models.contract import Architecture, e3nn_conventions
 from mlff.models.registry import ModelConfig, register
 from mlff.nn import MLP, BesselBasis, PolynomialCutoff, gather, scatter_sum
 from mlff.nn.cueq import cueq_sum_for
 from mlff.nn.cueq import wanted as cueq_wanted
 from mlff.nn.dense import DenseUVUSum, plan_dense, to_dense
+from mlff.nn.equivariant import (  # noqa: F401 (hidden_irreps: part of this module's API)
+    PerSpeciesScaleShift,
+    hidden_irreps,
+    init_unit_variance,
+    reachable,
+    settle_codegen,
+)
+from mlff.nn.species import SpeciesIndex, e3nn_weights, rows
 
 _EVEN_SCALAR = o3.Irrep("0e")
-
-
-def hidden_irreps(num_features: int, l_max: int, parity: bool) -> o3.Irreps:
-    """``num_features`` copies of every ``l <= l_max``: both parities, or ``(-1)^l`` only."""
-    irreps = []
-    for degree in range(l_max + 1):
-        natural = (-1) ** degree
-        irreps.append((num_features, (degree, natural)))
-        if parity:
-            irreps.append((num_features, (degree, -natural)))
-    return o3.Irreps(irreps)
-
-
-def reachable(irreps_in: o3.Irreps, irreps_edge: o3.Irreps, ir_out: o3.Irrep) -> bool:
-    """Whether a tensor product of ``irreps_in`` with ``irreps_edge`` can give ``ir_out``."""
-    return any(ir_out in ir1 * ir2 for _, ir1 in irreps_in for _, ir2 in irreps_edge)
-
-
-def init_unit_variance(mlp: nn.Module) -> None:
-    """Initialise the linear layers of an MLP for unit variance (as e3nn's FullyConnectedNet).
-
-    O(1) inputs then give O(1) outputs (e.g. tensor-product weights); biases start at zero.
-    """
-    linears = [m for m in mlp.modules() if isinstance(m, nn.Linear)]
-    for k, linear in enumerate(linears):
-        gain = 1.0 if k == 0 else 1.679  # 1 / sqrt(E[silu(z)^2]) for z ~ N(0, 1)
-        nn.init.normal_(linear.weight, std=gain / math.sqrt(linear.in_features))
-        if linear.bias is not None:
-            nn.init.zeros_(linear.bias)
-
-
-def settle_codegen(module: nn.Module) -> None:
-    """Replace every child of ``module`` by a deep copy of itself.
-
-    e3nn's tensor products generate their code with torch.fx; the first copy of one
-    (``copy.deepcopy``, as for the EMA weights) reloads it with its Wigner-3j constants
-    folded into extra buffers, so a copy would not have the buffers of the original and
-    ``torch.optim.swa_utils.AveragedModel`` would pair the wrong ones. Copying once at
-    construction gives the model the settled form; later copies keep it.
-    """
-    for name, child in list(module.named_children()):
-        setattr(module, name, copy.deepcopy(child))
-
-
-class PerSpeciesScaleShift(nn.Module):
-    """Learnable ``scale[species] * x + shift[species]``, initialised to 1 and 0."""
-
-    def __init__(self, num_species: int) -> None:
-        super().__init__()
-        self.scales = nn.Parameter(torch.ones(num_species))
-        self.shifts = nn.Parameter(torch.zeros(num_species))
-
-    def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        """Scale and shift x (N,) by the species (N,) of each atom."""
-        return x * self.scales[species] + self.shifts[species]
 
 
 class NequIPInteraction(nn.Module):
@@ -262,7 +215,7 @@ class NequIPInteraction(nn.Module):
 
 
 @register("nequip")
-class NequIP(nn.Module):
+class NequIP(Architecture):
     """NequIP mapped to per-atom energies (N,), in the units the Potential scales."""
 
     class Config(ModelConfig):
@@ -291,6 +244,38 @@ class NequIP(nn.Module):
             True,
             description="learnable per-species scale (init 1) and shift (init 0) of the output",
         )
+
+    presets = {
+        "small": {"num_features": 16, "num_layers": 3, "l_max": 1},
+        "medium": {"num_features": 32, "num_layers": 4, "l_max": 2},
+        "large": {"num_features": 64, "num_layers": 5, "l_max": 2},
+    }
+
+    @classmethod
+    def receptive_hops(cls, config: Config) -> int:
+        """One hop per interaction block."""
+        return int(config.num_layers)
+
+    @classmethod
+    def conventions(cls) -> dict[str, str]:
+        """e3nn's version and coupling convention."""
+        return e3nn_conventions()
+
+    def invariant_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The hidden scalars of the readout (N, readout width), from the last layer's scalars."""
+        return self.readout_hidden(self._features(inputs)[1]).detach()
+
+    def species_parameters(self) -> dict[str, SpeciesIndex]:
+        """The one-hot embedding, every self-connection and the per-species scale/shift."""
+        s = self.num_species
+        index = {"embedding.weight": e3nn_weights(self.embedding, s)}
+        for k, interaction in enumerate(self.layers):
+            index[f"layers.{k}.self_connection.weight"] = e3nn_weights(
+                interaction.self_connection, s, operand=1)
+        if self.scale_shift is not None:
+            index["scale_shift.scales"] = rows(self.scale_shift.scales, s)
+            index["scale_shift.shifts"] = rows(self.scale_shift.shifts, s)
+        return index
 
     def __init__(self, config: Config, num_species: int) -> None:
         super().__init__()

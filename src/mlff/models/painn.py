@@ -15,8 +15,10 @@ from pydantic import Field
 from torch import nn
 
 from mlff.data import keys as K
+from mlff.models.contract import Architecture, hooked_features
 from mlff.models.registry import ModelConfig, register
 from mlff.nn import MLP, PolynomialCutoff, activation, gather, radial_basis, scatter_sum
+from mlff.nn.species import SpeciesIndex, rows
 
 _NORM_EPS = 1e-8
 
@@ -76,7 +78,7 @@ class PaiNNUpdate(nn.Module):
 
 
 @register("painn")
-class PaiNN(nn.Module):
+class PaiNN(Architecture):
     """PaiNN mapped to per-atom energies (N,), in the units the Potential scales."""
 
     class Config(ModelConfig):
@@ -90,9 +92,29 @@ class PaiNN(nn.Module):
         envelope_exponent: int = Field(6, ge=2, description="p of the polynomial cutoff")
         activation: Literal["silu", "ssp", "tanh"] = "silu"
 
+    presets = {
+        "small": {"num_features": 64, "num_layers": 2},
+        "medium": {"num_features": 128, "num_layers": 3},
+        "large": {"num_features": 256, "num_layers": 5},
+    }
+
+    @classmethod
+    def receptive_hops(cls, config: Config) -> int:
+        """One hop per message block."""
+        return int(config.num_layers)
+
+    def invariant_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The last layer's scalar features (N, num_features), the readout's input."""
+        return hooked_features(self, inputs, "readout", use_input=True)
+
+    def species_parameters(self) -> dict[str, SpeciesIndex]:
+        """The embedding table's rows."""
+        return {"embedding.weight": rows(self.embedding.weight, self.num_species)}
+
     def __init__(self, config: Config, num_species: int) -> None:
         super().__init__()
         self.config = config
+        self.num_species = num_species
         f = config.num_features
         self.num_features = f
         self.num_layers = config.num_layers

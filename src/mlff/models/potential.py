@@ -17,52 +17,41 @@ from ase.data import chemical_symbols
 from torch import nn
 
 from mlff.data import keys as K
+from mlff.data.edges import edge_vectors
 from mlff.errors import ConfigError, UnknownElementError
-from mlff.nn import gather, scatter_sum
+from mlff.models.registry import get_architecture
+from mlff.nn import scatter_sum
 from mlff.nn.zbl import ZBLRepulsion
 
 _NUM_ELEMENTS = len(chemical_symbols)
 
-# architectures whose per-atom energy depends only on the atoms within one cutoff (Allegro:
-# edge features of one central atom only; DeepPot-SE: one descriptor per atom); every
-# other one passes messages along the edges num_layers (or num_interactions) times
-STRICTLY_LOCAL = frozenset({"allegro", "deeppot"})
-_LAYER_KEYS = ("num_interactions", "num_layers")
-
-
 def receptive_hops(hyperparameters: dict[str, Any]) -> int:
     """The receptive field of an architecture in graph hops (edges of length < cutoff).
 
-    An atom's energy depends on the atoms at most this many edges away: 1 for strictly
-    local models (Allegro, DeepPot-SE), else the number of message-passing layers
-    (``num_interactions`` for MACE, ``num_layers`` for SchNet, PaiNN and NequIP).
+    An atom's energy depends on the atoms at most this many edges away, as the
+    architecture tells (:meth:`mlff.models.contract.Architecture.receptive_hops`); missing
+    hyperparameters take the architecture's defaults.
 
     Raises:
-        ConfigError: an architecture without either key that is not known to be local.
+        ConfigError: an unregistered architecture, or hyperparameters it does not accept.
     """
-    architecture = hyperparameters.get("architecture", "?")
-    if architecture in STRICTLY_LOCAL:
-        return 1
-    if not any(key in hyperparameters for key in _LAYER_KEYS):
-        try:  # a partial set: the architecture's defaults fill it in
-            from mlff.models.registry import get_architecture
-
-            config = get_architecture(architecture).Config.model_validate(dict(hyperparameters))
-            hyperparameters = config.model_dump()
-        except (KeyError, ValueError):
-            pass
-    for key in _LAYER_KEYS:
-        if key in hyperparameters:
-            return int(hyperparameters[key])
-    raise ConfigError(
-        f"architecture {architecture!r}: cannot tell its number of message-passing layers "
-        f"(no {' or '.join(_LAYER_KEYS)} among its hyperparameters); add it to "
-        "mlff.models.potential.STRICTLY_LOCAL if it is strictly local."
-    )
+    name = hyperparameters.get("architecture", "?")
+    try:
+        architecture = get_architecture(name)
+    except KeyError as exc:
+        raise ConfigError(f"architecture {name!r}: cannot tell its number of message-passing "
+                          f"layers ({exc.args[0]}).") from None
+    try:
+        config = architecture.Config.model_validate(dict(hyperparameters))
+    except ValueError as exc:
+        raise ConfigError(f"architecture {name!r}: cannot tell its number of message-passing "
+                          f"layers from these hyperparameters ({exc}).") from None
+    return architecture.receptive_hops(config)
 
 
 class Potential(nn.Module):
-    """Wrap an architecture into a potential energy surface.
+    """Wrap an architecture into a potential energy surface (an
+    :class:`mlff.models.predict.EnergyModel`).
 
     Args:
         model: module mapping a graph dict to per-atom outputs (N,).
@@ -158,6 +147,32 @@ class Potential(nn.Module):
         for graph, source in zip(graphs, sources, strict=True):
             self.check_species(graph[K.ATOMIC_NUMBERS], source or "structure")
 
+    def inputs(
+        self,
+        graph: dict[str, torch.Tensor],
+        positions: Optional[torch.Tensor] = None,
+        cell: Optional[torch.Tensor] = None,
+    ) -> dict[str, torch.Tensor]:
+        """The graph dict the architecture receives: ``graph`` plus ``species``,
+        ``edge_vectors`` and ``edge_lengths`` (Å), from ``positions`` and ``cell`` when given
+        (strained, for the stress) or else the graph's own."""
+        positions = graph[K.POSITIONS] if positions is None else positions
+        cell = graph[K.CELL] if cell is None else cell
+        vectors = edge_vectors(positions, cell, graph[K.EDGE_INDEX], graph[K.EDGE_SHIFT],
+                               graph[K.BATCH])
+        inputs = dict(graph)
+        inputs[K.POSITIONS] = positions
+        inputs[K.EDGE_VECTORS] = vectors
+        inputs[K.EDGE_LENGTHS] = torch.linalg.norm(vectors, dim=-1)
+        inputs[K.SPECIES] = self.species_table[graph[K.ATOMIC_NUMBERS]]
+        return inputs
+
+    def invariant_features(self, graph: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Rotation-invariant per-atom features (N, F) of the architecture for ``graph``
+        (:meth:`mlff.models.contract.Architecture.invariant_features`), detached."""
+        with torch.enable_grad():  # a model may differentiate inside; we need its forward
+            return self.model.invariant_features(self.inputs(graph)).detach()
+
     def forward(
         self,
         graph: dict[str, torch.Tensor],
@@ -187,7 +202,6 @@ class Potential(nn.Module):
         cell = graph[K.CELL]
         batch = graph[K.BATCH]
         num_structures = cell.shape[0]
-        sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
 
         if compute_forces and not leaf.requires_grad:
             leaf = leaf.detach().requires_grad_(True)
@@ -199,18 +213,8 @@ class Potential(nn.Module):
             positions = positions + torch.einsum("ni,nij->nj", positions, symmetric[batch])
             cell = cell + torch.bmm(cell, symmetric)
 
-        edge_vectors = (
-            gather(positions, receiver)
-            - gather(positions, sender)
-            + torch.einsum("ei,eij->ej", graph[K.EDGE_SHIFT], gather(cell, gather(batch, sender)))
-        )
-        species = self.species_table[graph[K.ATOMIC_NUMBERS]]
-        inputs = dict(graph)
-        inputs[K.POSITIONS] = positions
-        inputs[K.EDGE_VECTORS] = edge_vectors
-        inputs[K.EDGE_LENGTHS] = torch.linalg.norm(edge_vectors, dim=-1)
-        inputs[K.SPECIES] = species
-
+        inputs = self.inputs(graph, positions, cell)
+        species = inputs[K.SPECIES]
         interaction = self.model(inputs) * self.scale + self.shift
         for term in self.pair_terms:
             interaction = interaction + term(inputs[K.EDGE_LENGTHS], graph[K.EDGE_INDEX],

@@ -9,8 +9,10 @@ from pydantic import Field
 from torch import nn
 
 from mlff.data import keys as K
+from mlff.models.contract import Architecture, hooked_features
 from mlff.models.registry import ModelConfig, register
 from mlff.nn import MLP, CosineCutoff, ShiftedSoftplus, gather, radial_basis, scatter_sum
+from mlff.nn.species import SpeciesIndex, rows
 
 
 class SchNetInteraction(nn.Module):
@@ -39,7 +41,7 @@ class SchNetInteraction(nn.Module):
 
 
 @register("schnet")
-class SchNet(nn.Module):
+class SchNet(Architecture):
     """SchNet mapped to per-atom energies (N,), in the units the Potential scales."""
 
     class Config(ModelConfig):
@@ -51,9 +53,29 @@ class SchNet(nn.Module):
         num_layers: int = Field(3, ge=1, description="interaction blocks")
         num_radial: int = Field(50, ge=1, description="Gaussians on [0, cutoff]")
 
+    presets = {
+        "small": {"num_features": 64, "num_filters": 64, "num_layers": 2},
+        "medium": {"num_features": 128, "num_filters": 128, "num_layers": 3},
+        "large": {"num_features": 256, "num_filters": 256, "num_layers": 6},
+    }
+
+    @classmethod
+    def receptive_hops(cls, config: Config) -> int:
+        """One hop per interaction block."""
+        return int(config.num_layers)
+
+    def invariant_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The last interaction's features (N, num_features), the readout's input."""
+        return hooked_features(self, inputs, "readout", use_input=True)
+
+    def species_parameters(self) -> dict[str, SpeciesIndex]:
+        """The embedding table's rows."""
+        return {"embedding.weight": rows(self.embedding.weight, self.num_species)}
+
     def __init__(self, config: Config, num_species: int) -> None:
         super().__init__()
         self.config = config
+        self.num_species = num_species
         f = config.num_features
         self.embedding = nn.Embedding(num_species, f)
         self.radial = radial_basis("gaussian", config.cutoff, config.num_radial)

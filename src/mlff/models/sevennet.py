@@ -38,11 +38,13 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from mlff.data import keys as K
-from mlff.models.nequip import PerSpeciesScaleShift, settle_codegen
+from mlff.models.contract import Architecture, e3nn_conventions, hooked_features
 from mlff.models.registry import ModelConfig, register
 from mlff.nn import PolynomialCutoff, gather, scatter_sum
 from mlff.nn.dense import DenseUVUSum, plan_dense, to_dense
+from mlff.nn.equivariant import PerSpeciesScaleShift, settle_codegen
 from mlff.nn.radial import XPLORCutoff
+from mlff.nn.species import SpeciesIndex, e3nn_weights, rows
 
 ModalInput = Literal["embedding", "linear_1", "linear_2", "readout"]
 
@@ -255,7 +257,7 @@ class SevenNetInteraction(nn.Module):
 
 
 @register("sevennet")
-class SevenNet(nn.Module):
+class SevenNet(Architecture):
     """SevenNet mapped to per-atom energies (N,), eV (per-species scale and shift included)."""
 
     class Config(ModelConfig):
@@ -328,6 +330,39 @@ class SevenNet(nn.Module):
             if self.num_modalities and self.modality >= self.num_modalities:
                 raise ValueError(f"modality {self.modality} of {self.num_modalities} fidelities")
             return self
+
+    presets = {
+        "small": {"num_features": 32, "num_layers": 3, "l_max": 1},
+        "medium": {"num_features": 64, "num_layers": 4, "l_max": 2},
+        "large": {"num_features": 128, "num_layers": 5, "l_max": 3},
+    }
+
+    @classmethod
+    def receptive_hops(cls, config: Config) -> int:
+        """One hop per interaction block."""
+        return int(config.num_layers)
+
+    @classmethod
+    def conventions(cls) -> dict[str, str]:
+        """e3nn's version and coupling convention."""
+        return e3nn_conventions()
+
+    def invariant_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The hidden scalars of the readout (N, readout width)."""
+        return hooked_features(self, inputs, "readout_hidden", use_input=False)
+
+    def species_parameters(self) -> dict[str, SpeciesIndex]:
+        """The one-hot embedding, the species-dependent self-connections and the
+        per-species scale/shift."""
+        s = self.num_species
+        index = {"embedding.weight": e3nn_weights(self.embedding, s)}
+        for k, interaction in enumerate(self.layers):
+            if not interaction.self_connection_is_linear:
+                index[f"layers.{k}.self_connection.weight"] = e3nn_weights(
+                    interaction.self_connection, s, operand=1)
+        index["scale_shift.scales"] = rows(self.scale_shift.scales, s)
+        index["scale_shift.shifts"] = rows(self.scale_shift.shifts, s)
+        return index
 
     def __init__(self, config: Config, num_species: int) -> None:
         super().__init__()

@@ -112,7 +112,7 @@ class SchedulerConfig(_Strict):
 
 
 class StageTwoConfig(_Strict):
-    """A second stage of training with new loss weights and learning rate (MACE's stage two).
+    """A second stage of training with new loss weights and learning rate ("stage two").
 
     Stage two begins before the first epoch at which ``start_fraction`` of ``max_epochs``
     have been trained or, with ``max_minutes``, ``start_fraction`` of the budget has been

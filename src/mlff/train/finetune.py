@@ -7,17 +7,18 @@ The ``finetune`` section of the training config names the pretrained model. Then
 - the new potential knows the union of the pretrained model's elements and those of the
   new training data, **sorted by atomic number** (as every model built by mlff), so a
   fine-tuned model is indistinguishable in form from one trained from scratch;
-- every weight is copied; the species embeddings (any ``nn.Embedding`` with one row per
-  species of the pretrained model, found generically) get their old rows at the
-  elements' new positions, and rows for new elements keep the architecture's own fresh
-  initialisation, seeded by ``seed`` (:func:`potential_from_pretrained`);
+- every weight is copied; the architecture grows its per-element entries (embedding
+  rows, one-hot linear maps, species-dependent skips, per-species scales:
+  :meth:`mlff.models.contract.Architecture.grow_species`), so predictions for the old
+  elements are unchanged, and the entries of new elements keep the architecture's own
+  fresh initialisation, seeded by ``seed`` (:func:`potential_from_pretrained`);
 - E0s: the pretrained ones are kept (``keep_e0s``); new elements get theirs from
   ``data.e0s`` - an isolated-atoms file, a mapping, or ``least_squares``: a fit of the
   new training energies minus the extended model's prediction, the kept E0s held fixed
   (:func:`finetune_e0s`, :func:`fit_e0s_to_model`); scale and shift are the pretrained
   model's, and the trainer does not re-align the energy offset;
-- parameters named by a ``freeze`` prefix stop training; an embedding that gained rows
-  for new elements keeps those rows trainable while its pretrained rows stay fixed;
+- parameters named by a ``freeze`` prefix stop training; a parameter that gained entries
+  for new elements keeps those trainable while its pretrained entries stay fixed;
 - the learning rate is ``training.lr * lr_factor`` (:func:`learning_rate`);
 - with ``replay_fraction`` > 0, structures of the original data (``replay_data``) are
   drawn with the seed and added to the training set, so they make up that fraction of
@@ -26,7 +27,7 @@ The ``finetune`` section of the training config names the pretrained model. Then
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,8 @@ from mlff.data.readers import LabelKeys
 from mlff.errors import ConfigError, DataError, ModelFileError
 from mlff.models.io import load_model, read_metadata
 from mlff.models.potential import Potential
+from mlff.models.predict import batched_outputs
+from mlff.models.contract import Architecture
 from mlff.models.registry import build_model, get_architecture
 from mlff.train.config import TrainConfig
 
@@ -267,17 +270,14 @@ def fit_e0s_to_model(
             f"cannot fit E0s of {names}: no training structure with these elements has an energy. "
             "Give them in data.e0s (a mapping or an isolated-atoms file)."
         )
-    from mlff.data.dataset import BatchLoader
-    from mlff.data.graph import to_device
-
     if len(chosen) > max_structures:
         chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, max_structures).astype(int)]
 
     rows, residuals = [], []
     with torch.no_grad():
-        for batch in BatchLoader(dataset.subset(chosen), batch_size, shuffle=False).batches():
-            batch = to_device(batch, potential.device, potential.dtype)
-            predicted = potential(batch, compute_forces=False)[K.ENERGY]
+        for batch, out in batched_outputs(potential, dataset.subset(chosen), batch_size,
+                                          compute_forces=False):
+            predicted = out[K.ENERGY]
             residuals += (batch[K.ENERGY].to(torch.float64) - predicted).tolist()
             counts = torch.zeros(len(predicted), len(elements), dtype=torch.float64)
             for z, i in column.items():
@@ -290,15 +290,6 @@ def fit_e0s_to_model(
     index = [potential.species.index(z) for z in elements]
     potential.e0s[index] += torch.tensor(delta, dtype=torch.float64, device=potential.e0s.device)
     return {z: float(potential.e0s[i]) for z, i in zip(elements, index)}
-
-
-def species_embeddings(model: nn.Module, num_species: int) -> list[str]:
-    """Names of the ``nn.Embedding`` modules of ``model`` with one row per species."""
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Embedding) and module.num_embeddings == num_species
-    ]
 
 
 def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potential:
@@ -331,56 +322,57 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
         else:
             raise DataError(f"no E0 for {chemical_symbols[z]}: give it in data.e0s.")
 
+    positions = [species.index(z) for z in old_species]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)  # the fresh rows of new elements
-        model = build_model(dict(config.model), len(species))
+        torch.manual_seed(config.seed)  # the fresh entries of new elements
+        model, fresh = _grown(old.model, positions, len(species), config)
     potential = Potential(
         model, config.model, species, e0s, scale=float(old.scale), shift=float(old.shift)
     ).to(dtype=old.dtype)
     with torch.no_grad():  # exactly, not through the default dtype of the constructor
         potential.scale.copy_(old.scale)
         potential.shift.copy_(old.shift)
-
-    embeddings = species_embeddings(old.model, len(old_species))
-    rows = torch.tensor([species.index(z) for z in old_species])
-    old_state = old.model.state_dict()
-    state = {}
-    for key, fresh in potential.model.state_dict().items():
-        value = old_state[key]
-        module, _, leaf = key.rpartition(".")
-        if module in embeddings and leaf == "weight" and fresh.shape[0] == len(species):
-            value = fresh.clone().index_copy_(0, rows, value.to(fresh.dtype))
-        elif value.shape != fresh.shape:
-            raise ModelFileError(
-                f"finetune.init_from {config.finetune.init_from}: cannot carry {key} "
-                f"{tuple(value.shape)} over to {tuple(fresh.shape)}; only species embeddings "
-                "(nn.Embedding, one row per element) may grow when elements are added."
-            )
-        state[key] = value
-    potential.model.load_state_dict(state, strict=True)
     if config.data.e0s == "least_squares":
         fit_e0s_to_model(potential, data.train, refitted_species(config, old_species, data.species))
 
-    new_rows = [i for i, z in enumerate(species) if z not in old_species]
-    grown = {f"model.{name}.weight" for name in embeddings} if new_rows else set()
-    freeze(potential, config.finetune.freeze, grown, new_rows, config)
+    grown = {f"model.{name}": mask for name, mask in fresh.items() if mask.any()}
+    freeze(potential, config.finetune.freeze, grown, config)
     return potential
+
+
+def _grown(model: nn.Module, positions: list[int], num_species: int,
+           config: TrainConfig) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """``model`` with ``num_species`` species (:meth:`Architecture.grow_species`); a
+    registered model outside the architecture contract can only keep its species."""
+    if isinstance(model, Architecture):
+        return model.grow_species(positions, num_species)
+    assert config.finetune is not None and config.model is not None
+    grown = build_model(dict(config.model), num_species).to(
+        dtype=next(iter(model.state_dict().values())).dtype)
+    if positions != list(range(num_species)):
+        raise ModelFileError(
+            f"finetune.init_from {config.finetune.init_from}: the "
+            f"{config.model.get('architecture')} model does not implement the architecture "
+            "contract (mlff.models.contract.Architecture), so it cannot take new elements; "
+            "fine-tune it on data of its own elements.")
+    grown.load_state_dict(model.state_dict(), strict=True)
+    return grown, {}
 
 
 def freeze(
     potential: Potential,
     prefixes: list[str],
-    grown: Collection[str] = frozenset(),
-    new_rows: Sequence[int] = (),
+    grown: Mapping[str, torch.Tensor] | None = None,
     config: TrainConfig | None = None,
 ) -> list[str]:
     """Stop training the parameters whose names start with one of ``prefixes``.
 
     A prefix matches a parameter name equal to it or continuing after a dot
     (``model.messages.1`` matches ``model.messages.1.x``, not ``model.messages.10.x``).
-    Parameters in ``grown`` (species embeddings with rows for new elements) stay
-    trainable, but the gradient of every row except ``new_rows`` is zeroed, so the
-    pretrained rows stay exactly as they were (with Adam/AdamW and no weight decay).
+    Parameters in ``grown`` (name -> bool mask of the entries of new elements, from
+    :meth:`mlff.models.contract.Architecture.grow_species`) stay trainable, but the
+    gradient of every other entry is zeroed, so the pretrained entries stay exactly as
+    they were (with Adam/AdamW and no weight decay).
 
     Returns the names of the frozen parameters.
 
@@ -414,7 +406,7 @@ def freeze(
                 continue
             frozen.append(name)
             parameter = parameters[name]
-            if name in grown:
+            if grown and name in grown:
                 if config is not None and config.training.weight_decay > 0:
                     raise ConfigError(
                         f"finetune.freeze: {name} gained rows for new elements, which train "
@@ -422,8 +414,7 @@ def freeze(
                         "decay would still move them. Set training.weight_decay to 0 or do "
                         "not freeze this embedding."
                     )
-                mask = torch.zeros(parameter.shape[0], 1, dtype=parameter.dtype)
-                mask[list(new_rows)] = 1.0
+                mask = grown[name].to(parameter.dtype)
                 parameter.register_hook(lambda grad, mask=mask: grad * mask.to(grad))
             else:
                 parameter.requires_grad_(False)

@@ -32,9 +32,12 @@ from mlff.data.graph import collate, to_device
 from mlff.data.packed import ChunkedShuffleLoader
 from mlff.errors import ConfigError, MLFFError
 from mlff.interface import argument
+from mlff.models.contract import hyperparameters_from_data
 from mlff.models.io import save_model
+from mlff.models.metrics import ErrorAccumulator
 from mlff.models.potential import Potential
-from mlff.models.registry import build_model
+from mlff.models.predict import batched_outputs
+from mlff.models.registry import build_model, get_architecture
 from mlff.threads import ThreadGovernor
 from mlff.train.averaging import WeightAverage
 from mlff.train.checkpoint import load_checkpoint, save_checkpoint
@@ -55,7 +58,6 @@ from mlff.train.distributed import (
     split_by_atoms,
 )
 from mlff.train.loss import compute_loss, config_type_factors, label_counts, reweight
-from mlff.train.metrics import ErrorAccumulator
 from mlff.train.schedule import LRSchedule
 from mlff.train.summary import training_summary
 
@@ -97,11 +99,11 @@ def build_potential(
     """
     if config.finetune is not None:
         return potential_from_pretrained(config, data)
-    hyperparameters = dict(config.model)
-    if "avg_num_neighbors" in hyperparameters and hyperparameters["avg_num_neighbors"] is None:
-        hyperparameters["avg_num_neighbors"] = float(
-            avg_num_neighbors if avg_num_neighbors is not None else data.avg_num_neighbors
-        )
+    hyperparameters = hyperparameters_from_data(
+        get_architecture(config.model["architecture"]),
+        dict(config.model),
+        avg_num_neighbors if avg_num_neighbors is not None else data.avg_num_neighbors,
+    )
     model = build_model(hyperparameters, len(data.species))
     return Potential(
         model,
@@ -123,9 +125,7 @@ def align_energy_offset(potential: Potential, dataset: GraphDataset, max_structu
     subset = dataset.subset(range(min(len(dataset), max_structures)))
     errors = []
     with torch.no_grad():
-        for batch in BatchLoader(subset, 64, shuffle=False).batches():
-            batch = to_device(batch, potential.device, potential.dtype)
-            pred = potential(batch, compute_forces=False)
+        for batch, pred in batched_outputs(potential, subset, 64, compute_forces=False):
             has = batch[K.HAS_ENERGY]
             errors.append(((pred[K.ENERGY] - batch[K.ENERGY]) / batch[K.NUM_ATOMS])[has])
     if not errors or sum(e.numel() for e in errors) == 0:
@@ -156,17 +156,15 @@ def evaluate(
         dataset = dataset.subset(range(context.rank, len(dataset), context.world_size))
     accumulator = ErrorAccumulator()
     loss_sum, count = 0.0, 0
-    for batch in BatchLoader(dataset, batch_size, shuffle=False).batches():
-        batch = to_device(batch, potential.device, potential.dtype)
-        pred = potential(batch, compute_forces=True, compute_stress=compute_stress)
-        pred = {k: v.detach() for k, v in pred.items()}
+    for batch, pred in batched_outputs(potential, dataset, batch_size,
+                                       compute_stress=compute_stress):
         accumulator.update(pred, batch)
         if loss_config is not None:
             loss, _ = compute_loss(pred, reweight(batch, factors), loss_config)
             loss_sum += float(loss) * len(batch[K.NUM_ATOMS])
             count += len(batch[K.NUM_ATOMS])
     if context.enabled:
-        accumulator.reduce(context)
+        accumulator.reduce(lambda flat: all_reduce_sum(flat, context))
         loss_sum, count = all_reduce_sum(torch.tensor([loss_sum, count], dtype=torch.float64),
                                          context).tolist()
     metrics = accumulator.compute()
@@ -207,11 +205,12 @@ class Trainer:
 
         self.data = load_training_data(config)
         potential = build_potential(config, self.data, avg_num_neighbors)
-        if config.finetune is None and config.model.get("avg_num_neighbors", 0) is None:
+        if config.finetune is None:  # the hyperparameters the data (or checkpoint) filled in
             origin = "the checkpoint" if avg_num_neighbors is not None else "the training data"
-            value = potential.hyperparameters["avg_num_neighbors"]
-            self.console.print(f"model.avg_num_neighbors = {value:.4f} (from {origin})",
-                               highlight=False)
+            for key, value in potential.hyperparameters.items():
+                if config.model.get(key, 0) is None and value is not None:
+                    self.console.print(f"model.{key} = {value:.4f} (from {origin})",
+                                       highlight=False)
         # an element absent from the training set has no embedding: name its file and frame
         for dataset in (self.data.valid, self.data.test):
             if dataset is not None:

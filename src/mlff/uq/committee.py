@@ -97,6 +97,11 @@ class Committee(nn.Module):
         """See :meth:`Potential.check_structures`."""
         self.members[0].check_structures(graphs, sources)
 
+    def invariant_features(self, graph: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Invariant per-atom features (N, F) for selection: those of the first member
+        (the members share the architecture; see :meth:`Potential.invariant_features`)."""
+        return self.members[0].invariant_features(graph)
+
     def forward(
         self,
         graph: dict[str, torch.Tensor],

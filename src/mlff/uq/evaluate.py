@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from mlff.data import keys as K
-from mlff.data.dataset import BatchLoader, GraphDataset
-from mlff.data.graph import to_device
+from mlff.data.dataset import GraphDataset
+from mlff.models.predict import batched_outputs
 from mlff.uq.committee import ENERGY_STD, FORCES_STD, Committee
 
 
@@ -40,9 +40,7 @@ def committee_errors(committee: Committee, dataset: GraphDataset, batch_size: in
     was_training = committee.training
     committee.eval()
     try:
-        for batch in BatchLoader(dataset, batch_size, shuffle=False).batches():
-            graph = to_device(batch, committee.device, committee.dtype)
-            out = committee(graph, compute_forces=True)
+        for graph, out in batched_outputs(committee, dataset, batch_size):
             sizes = graph[K.NUM_ATOMS].tolist()
             std = torch.split(out[FORCES_STD].detach().double().cpu(), sizes)
             delta = torch.split((out[K.FORCES] - graph[K.FORCES]).detach().double().cpu(), sizes)
