@@ -192,9 +192,10 @@ def test_every_block_kind_compiles_for_lammps():
     """TorchScript compiles each interaction block (deploy needs it for imported models)."""
     from mlff.calculators.lammps import deploy
 
-    for kind in ("plain", "density", "density_residual", "att_residual"):
+    for kind in ("plain", "density", "density_residual", "att_residual", "nonlinear"):
         potential = helpers.build_potential("mace", interaction=kind, zbl=True,
-                                            distance_transform="agnesi", apply_cutoff=False)
+                                            distance_transform="agnesi", apply_cutoff=False,
+                                            max_L=1, max_ell=2, use_so3=kind == "nonlinear")
         scripted = deploy.script_model(potential)
         atoms = STRUCTURES[0].copy()
         got = deploy.evaluate(scripted, atoms)

@@ -11,10 +11,11 @@ Two file kinds are read, neither by running code from the file:
 
 Everything about the architecture is read off the weights' shapes; the few settings
 that leave no trace in them (interaction blocks, readout activation, heads,
-``avg_num_neighbors``, ``apply_cutoff``) come from the export's hyperparameters or the
-pickled attributes. The weights are then mapped onto :class:`mlff.models.mace.MACE`:
+``avg_num_neighbors``, ``apply_cutoff``, ``use_so3``, ``edge_irreps``, the hidden irreps'
+parities) come from the export's hyperparameters or the pickled attributes. The weights are then mapped onto :class:`mlff.models.mace.MACE`:
 most are copied; the message tensor product's paths are reordered (mace-torch sorts
-them), the readout activation's e3nn normalisation is folded into the next layer, a
+them, and paths whose Wigner 3j symbol e3nn 0.4 negates change sign), the activations'
+e3nn normalisation constants are folded into the next layer, a
 head is cut out of multi-head readouts, and the symmetric contraction's weights are
 re-expressed in mlff's coupling basis through the generalized Clebsch-Gordan (U)
 matrices stored in the file, a linear change of basis checked to 1e-10.
