@@ -102,7 +102,8 @@ GOLDEN_FILES: dict[str, tuple[str, dict]] = {
                                            pair_repulsion=True, radial_MLP=[8, 8])),
 }
 # imported models shipped as .mlff files with mace-torch's results (no peer needed)
-GOLDEN_IMPORTS = ("mp_like", "L2_corr2_three_layers", "density_soft", "nonlinear_so3", "edge_irreps")
+GOLDEN_IMPORTS = ("mp_like", "L2_corr2_three_layers", "density_soft", "nonlinear_so3",
+                  "edge_irreps")
 
 
 def spec(structures_path: str, models: dict[str, tuple[str, dict]] | None = None) -> dict:

@@ -366,8 +366,8 @@ def _convert(hyper: dict[str, Any], sd: dict[str, torch.Tensor], head: int,
 
 
 def _needs_value(key: str) -> bool:
-    return (key.endswith(("weight", "bias", ".alpha", ".beta")) or key.startswith("model.transforms")
-            or ".weights." in key)
+    return (key.endswith(("weight", "bias", ".alpha", ".beta"))
+            or key.startswith("model.transforms") or ".weights." in key)
 
 
 def _count_layers(sd: dict[str, torch.Tensor], prefix: str) -> int:

@@ -126,7 +126,8 @@ class MACEInteraction(nn.Module):
 
     def __init__(self, irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps,
                  num_species: int, radial_sizes: list[int], irreps_hidden: o3.Irreps,
-                 kind: str = "residual", irreps_edge: Optional[o3.Irreps] = None) -> None:  # noqa: UP045
+                 kind: str = "residual",
+                 irreps_edge: Optional[o3.Irreps] = None) -> None:  # noqa: UP045
         super().__init__()
         irreps_edge = irreps_node if irreps_edge is None else o3.Irreps(irreps_edge)
         species_irreps = o3.Irreps(f"{num_species}x0e")
