@@ -76,6 +76,23 @@ MODELS: dict[str, tuple[str, dict]] = {
         hidden_irreps="4x0e+4x1o", num_interactions=3, correlation=2)),
     "multihead": ("ScaleShiftMACE", _kwargs(heads=["pbe", "r2scan"], pair_repulsion=True,
                                             MLP_irreps="4x0e")),
+    # the non-linear block in both places; mace_run_train's default non-reduced U matrices
+    "nonlinear": ("ScaleShiftMACE", _kwargs(
+        interaction_cls="RealAgnosticResidualNonLinearInteractionBlock",
+        interaction_cls_first="RealAgnosticResidualNonLinearInteractionBlock",
+        use_reduced_cg=False, pair_repulsion=True)),
+    # SO(3) harmonics with even hidden irreps, the envelope on the radial MLP's output
+    "nonlinear_so3": ("ScaleShiftMACE", _kwargs(
+        interaction_cls="RealAgnosticResidualNonLinearInteractionBlock", use_so3=True,
+        hidden_irreps="6x0e+6x1e", apply_cutoff=False, radial_MLP=[8, 8])),
+    # --use_so3 with --max_L: odd hidden vectors the even harmonics never reach
+    "so3_max_L": ("MACE", _kwargs(use_so3=True,
+                                  interaction_cls_first="RealAgnosticInteractionBlock")),
+    # messages with their own irreps, also in the first layer
+    "edge_irreps": ("ScaleShiftMACE", _kwargs(edge_irreps="6x0e+6x1o", use_edge_irreps_first=True,
+                                              use_reduced_cg=False)),
+    # odd scalars among the hidden features: A carries both parities after layer 1
+    "odd_scalars": ("ScaleShiftMACE", _kwargs(hidden_irreps="4x0e+4x0o+4x1o", max_ell=1)),
 }
 
 
@@ -85,7 +102,8 @@ GOLDEN_FILES: dict[str, tuple[str, dict]] = {
                                            pair_repulsion=True, radial_MLP=[8, 8])),
 }
 # imported models shipped as .mlff files with mace-torch's results (no peer needed)
-GOLDEN_IMPORTS = ("mp_like", "L2_corr2_three_layers", "density_soft")
+GOLDEN_IMPORTS = ("mp_like", "L2_corr2_three_layers", "density_soft", "nonlinear_so3",
+                  "edge_irreps")
 
 
 def spec(structures_path: str, models: dict[str, tuple[str, dict]] | None = None) -> dict:

@@ -41,6 +41,8 @@ def build(spec: dict) -> torch.nn.Module:
     kwargs["interaction_cls_first"] = modules.interaction_classes[kwargs["interaction_cls_first"]]
     kwargs["hidden_irreps"] = o3.Irreps(kwargs["hidden_irreps"])
     kwargs["MLP_irreps"] = o3.Irreps(kwargs["MLP_irreps"])
+    if kwargs.get("edge_irreps"):
+        kwargs["edge_irreps"] = o3.Irreps(kwargs["edge_irreps"])
     kwargs["gate"] = GATES[kwargs["gate"]]
     if spec["model_class"] == "ScaleShiftMACE":
         scale = rng.uniform(0.5, 2.0, size=len(heads))
@@ -75,6 +77,9 @@ def export_state_dict(model: torch.nn.Module, path: Path) -> None:
         "apply_cutoff": bool(getattr(model, "apply_cutoff", True)),
         "readout_cls": type(last).__name__,
         "hidden_irreps": str(model.products[0].linear.irreps_out),
+        "use_so3": bool(getattr(model, "use_so3", False)),
+        "edge_irreps": None if getattr(model, "edge_irreps", None) is None else str(model.edge_irreps),
+        "use_edge_irreps_first": bool(getattr(model, "use_edge_irreps_first", False)),
         "mace_version": mace.__version__,
     }
     torch.save({"mace_hyperparameters": hyperparameters, "state_dict": model.state_dict()}, path)

@@ -104,9 +104,14 @@ def test_the_matrix_covers_the_options():
     assert {k.get("distance_transform", "None") for k in kwargs} == {"None", "Agnesi", "Soft"}
     assert {k.get("radial_type", "bessel") for k in kwargs} == {"bessel", "gaussian", "chebyshev"}
     blocks = {k["interaction_cls"] for k in kwargs} | {k["interaction_cls_first"] for k in kwargs}
-    assert len(blocks) == 5
+    assert len(blocks) == 6  # every block mace-torch 0.3.16's mace_run_train offers
     assert any(k.get("heads") for k in kwargs)
     assert any(k.get("use_agnostic_product") for k in kwargs)
+    assert any(k.get("use_so3") for k in kwargs)
+    assert any(k.get("edge_irreps") and k.get("use_edge_irreps_first") for k in kwargs)
+    assert {k.get("use_reduced_cg", True) for k in kwargs} == {True, False}
+    assert any("0o" in k["hidden_irreps"] for k in kwargs)
+    assert {k.get("apply_cutoff", True) for k in kwargs} == {True, False}
 
 
 def test_unknown_head_is_refused(peer_models):

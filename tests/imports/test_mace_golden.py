@@ -121,15 +121,15 @@ def test_other_modules_and_files_are_refused_clearly(tmp_path):
 
 def test_unsupported_options_are_named(tmp_path):
     payload = torch.load(GOLDEN / "tiny_zbl.pt", weights_only=True)
-    payload["mace_hyperparameters"]["interaction_cls"] = "RealAgnosticResidualNonLinearInteractionBlock"
-    path = tmp_path / "att.pt"
+    payload["mace_hyperparameters"]["interaction_cls"] = "RealInteractionBlock"  # mace-torch 0.2
+    path = tmp_path / "old.pt"
     torch.save(payload, path)
-    with pytest.raises(ModelFileError, match="att.pt: interaction block RealAgnosticResidualNonLinear"):
+    with pytest.raises(ModelFileError, match="old.pt: interaction block RealInteractionBlock"):
         load_mace(path)
     payload = torch.load(GOLDEN / "tiny_zbl.pt", weights_only=True)
-    payload["mace_hyperparameters"]["hidden_irreps"] = "4x0e+4x1e"  # not what max_L makes
+    payload["mace_hyperparameters"]["hidden_irreps"] = "4x0e+2x1o"  # mace_run_train refuses it
     torch.save(payload, path)
-    with pytest.raises(ModelFileError, match="hidden irreps 4x0e\\+4x1e: mlff's MACE has 4x0e\\+4x1o"):
+    with pytest.raises(ModelFileError, match="hidden irreps 4x0e\\+2x1o: mlff's MACE needs equal"):
         load_mace(path)
     payload = torch.load(GOLDEN / "tiny_zbl.pt", weights_only=True)
     payload["mace_hyperparameters"]["model_class"] = "AtomicDipolesMACE"
@@ -192,9 +192,10 @@ def test_every_block_kind_compiles_for_lammps():
     """TorchScript compiles each interaction block (deploy needs it for imported models)."""
     from mlff.calculators.lammps import deploy
 
-    for kind in ("plain", "density", "density_residual", "att_residual"):
+    for kind in ("plain", "density", "density_residual", "att_residual", "nonlinear"):
         potential = helpers.build_potential("mace", interaction=kind, zbl=True,
-                                            distance_transform="agnesi", apply_cutoff=False)
+                                            distance_transform="agnesi", apply_cutoff=False,
+                                            max_L=1, max_ell=2, use_so3=kind == "nonlinear")
         scripted = deploy.script_model(potential)
         atoms = STRUCTURES[0].copy()
         got = deploy.evaluate(scripted, atoms)

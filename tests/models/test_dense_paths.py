@@ -42,6 +42,12 @@ STRUCTURES = {
 @pytest.mark.parametrize("architecture, overrides", [
     ("mace", {}),
     ("mace", {"max_L": 0, "max_ell": 2}),
+    # biased radial MLPs: empty slots must stay out of the density
+    ("mace", {"interaction": "nonlinear", "interaction_first": "nonlinear", "max_L": 1,
+              "max_ell": 2}),
+    ("mace", {"num_channels": 4, "hidden_irreps": "4x0e+4x1e", "use_so3": True,
+              "edge_irreps": "3x0e+3x1e", "edge_irreps_first": True, "max_ell": 2,
+              "interaction": "nonlinear", "apply_cutoff": False}),
     ("nequip", {}),
     ("nequip", {"l_max": 1, "parity": True, "num_layers": 3}),
 ])

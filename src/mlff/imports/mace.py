@@ -11,10 +11,11 @@ Two file kinds are read, neither by running code from the file:
 
 Everything about the architecture is read off the weights' shapes; the few settings
 that leave no trace in them (interaction blocks, readout activation, heads,
-``avg_num_neighbors``, ``apply_cutoff``) come from the export's hyperparameters or the
-pickled attributes. The weights are then mapped onto :class:`mlff.models.mace.MACE`:
+``avg_num_neighbors``, ``apply_cutoff``, ``use_so3``, ``edge_irreps``, the hidden irreps'
+parities) come from the export's hyperparameters or the pickled attributes. The weights are then mapped onto :class:`mlff.models.mace.MACE`:
 most are copied; the message tensor product's paths are reordered (mace-torch sorts
-them), the readout activation's e3nn normalisation is folded into the next layer, a
+them, and paths whose Wigner 3j symbol e3nn 0.4 negates change sign), the activations'
+e3nn normalisation constants are folded into the next layer, a
 head is cut out of multi-head readouts, and the symmetric contraction's weights are
 re-expressed in mlff's coupling basis through the generalized Clebsch-Gordan (U)
 matrices stored in the file, a linear change of basis checked to 1e-10.
@@ -52,6 +53,7 @@ _INTERACTIONS = {
     "RealAgnosticDensityInteractionBlock": "density",
     "RealAgnosticDensityResidualInteractionBlock": "density_residual",
     "RealAgnosticAttResidualInteractionBlock": "att_residual",
+    "RealAgnosticResidualNonLinearInteractionBlock": "nonlinear",
 }
 _GATES = {"silu": "silu", "tanh": "tanh", "abs": "abs", None: "none", "None": "none"}
 _LICENCE_HINTS = {  # file-name fragments of the published foundation models
@@ -186,6 +188,13 @@ def _pickled_hyperparameters(root: Stub, path: Path) -> dict[str, Any]:
     heads = root.attribute("heads") or ["Default"]
     product_linear = submodule(root, "products.0.linear")
     hidden = _irreps_string(product_linear.attribute("irreps_out")) if product_linear else None
+    # the gated nonlinearity's normalisation constants (non-linear interaction blocks)
+    gate_constants = None
+    nonlinearity = submodule(last, "equivariant_nonlin")
+    if nonlinearity is not None:
+        gate_constants = [float(nonlinearity.attribute("_scalar_cst")),
+                          float(nonlinearity.attribute("_gate_cst"))]
+    edge_irreps = root.attribute("edge_irreps")
     return {
         "hidden_irreps": hidden,
         "model_class": root.name,
@@ -197,8 +206,10 @@ def _pickled_hyperparameters(root: Stub, path: Path) -> dict[str, Any]:
         "gate_constant": gate_constant,
         "apply_cutoff": bool(root.attribute("apply_cutoff", True)),
         "readout_cls": last_readout.name,
-        "edge_irreps": None if root.attribute("edge_irreps") is None else "set",
+        "edge_irreps": None if edge_irreps is None else (_irreps_string(edge_irreps) or "?"),
+        "use_edge_irreps_first": bool(root.attribute("use_edge_irreps_first", False)),
         "use_so3": bool(root.attribute("use_so3", False)),
+        "nonlinear_gate_constants": gate_constants,
         "mace_version": None,
     }
 
@@ -237,8 +248,9 @@ def _convert(hyper: dict[str, Any], sd: dict[str, torch.Tensor], head: int,
     if hyper.get("readout_cls", "NonLinearReadoutBlock") not in ("NonLinearReadoutBlock",
                                                                  "LinearReadoutBlock"):
         raise ModelFileError(f"readout {hyper['readout_cls']} is not supported.")
-    if hyper.get("edge_irreps") or hyper.get("use_so3"):
-        raise ModelFileError("edge_irreps and use_so3 models are not supported.")
+    edge_irreps = hyper.get("edge_irreps")
+    if edge_irreps == "?":
+        raise ModelFileError("its edge_irreps could not be read. " + EXPORT_HINT)
     unsupported = [k for k in sd if k.startswith(("joint_embedding", "embedding_readout"))]
     if unsupported:
         raise ModelFileError("models with extra embeddings (embedding_specs) are not supported.")
@@ -253,14 +265,24 @@ def _convert(hyper: dict[str, Any], sd: dict[str, torch.Tensor], head: int,
         radial_basis, num_radial = "gaussian", sd["radial_embedding.bessel_fn.gaussian_weights"].numel()
     else:
         radial_basis = "chebyshev"
-        num_radial = sd["interactions.0.conv_tp_weights.layer0.weight"].shape[0]
+        num_radial = None  # from the radial MLP below
     transform = "none"
     if "radial_embedding.distance_transform.q" in sd:
         transform = "agnesi"
     elif "radial_embedding.distance_transform.alpha" in sd:
         transform = "soft"
-    radial_mlp = [sd[f"interactions.0.conv_tp_weights.layer{k}.weight"].shape[1]
-                  for k in range(_count_layers(sd, "interactions.0.conv_tp_weights.layer") - 1)]
+    if "interactions.0.conv_tp_weights.layer0.weight" in sd:  # e3nn's FullyConnectedNet
+        sizes = [sd[f"interactions.0.conv_tp_weights.layer{k}.weight"].shape[0] for k in
+                 range(_count_layers(sd, "interactions.0.conv_tp_weights.layer"))]
+    else:  # the non-linear block's MLP (Linear, LayerNorm, SiLU): its input has 2 x C more
+        linears = sorted(int(k.split(".")[4]) for k in sd
+                         if k.startswith("interactions.0.conv_tp_weights.net.")
+                         and k.endswith(".weight") and sd[k].dim() == 2)
+        sizes = [sd[f"interactions.0.conv_tp_weights.net.{k}.weight"].shape[1] for k in linears]
+        sizes[0] -= 2 * channels
+    radial_mlp = sizes[1:]
+    if num_radial is None:
+        num_radial = sizes[0]
     # irreps: max_ell from the first U matrix (D = (max_ell + 1)^2), max_L from the product
     u1 = sd["products.0.symmetric_contractions.contractions.0.U_matrix_1"]
     max_ell = math.isqrt(u1.shape[0]) - 1
@@ -274,10 +296,14 @@ def _convert(hyper: dict[str, Any], sd: dict[str, torch.Tensor], head: int,
                              "not supported.")
     if sd["products.0.linear.weight"].numel() != first_hidden_blocks * channels ** 2:
         raise ModelFileError("hidden irreps with unequal multiplicities are not supported.")
-    expected = o3.Irreps([(channels, (l, (-1) ** l)) for l in range(max_l + 1)])
-    if hyper.get("hidden_irreps") and o3.Irreps(hyper["hidden_irreps"]) != expected:
-        raise ModelFileError(f"hidden irreps {hyper['hidden_irreps']}: mlff's MACE has "
-                             f"{expected} (the parities of spherical harmonics) here.")
+    hidden_irreps = None  # the default: channels x (0e + 1o + ...) up to max_L
+    if layers > 1 and hyper.get("hidden_irreps"):
+        given = o3.Irreps(hyper["hidden_irreps"])
+        if {mul for mul, _ in given} != {channels} or given[0].ir != o3.Irrep("0e"):
+            raise ModelFileError(f"hidden irreps {given}: mlff's MACE needs equal "
+                                 f"multiplicities ({channels}) and 0e first.")
+        if given != o3.Irreps([(channels, (l, (-1) ** l)) for l in range(max_l + 1)]):
+            hidden_irreps, max_l = str(given), given.lmax
     num_readouts = _count(sd, "readouts.")
     mlp_key = f"readouts.{num_readouts - 1}.linear_1.weight"
     mlp_width = sd[mlp_key].numel() // channels // num_heads if mlp_key in sd else 0
@@ -298,6 +324,10 @@ def _convert(hyper: dict[str, Any], sd: dict[str, torch.Tensor], head: int,
         "apply_cutoff": bool(hyper.get("apply_cutoff", True)),
         "avg_num_neighbors": float(hyper["avg_num_neighbors"]),
         "zbl": "pair_repulsion_fn.c" in sd,
+        "hidden_irreps": hidden_irreps,
+        "use_so3": bool(hyper.get("use_so3", False)),
+        "edge_irreps": None if edge_irreps is None else str(o3.Irreps(edge_irreps)),
+        "edge_irreps_first": bool(hyper.get("use_edge_irreps_first", False)),
     }
     if hyperparameters["zbl"]:
         hyperparameters["zbl_envelope_exponent"] = int(sd["pair_repulsion_fn.p"])
@@ -336,7 +366,8 @@ def _convert(hyper: dict[str, Any], sd: dict[str, torch.Tensor], head: int,
 
 
 def _needs_value(key: str) -> bool:
-    return key.endswith("weight") or key.startswith("model.transforms") or ".weights." in key
+    return (key.endswith(("weight", "bias", ".alpha", ".beta"))
+            or key.startswith("model.transforms") or ".weights." in key)
 
 
 def _count_layers(sd: dict[str, torch.Tensor], prefix: str) -> int:
@@ -360,6 +391,10 @@ def _map_weights(model: torch.nn.Module, sd: dict[str, torch.Tensor], hyper: dic
         ours, theirs = f"model.interactions.{i}", f"interactions.{i}"
         interaction = model.interactions[i]
         out[f"{ours}.linear_up.weight"] = sd[f"{theirs}.linear_up.weight"]
+        if f"{theirs}.linear_res.weight" in sd:  # the non-linear block
+            out.update(_map_nonlinear(interaction, sd, ours, theirs, hyper))
+            _map_product(model, sd, out, i)
+            continue
         if f"{theirs}.skip_tp.weight" in sd:
             out[f"{ours}.skip.weight"] = sd[f"{theirs}.skip_tp.weight"]
         else:  # att_residual: a linear skip
@@ -373,16 +408,12 @@ def _map_weights(model: torch.nn.Module, sd: dict[str, torch.Tensor], hyper: dic
         for k in range(radial_layers):
             weight = sd[f"{theirs}.conv_tp_weights.layer{k}.weight"]
             if k == radial_layers - 1:
-                weight = _permute_tp_weights(interaction.conv, weight, order)
+                weight = _permute_tp_weights(interaction.conv, weight, order,
+                                             _path_signs(interaction.conv, sd, theirs))
             out[f"{ours}.radial.layer{k}.weight"] = weight
         out[f"{ours}.linear.weight"] = _permute_linear(interaction.linear, sd[f"{theirs}.linear.weight"],
                                                        order)
-        product = model.products[i]
-        out[f"model.products.{i}.linear.weight"] = sd[f"products.{i}.linear.weight"]
-        for j, weight in enumerate(_contraction_weights(product.contraction, sd,
-                                                        f"products.{i}.symmetric_contractions",
-                                                        model.num_species)):
-            out[f"model.products.{i}.contraction.weights.{j}"] = weight
+        _map_product(model, sd, out, i)
     for k in range(num_readouts):
         theirs = f"readouts.{k}"
         if f"{theirs}.linear.weight" in sd:
@@ -400,6 +431,72 @@ def _map_weights(model: torch.nn.Module, sd: dict[str, torch.Tensor], hyper: dic
         out[f"model.readouts.{k}.0.weight"] = w1
         out[f"model.readouts.{k}.2.weight"] = w2.reshape(-1)
     return out
+
+
+def _map_product(model: torch.nn.Module, sd: dict[str, torch.Tensor],
+                 out: dict[str, torch.Tensor], i: int) -> None:
+    """Layer i's product block: its linear map and the contraction weights (into ``out``)."""
+    product = model.products[i]
+    out[f"model.products.{i}.linear.weight"] = sd[f"products.{i}.linear.weight"]
+    for j, weight in enumerate(_contraction_weights(product.contraction, sd,
+                                                    f"products.{i}.symmetric_contractions",
+                                                    model.num_species)):
+        out[f"model.products.{i}.contraction.weights.{j}"] = weight
+
+
+def _map_nonlinear(interaction: torch.nn.Module, sd: dict[str, torch.Tensor], ours: str,
+                   theirs: str, hyper: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A RealAgnosticResidualNonLinearInteractionBlock onto mlff's ``nonlinear`` block."""
+    out = {f"{ours}.{name}": sd[f"{theirs}.{name}"]
+           for name in ("source_embedding.weight", "target_embedding.weight", "linear_res.weight",
+                        "alpha", "beta")}
+    out[f"{ours}.skip.linear.weight"] = sd[f"{theirs}.skip_tp.weight"]
+    order = _path_order(interaction.conv)
+    last = len(interaction.radial) - 1
+    for k, layer in enumerate(interaction.radial):
+        for name, _ in layer.named_parameters():
+            value = sd[f"{theirs}.conv_tp_weights.net.{k}.{name}"]
+            if k == last:  # outputs in mlff's path order (torch layout: (out, in) and (out,))
+                value = _permute_tp_weights(interaction.conv, value.reshape(value.shape[0], -1).T,
+                                            order, _path_signs(interaction.conv, sd, theirs)
+                                            ).T.reshape(value.shape)
+            out[f"{ours}.radial.{k}.{name}"] = value
+    for k, layer in enumerate(interaction.density):
+        for name, _ in layer.named_parameters():
+            out[f"{ours}.density.{k}.{name}"] = sd[f"{theirs}.density_fn.net.{k}.{name}"]
+    out[f"{ours}.linear_1.weight"] = _permute_linear(interaction.linear_1,
+                                                     sd[f"{theirs}.linear_1.weight"], order)
+    # mlff's gate has plain activations: their normalisation moves into linear_2
+    scalar_constant, gate_constant = _nonlinear_gate_constants(hyper)
+    factors = [scalar_constant if ir.l == 0 else gate_constant
+               for _, ir in interaction.linear_2.irreps_in]
+    out[f"{ours}.linear_2.weight"] = _scale_linear_inputs(interaction.linear_2,
+                                                          sd[f"{theirs}.linear_2.weight"], factors)
+    return out
+
+
+def _nonlinear_gate_constants(hyper: dict[str, Any]) -> tuple[float, float]:
+    """Second-moment constants of SiLU and sigmoid as mace-torch's gated block computes them."""
+    if hyper.get("nonlinear_gate_constants"):
+        scalar, gate = hyper["nonlinear_gate_constants"]
+        return float(scalar), float(gate)
+    z = torch.randn(1_000_000, generator=torch.Generator(device="cpu").manual_seed(0),
+                    dtype=torch.float64)
+    return tuple(f(z).pow(2).mean().pow(-0.5).item()  # type: ignore[return-value]
+                 for f in (torch.nn.functional.silu, torch.sigmoid))
+
+
+def _scale_linear_inputs(linear: o3.Linear, weight: torch.Tensor,
+                         factors: list[float]) -> torch.Tensor:
+    """An e3nn Linear's flat weights with input block k's paths multiplied by ``factors[k]``."""
+    blocks, start = [], 0
+    for ins in linear.instructions:
+        size = int(np.prod(ins.path_shape))
+        blocks.append(weight[start: start + size] * factors[ins.i_in])
+        start += size
+    if start != weight.numel():
+        raise ModelFileError(f"linear layer: {weight.numel()} weights, expected {start}.")
+    return torch.cat(blocks)
 
 
 def _head_columns(weight: torch.Tensor, head: int, num_heads: int) -> torch.Tensor:
@@ -429,14 +526,55 @@ def _path_order(conv: o3.TensorProduct) -> list[int]:
     return list(o3.Irreps(conv.irreps_out).sort().p)
 
 
-def _permute_tp_weights(conv: o3.TensorProduct, weight: torch.Tensor, order: list[int]) -> torch.Tensor:
-    """Columns of mace-torch's radial-MLP output layer in mlff's path order."""
+# (l1, l2, l3) up to 5 whose Wigner 3j symbol in e3nn 0.4.4 is minus e3nn >= 0.5's (computed
+# by comparing the two versions' o3.wigner_3j); every other symbol agrees to 1e-10
+_E3NN_04_NEGATED = {(1, 2, 2), (1, 3, 3), (1, 4, 4), (1, 5, 5), (2, 1, 2), (2, 2, 1), (3, 1, 3),
+                    (3, 3, 1), (4, 1, 4), (4, 4, 1), (4, 4, 5), (4, 5, 4), (5, 1, 5), (5, 4, 4),
+                    (5, 5, 1), (5, 5, 5)}
+
+
+def _path_signs(conv: o3.TensorProduct, sd: dict[str, torch.Tensor], theirs: str) -> list[float]:
+    """+1 or -1 per path of mlff's ``conv``: the sign of the file's Wigner 3j symbol.
+
+    e3nn 0.4 (which mace-torch pins) has Wigner 3j symbols of the opposite sign to
+    e3nn >= 0.5 for some (l1, l2, l3), e.g. (1, 2, 2), so those paths' weights change
+    sign. A state-dict export keeps the symbols its tensor product used; a pickled
+    ``.model`` keeps them inside compiled code mlff does not load, so there the e3nn 0.4
+    table applies (mace-torch requires e3nn 0.4.4). Models whose irreps have the
+    parities of spherical harmonics never have such paths.
+    """
+    signs = []
+    for ins in conv.instructions:
+        l1, l2 = conv.irreps_in1[ins.i_in1].ir.l, conv.irreps_in2[ins.i_in2].ir.l
+        l3 = conv.irreps_out[ins.i_out].ir.l
+        key = f"{theirs}.conv_tp._compiled_main_left_right._w3j_{l1}_{l2}_{l3}"
+        if key not in sd:
+            if max(l1, l2, l3) > 5:
+                raise ModelFileError(f"a message path ({l1}, {l2}, {l3}) with l > 5: its sign "
+                                     "convention is unknown to mlff. " + EXPORT_HINT)
+            signs.append(-1.0 if (l1, l2, l3) in _E3NN_04_NEGATED else 1.0)
+            continue
+        stored, now = sd[key].to(torch.float64), o3.wigner_3j(l1, l2, l3, dtype=torch.float64)
+        if torch.allclose(stored, now, atol=1e-8):
+            signs.append(1.0)
+        elif torch.allclose(stored, -now, atol=1e-8):
+            signs.append(-1.0)
+        else:
+            raise ModelFileError(f"{key} is neither e3nn's Wigner 3j symbol nor its negative.")
+    return signs
+
+
+def _permute_tp_weights(conv: o3.TensorProduct, weight: torch.Tensor, order: list[int],
+                        signs: list[float] | None = None) -> torch.Tensor:
+    """Columns of mace-torch's radial-MLP output layer in mlff's path order (and signs)."""
     sizes = [conv.irreps_in1[ins.i_in1].mul for ins in conv.instructions]
     sorted_sizes = [0] * len(sizes)
     for k, position in enumerate(order):
         sorted_sizes[position] = sizes[k]
     starts = np.concatenate([[0], np.cumsum(sorted_sizes)])
-    columns = [weight[:, starts[order[k]]: starts[order[k]] + sizes[k]] for k in range(len(sizes))]
+    signs = signs or [1.0] * len(sizes)
+    columns = [weight[:, starts[order[k]]: starts[order[k]] + sizes[k]] * signs[k]
+               for k in range(len(sizes))]
     return torch.cat(columns, dim=1)
 
 

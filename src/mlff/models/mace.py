@@ -19,7 +19,12 @@ the layer has no skip, RealAgnosticInteractionBlock; ``density`` and
 ``density_residual``: the messages are divided by 1 + a learned smooth neighbour
 density instead of ``avg_num_neighbors``; ``att_residual`` (layers after the first): the
 radial MLP, 3 x 256 wide, also reads 64 learned scalars of the sending and the receiving
-atom, and the skip connection is species-independent, RealAgnosticAttResidualInteractionBlock), the radial basis (Bessel, Gaussian,
+atom, and the skip connection is species-independent, RealAgnosticAttResidualInteractionBlock;
+``nonlinear``: a radial MLP with layer norms that also reads species embeddings of both
+atoms, a learned density normalisation and a gated nonlinearity on the messages,
+RealAgnosticResidualNonLinearInteractionBlock), the irreps (any hidden irreps of equal
+multiplicities, even-parity "SO(3)" harmonics, messages carrying their own
+``edge_irreps``), the radial basis (Bessel, Gaussian,
 Chebyshev), distance transforms (Agnesi, Soft), the cutoff applied to the radial basis or
 to the radial MLP's output, a per-layer correlation order, and a linear or MLP last
 readout with any of mace-torch's activations. ZBL repulsion is the ``zbl`` option every
@@ -40,10 +45,11 @@ from mlff.data import keys as K
 from mlff.models.contract import Architecture, e3nn_conventions
 from mlff.models.registry import ModelConfig, register
 from mlff.nn import BesselBasis, GaussianBasis, PolynomialCutoff, gather, scatter_sum
+from mlff.nn.gate import Gate
 from mlff.nn.cueq import cueq_sum_for
 from mlff.nn.cueq import wanted as cueq_wanted
 from mlff.nn.dense import DenseUVUSum, plan_dense, to_dense
-from mlff.nn.mlp import folded_fully_connected, folded_scales
+from mlff.nn.mlp import folded_fully_connected, folded_scales, layer_norm_mlp
 from mlff.nn.radial import AgnesiTransform, ChebyshevBasis, SoftTransform
 from mlff.nn.species import SpeciesIndex, e3nn_weights, rows
 from mlff.nn.symmetric_contraction import SymmetricContraction
@@ -52,6 +58,20 @@ from mlff.nn.symmetric_contraction import SymmetricContraction
 def _irreps_up_to(l_max: int, multiplicity: int) -> o3.Irreps:
     """``multiplicity x (0e + 1o + 2e + ...)`` up to l_max: the parities of spherical harmonics."""
     return o3.Irreps([(multiplicity, (l, (-1) ** l)) for l in range(l_max + 1)])
+
+
+def _message_product(irreps_edge: o3.Irreps, irreps_sh: o3.Irreps,
+                     irreps_target: o3.Irreps) -> o3.TensorProduct:
+    """The "uvu" product of the edge features with the harmonics, paths into ``irreps_target``."""
+    paths, instructions = [], []
+    for i, (mul, ir_in) in enumerate(irreps_edge):
+        for j, (_, ir_sh) in enumerate(irreps_sh):
+            for ir_out in ir_in * ir_sh:
+                if ir_out in irreps_target:
+                    instructions.append((i, j, len(paths), "uvu", True))
+                    paths.append((mul, ir_out))
+    return o3.TensorProduct(irreps_edge, irreps_sh, o3.Irreps(paths), instructions,
+                            shared_weights=False, internal_weights=False)
 
 
 def _channel_blocks(irreps: o3.Irreps) -> list[tuple[int, int, int]]:
@@ -102,37 +122,33 @@ class MACEInteraction(nn.Module):
         irreps_hidden: irreps of the species-dependent skip connection of the input
             features, returned to be added after the product (``residual`` kinds).
         kind: ``residual``, ``plain``, ``density`` or ``density_residual`` (see the module).
+        irreps_edge: the features the messages carry (``linear_up`` maps the node
+            features to them); default: ``irreps_node``.
     """
 
     def __init__(self, irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps,
                  num_species: int, radial_sizes: list[int], irreps_hidden: o3.Irreps,
-                 kind: str = "residual") -> None:
+                 kind: str = "residual",
+                 irreps_edge: Optional[o3.Irreps] = None) -> None:  # noqa: UP045
         super().__init__()
+        irreps_edge = irreps_node if irreps_edge is None else o3.Irreps(irreps_edge)
         species_irreps = o3.Irreps(f"{num_species}x0e")
         self.residual = kind in ("residual", "density_residual", "att_residual")
         self.use_density = kind in ("density", "density_residual")
-        self.linear_up = o3.Linear(irreps_node, irreps_node)
+        self.linear_up = o3.Linear(irreps_node, irreps_edge)
         # att_residual: the radial MLP also sees 64 scalars of both atoms' features
         self.down = nn.ModuleList()
         if kind == "att_residual":
             self.down.append(o3.Linear(irreps_node, o3.Irreps("64x0e")))
             radial_sizes = [radial_sizes[0] + 128, 256, 256, 256]
-        paths, instructions = [], []
-        for i, (mul, ir_in) in enumerate(irreps_node):
-            for j, (_, ir_sh) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_sh:
-                    if ir_out in irreps_target:
-                        instructions.append((i, j, len(paths), "uvu", True))
-                        paths.append((mul, ir_out))
-        self.conv = o3.TensorProduct(irreps_node, irreps_sh, o3.Irreps(paths), instructions,
-                                     shared_weights=False, internal_weights=False)
+        self.conv = _message_product(irreps_edge, irreps_sh, irreps_target)
         # no biases: the weights vanish with the radial features at the cutoff
         self.radial = e3nn_nn.FullyConnectedNet([*radial_sizes, self.conv.weight_numel],
                                                 nn.functional.silu)
         self.radial_scales = folded_scales(self.radial)
         self.dense_conv = DenseUVUSum(self.conv)
         self.weight_ranges = self.dense_conv.weight_ranges()
-        self.linear = o3.Linear(o3.Irreps(paths), irreps_target)
+        self.linear = o3.Linear(self.conv.irreps_out, irreps_target)
         if kind == "att_residual":
             self.skip = _LinearSkip(irreps_node, irreps_hidden)
         elif self.residual:
@@ -149,9 +165,11 @@ class MACEInteraction(nn.Module):
                 receiver: torch.Tensor, inv_neighbors: float,
                 dense: bool = False, cueq: bool = False,
                 edge_cutoff: Optional[torch.Tensor] = None,  # noqa: UP045 (TorchScript)
+                edge_valid: Optional[torch.Tensor] = None,  # noqa: UP045
                 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:  # noqa: UP045
         """-> (A (N, irreps_target.dim), skip features (N, irreps_hidden.dim) or None).
 
+        ``edge_valid``: unused here (see :class:`MACENonLinearInteraction`).
         Edge inputs are per edge ((E, ·) and sender (E,)), or with ``dense`` in the
         padded layout of :mod:`mlff.nn.dense` ((N, D, ·), sender (N, D); receiver unused).
         With ``cueq`` the neighbour sum runs on cuEquivariance (:mod:`mlff.nn.cueq`).
@@ -211,20 +229,98 @@ class MACEInteraction(nn.Module):
         return cueq_sum_for(self, self.conv, h.device)(h, sender, receiver, edge_sh, weights)
 
 
+class MACENonLinearInteraction(nn.Module):
+    """The ``nonlinear`` block (mace-torch's RealAgnosticResidualNonLinearInteractionBlock).
+
+    The radial MLP (Linear, LayerNorm, SiLU; with biases) reads the radial features and
+    learned species embeddings of the sending and the receiving atom; the summed
+    messages, mixed by a linear map, are divided by ``alpha + beta * density`` (a learned
+    smooth neighbour density, as in the ``density`` kinds, from its own such MLP), added
+    to a linear map of the up-projected node features, passed through a gated
+    nonlinearity (:class:`mlff.nn.gate.Gate`) and mixed again. The skip connection is
+    species-independent. Arguments as :class:`MACEInteraction`.
+    """
+
+    def __init__(self, irreps_node: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps,
+                 num_species: int, radial_sizes: list[int], irreps_hidden: o3.Irreps,
+                 irreps_edge: Optional[o3.Irreps] = None) -> None:  # noqa: UP045
+        super().__init__()
+        irreps_edge = irreps_node if irreps_edge is None else o3.Irreps(irreps_edge)
+        species_irreps = o3.Irreps(f"{num_species}x0e")
+        node_scalars = o3.Irreps(f"{o3.Irreps(irreps_node).count(o3.Irrep('0e'))}x0e")
+        self.source_embedding = o3.Linear(species_irreps, node_scalars)
+        self.target_embedding = o3.Linear(species_irreps, node_scalars)
+        self.linear_up = o3.Linear(irreps_node, irreps_edge)
+        self.conv = _message_product(irreps_edge, irreps_sh, irreps_target)
+        self.dense_conv = DenseUVUSum(self.conv)
+        self.weight_ranges = self.dense_conv.weight_ranges()
+        edge_inputs = radial_sizes[0] + 2 * node_scalars.dim
+        self.radial = layer_norm_mlp([edge_inputs, *radial_sizes[1:], self.conv.weight_numel])
+        self.density = layer_norm_mlp([edge_inputs, 64, 1])
+        self.skip = _LinearSkip(irreps_node, irreps_hidden)
+        self.gate = Gate(irreps_target)
+        self.linear_res = o3.Linear(irreps_edge, self.gate.irreps_in)
+        self.linear_1 = o3.Linear(self.conv.irreps_out, self.gate.irreps_in)
+        self.linear_2 = o3.Linear(irreps_target, irreps_target)
+        self.alpha = nn.Parameter(torch.tensor(20.0))
+        self.beta = nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, node_features: torch.Tensor, species_onehot: torch.Tensor,
+                edge_sh: torch.Tensor, edge_radial: torch.Tensor, sender: torch.Tensor,
+                receiver: torch.Tensor, inv_neighbors: float,
+                dense: bool = False, cueq: bool = False,
+                edge_cutoff: Optional[torch.Tensor] = None,  # noqa: UP045 (TorchScript)
+                edge_valid: Optional[torch.Tensor] = None,  # noqa: UP045
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:  # noqa: UP045
+        """As :meth:`MACEInteraction.forward`; ``inv_neighbors`` and ``cueq`` unused.
+
+        ``edge_valid`` ((N, D), dense layout only): 1 on real edges, 0 on empty slots,
+        whose MLP outputs (the MLPs have biases) must not enter the density.
+        """
+        skip = self.skip(node_features, species_onehot)
+        h = self.linear_up(node_features)
+        residual = self.linear_res(h)
+        targets = self.target_embedding(species_onehot)
+        if dense:
+            targets = targets.unsqueeze(1).expand(-1, sender.shape[1], -1)
+        else:
+            targets = gather(targets, receiver)
+        sources = gather(self.source_embedding(species_onehot), sender)
+        edge_inputs = torch.cat([edge_radial, sources, targets], dim=-1)
+        weights = self.radial(edge_inputs)
+        edge_density = torch.tanh(self.density(edge_inputs) ** 2).squeeze(-1)
+        if edge_cutoff is not None:
+            weights = weights * edge_cutoff.unsqueeze(-1)
+            edge_density = edge_density * edge_cutoff
+        if dense:
+            if edge_valid is not None:
+                edge_density = edge_density * edge_valid
+            density = edge_density.sum(dim=1)
+            # empty slots have zero harmonics: their weights do not matter
+            summed = self.dense_conv(h, sender, edge_sh,
+                                     [weights[..., a:b] for a, b in self.weight_ranges])
+        else:
+            density = scatter_sum(edge_density, receiver, h.shape[0])
+            messages = self.conv(gather(h, sender), edge_sh, weights)
+            summed = scatter_sum(messages, receiver, h.shape[0])
+        message = self.linear_1(summed) / (density.unsqueeze(-1) * self.beta + self.alpha)
+        return self.linear_2(self.gate(message + residual)), skip
+
+
 class MACEProduct(nn.Module):
     """Symmetric contraction of A up to ``correlation``, then a linear map, plus the skip."""
 
-    def __init__(self, irreps_sh: o3.Irreps, irreps_hidden: o3.Irreps, correlation: int,
+    def __init__(self, irreps_channel: o3.Irreps, irreps_hidden: o3.Irreps, correlation: int,
                  num_species: int, num_channels: int) -> None:
+        """``irreps_channel``: one channel of A (A is ``num_channels x irreps_channel``)."""
         super().__init__()
         per_channel_out = o3.Irreps([(1, ir) for _, ir in irreps_hidden])
-        self.contraction = SymmetricContraction(irreps_sh, per_channel_out, correlation,
+        self.contraction = SymmetricContraction(irreps_channel, per_channel_out, correlation,
                                                 num_species, num_channels)
         self.linear = o3.Linear(o3.Irreps([(num_channels, ir) for _, ir in irreps_hidden]),
                                 irreps_hidden)
-        # A's irreps are C x irreps_sh
         self.num_channels = num_channels
-        self.blocks_a = _channel_blocks(o3.Irreps([(num_channels, ir) for _, ir in irreps_sh]))
+        self.blocks_a = _channel_blocks(o3.Irreps([(num_channels, ir) for _, ir in irreps_channel]))
 
     def forward(self, a: torch.Tensor, species: torch.Tensor,
                 skip: Optional[torch.Tensor]) -> torch.Tensor:  # noqa: UP045 (TorchScript)
@@ -260,10 +356,20 @@ class MACE(Architecture):
         readout_all_layers: bool = Field(
             True, description="every layer has a readout; false: the last layer's only")
         interaction: Literal["residual", "plain", "density", "density_residual",
-                             "att_residual"] = Field(
+                             "att_residual", "nonlinear"] = Field(
             "residual", description="interaction block of layers 2.. (see the module)")
-        interaction_first: Literal["residual", "plain", "density", "density_residual"] = Field(
+        interaction_first: Literal["residual", "plain", "density", "density_residual",
+                                   "nonlinear"] = Field(
             "residual", description="interaction block of the first layer")
+        hidden_irreps: str | None = Field(
+            None, description="hidden features of all layers but the last, e.g. '32x0e+32x1e' "
+            "(multiplicities num_channels, 0e first); null: num_channels x (0e+1o+...) to max_L")
+        use_so3: bool = Field(
+            False, description="edge spherical harmonics of even parity only (0e+1e+2e+...)")
+        edge_irreps: str | None = Field(
+            None, description="irreps the messages carry in layers 2.. (null: the hidden ones)")
+        edge_irreps_first: bool = Field(
+            False, description="the first layer's messages carry edge_irreps' scalars")
         radial_basis: Literal["bessel", "gaussian", "chebyshev"] = Field(
             "bessel", description="radial basis of the edge lengths")
         distance_transform: Literal["none", "agnesi", "soft"] = Field(
@@ -316,8 +422,23 @@ class MACE(Architecture):
         # tensor product and a scatter sum, the reference the fast path is tested against
         self.use_dense = True
         self.inv_neighbors = 1.0 / (config.avg_num_neighbors or 1.0)
-        self.irreps_sh = _irreps_up_to(config.max_ell, 1)
-        self.irreps_a = _irreps_up_to(config.max_ell, c)
+        if config.use_so3:
+            self.irreps_sh = o3.Irreps([(1, (l, 1)) for l in range(config.max_ell + 1)])
+        else:
+            self.irreps_sh = _irreps_up_to(config.max_ell, 1)
+        hidden_irreps = _irreps_up_to(config.max_L, c)
+        if config.hidden_irreps is not None:
+            hidden_irreps = o3.Irreps(config.hidden_irreps)
+            if {mul for mul, _ in hidden_irreps} != {c} or hidden_irreps[0].ir != o3.Irrep("0e"):
+                raise ValueError(f"hidden_irreps {hidden_irreps}: every multiplicity must be "
+                                 f"num_channels ({c}) and the first irrep 0e")
+        # A's irreps (one channel): the harmonics; after the first layer both parities
+        # of every l when the hidden features have odd scalars
+        channel_first = self.irreps_sh
+        channel = self.irreps_sh
+        if hidden_irreps.count(o3.Irrep("0o")) > 0:
+            channel = o3.Irreps([(1, (l, p)) for l in range(config.max_ell + 1) for p in (-1, 1)])
+        edge_irreps = None if config.edge_irreps is None else o3.Irreps(config.edge_irreps)
         self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True,
                                                          normalization="component")
         if config.radial_basis == "gaussian":
@@ -349,14 +470,29 @@ class MACE(Architecture):
         self.readouts = nn.ModuleList()
         self.irreps_hidden: list[o3.Irreps] = []
         irreps_node = o3.Irreps(f"{c}x0e")
+        self.needs_edge_valid = False
+        self.irreps_a = o3.Irreps("0e")
         for layer in range(config.num_interactions):
             last = layer == config.num_interactions - 1
-            hidden = o3.Irreps(f"{c}x0e") if last else _irreps_up_to(config.max_L, c)
+            hidden = o3.Irreps(f"{c}x0e") if last else hidden_irreps
             kind = config.interaction_first if layer == 0 else config.interaction
-            self.interactions.append(MACEInteraction(
-                irreps_node, self.irreps_sh, self.irreps_a, num_species, radial_sizes, hidden,
-                kind))
-            self.products.append(MACEProduct(self.irreps_sh, hidden, correlations[layer],
+            one_channel = channel_first if layer == 0 else channel
+            self.irreps_a = o3.Irreps([(c, ir) for _, ir in one_channel])
+            irreps_edge = edge_irreps
+            if layer == 0:
+                irreps_edge = None
+                if config.edge_irreps_first and edge_irreps is not None:
+                    irreps_edge = o3.Irreps(f"{edge_irreps.count(o3.Irrep('0e'))}x0e")
+            if kind == "nonlinear":
+                self.needs_edge_valid = True
+                self.interactions.append(MACENonLinearInteraction(
+                    irreps_node, self.irreps_sh, self.irreps_a, num_species, radial_sizes,
+                    hidden, irreps_edge))
+            else:
+                self.interactions.append(MACEInteraction(
+                    irreps_node, self.irreps_sh, self.irreps_a, num_species, radial_sizes,
+                    hidden, kind, irreps_edge))
+            self.products.append(MACEProduct(one_channel, hidden, correlations[layer],
                                              num_species, c))
             if last and config.readout_mlp > 0:
                 mlp = o3.Irreps(f"{config.readout_mlp}x0e")
@@ -393,6 +529,7 @@ class MACE(Architecture):
         else:
             edge_cutoff = envelope
         num_nodes = species.shape[0]
+        edge_valid: Optional[torch.Tensor] = None  # noqa: UP045
         dense, cueq = False, False
         if not torch.jit.is_scripting():
             cueq = self.use_dense and self._cueq_wanted(species.device)
@@ -405,11 +542,13 @@ class MACE(Architecture):
                 edge_radial = to_dense(edge_radial, slots, num_nodes, width)
                 if edge_cutoff is not None:
                     edge_cutoff = to_dense(edge_cutoff, slots, num_nodes, width)
+                if self.needs_edge_valid:
+                    edge_valid = to_dense(torch.ones_like(lengths), slots, num_nodes, width)
         h = self.embedding(onehot)
         layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for interaction, product in zip(self.interactions, self.products):
             a, skip = interaction(h, onehot, edge_sh, edge_radial, sender, receiver,
-                                  self.inv_neighbors, dense, cueq, edge_cutoff)
+                                  self.inv_neighbors, dense, cueq, edge_cutoff, edge_valid)
             h = product(a, species, skip)
             layers.append((a, h))
         return layers

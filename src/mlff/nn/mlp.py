@@ -81,3 +81,17 @@ def folded_fully_connected(x: torch.Tensor, weights: list[torch.Tensor], scales:
         x = nn.functional.silu(torch.matmul(x, weights[k] * scales[k]))
     return [torch.matmul(x, weights[last][:, start:stop] * scales[last])
             for start, stop in column_ranges]
+
+
+def layer_norm_mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear (with bias) -> LayerNorm -> SiLU per hidden layer, a plain Linear last.
+
+    The radial MLP of ESEN/FairChem and of mace-torch's non-linear interaction block.
+    ``sizes``: widths, input first.
+    """
+    layers: list[nn.Module] = []
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if k < len(sizes) - 2:
+            layers.extend([nn.LayerNorm(n_out), nn.SiLU()])
+    return nn.Sequential(*layers)

@@ -56,12 +56,15 @@ def monomial_coefficients(
         coefficients: (T, K, 2L+1) float64; K = number of independent couplings (0 if none).
     """
     ir_out = o3.Irrep(irrep_out)
+    dim_in = o3.Irreps(irreps_in).dim
     with default_dtype(torch.float64):  # the coupling coefficients need full precision
         formula = "i" if order == 1 else _symmetric_formula(order)
-        reduced = o3.ReducedTensorProducts(formula, filter_ir_out=[ir_out],
-                                           **{formula[0]: o3.Irreps(irreps_in)})
+        try:
+            reduced = o3.ReducedTensorProducts(formula, filter_ir_out=[ir_out],
+                                               **{formula[0]: o3.Irreps(irreps_in)})
+        except ValueError:  # no coupling reaches ir_out (e.g. 1o from even irreps only)
+            return np.zeros((0, order), np.int64), np.zeros((0, 0, ir_out.dim))
         basis = reduced.change_of_basis.numpy()
-    dim_in = o3.Irreps(irreps_in).dim
     num_couplings = basis.shape[0] // ir_out.dim
     basis = basis.reshape(num_couplings, ir_out.dim, *([dim_in] * order))
     tuples, rows = [], []
