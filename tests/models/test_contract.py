@@ -151,3 +151,37 @@ def test_no_architecture_is_named_outside_the_registry():
              for number, line in enumerate(path.read_text().splitlines(), 1)
              if pattern.search(line)]
     assert found == []
+
+
+MACE_VARIANTS = {
+    "nonlinear": {"interaction": "nonlinear", "interaction_first": "nonlinear"},
+    "density_first": {"interaction_first": "density", "interaction": "att_residual"},
+    "edge_irreps": {"edge_irreps": "8x0e+8x1o", "edge_irreps_first": True},
+    "so3_odd_scalars": {"use_so3": True, "hidden_irreps": "8x0e+8x0o+8x1e"},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(MACE_VARIANTS))
+def test_mace_variants_grow_species_with_old_predictions_unchanged(variant):
+    """Every MACE interaction block names its species-dependent tensors, so fine-tuning a
+    model of any block kind (an imported one, say) on a new element keeps the old ones."""
+    hyperparameters = helpers.full_hyperparameters("mace", **MACE_VARIANTS[variant])
+    torch.manual_seed(0)
+    two, three = build_model(hyperparameters, 2), build_model(hyperparameters, 3)
+    state = two.state_dict()
+    changing = {key for key, value in three.state_dict().items()
+                if key not in state or state[key].shape != value.shape}
+    assert changing <= set(three.species_parameters())
+
+    old = helpers.build_potential("mace", species=(H, C, O), e0s=(-1.1, -1.6, -1.8), seed=1,
+                                  **MACE_VARIANTS[variant])
+    _, alcohol = _ethylamine_and_methanol()
+    graph = helpers.graph_of(alcohol, old.cutoff)
+    before = old(graph, compute_stress=False)
+    model, _ = old.model.grow_species([0, 1, 3], 4)
+    grown = Potential(model, old.hyperparameters, [H, C, N, O],
+                      [*old.e0s.tolist()[:2], -1.7, old.e0s.tolist()[2]]).to(torch.float64).eval()
+    after = grown(graph)
+    np.testing.assert_allclose(after[K.ENERGY].detach(), before[K.ENERGY].detach(),
+                               rtol=0, atol=1e-10)
+    np.testing.assert_allclose(after[K.FORCES], before[K.FORCES], rtol=0, atol=1e-10)

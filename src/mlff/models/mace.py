@@ -401,13 +401,17 @@ class MACE(Architecture):
         return features[:, : self.config.num_channels].detach()
 
     def species_parameters(self) -> dict[str, SpeciesIndex]:
-        """The one-hot embedding, the species-dependent skips and the per-species weights of
-        every symmetric contraction."""
+        """The one-hot embedding, the species-dependent skips, the species embeddings of the
+        non-linear blocks and the per-species weights of every symmetric contraction."""
         s = self.num_species
         index = {"embedding.weight": e3nn_weights(self.embedding, s)}
         for k, interaction in enumerate(self.interactions):
             if isinstance(interaction.skip, o3.TensorProduct):
                 index[f"interactions.{k}.skip.weight"] = e3nn_weights(interaction.skip, s, operand=1)
+            if isinstance(interaction, MACENonLinearInteraction):  # species embeddings
+                for name in ("source_embedding", "target_embedding"):
+                    index[f"interactions.{k}.{name}.weight"] = e3nn_weights(
+                        getattr(interaction, name), s)
         for k, product in enumerate(self.products):
             for j, weight in enumerate(product.contraction.weights):
                 index[f"products.{k}.contraction.weights.{j}"] = rows(weight, s)
