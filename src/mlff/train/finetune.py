@@ -44,6 +44,7 @@ from mlff.models.io import load_model, read_metadata
 from mlff.models.potential import Potential
 from mlff.models.registry import build_model, get_architecture
 from mlff.train.config import TrainConfig
+from mlff.train.pretrained import e0s_to_refit, finetune_species
 
 if TYPE_CHECKING:
     from mlff.train.data import TrainingData
@@ -182,7 +183,7 @@ def finetune_e0s(
     assert config.finetune is not None
     metadata = pretrained_metadata(config)
     old = {symbol_numbers[symbol]: float(value) for symbol, value in metadata["e0s"].items()}
-    if config.finetune.keep_e0s:
+    if config.finetune.keep_e0s is not False:
         fixed = dict(old)
     else:
         fixed = {z: e for z, e in old.items() if z not in species}
@@ -231,7 +232,7 @@ def _least_squares_with_fixed(
 def refitted_species(config: TrainConfig, old_species: list[int], species: list[int]) -> list[int]:
     """Elements of the training data whose E0s are not kept from the pretrained model."""
     assert config.finetune is not None
-    if config.finetune.keep_e0s:
+    if config.finetune.keep_e0s is not False:
         return [z for z in species if z not in old_species]
     return list(species)
 
@@ -319,7 +320,8 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
         raise ModelFileError(f"finetune.init_from: {exc}") from None
     _PROVENANCE[config.finetune.init_from] = _provenance(config)
     old_species = list(old.species)
-    species = sorted(set(old_species) | set(data.species))
+    metadata = pretrained_metadata(config)
+    species = finetune_species(config, metadata, old_species, data.species)
     keep = config.finetune.keep_e0s
     old_e0s = dict(zip(old_species, old.e0s.tolist()))
     e0s = []
@@ -358,8 +360,8 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
             )
         state[key] = value
     potential.model.load_state_dict(state, strict=True)
-    if config.data.e0s == "least_squares":
-        fit_e0s_to_model(potential, data.train, refitted_species(config, old_species, data.species))
+    refit = e0s_to_refit(config, potential, data.train, old_species, data.species)
+    fit_e0s_to_model(potential, data.train, refit)
 
     new_rows = [i for i, z in enumerate(species) if z not in old_species]
     grown = {f"model.{name}.weight" for name in embeddings} if new_rows else set()
@@ -456,4 +458,5 @@ def finetune_record(config: TrainConfig) -> dict[str, Any] | None:
         "lr_factor": finetune.lr_factor,
         "replay_fraction": finetune.replay_fraction,
         "keep_e0s": finetune.keep_e0s,
+        "replay": finetune.replay.model_dump() if finetune.replay is not None else None,
     }
