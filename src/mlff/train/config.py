@@ -236,7 +236,8 @@ class FinetuneConfig(_Strict):
     )
     keep_e0s: bool | Literal["auto"] = Field(
         "auto", description="keep the pretrained model's E0s of its elements; auto: keep them "
-        "unless its energies are offset from the new data's (another DFT reference), then refit"
+        "unless its energies are over 1 eV/atom off the new data's (another DFT reference), "
+        "then refit them; false: refit them"
     )
     replay: ReplayConfig | None = Field(
         None, description="replay set labelled by the pretrained model itself (pseudo-labels)"

@@ -7,10 +7,12 @@
   lacks is an error naming it.
 - E0s: a pretrained model trained against another DFT code, basis or functional predicts
   energies offset from the new data by a per-element constant. With ``keep_e0s: auto``
-  the offset of the pretrained model on the new training energies is measured; beyond
-  :data:`OFFSET_TOLERANCE` the E0s of the data's elements are refitted to it (least
-  squares of the residuals on per-element counts) instead of being inherited; with
-  ``keep_e0s: true`` such an offset is kept but warned about.
+  the mean per-atom offset of the pretrained model on the new training energies is
+  measured; beyond :data:`REFERENCE_OFFSET` (no model error is that large: another
+  reference) the E0s of the data's elements are refitted to it (least squares of the
+  residuals on per-element counts) instead of being inherited; beyond
+  :data:`OFFSET_WARNING` they are kept with a warning. ``keep_e0s: true`` keeps them and
+  warns beyond :data:`OFFSET_WARNING`; ``false`` always refits.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from mlff.errors import DataError, DataWarning
 from mlff.models.potential import Potential
 from mlff.train.config import TrainConfig
 
-# a mean per-atom energy offset beyond this (eV/atom) means another reference
-OFFSET_TOLERANCE = 0.1
+# mean per-atom energy offsets (eV/atom): beyond the first, another DFT reference (E0s
+# refitted with keep_e0s: auto); beyond the second, worth a warning
+REFERENCE_OFFSET = 1.0
+OFFSET_WARNING = 0.1
 
 
 def is_imported(metadata: dict[str, Any]) -> bool:
@@ -82,9 +86,9 @@ def e0s_to_refit(config: TrainConfig, potential: Potential, dataset: GraphDatase
     """The elements whose E0s are fitted to the model's residuals on ``dataset``.
 
     ``keep_e0s: false``: all of the data's elements (with ``data.e0s: least_squares``).
-    ``true``: new elements only (with ``least_squares``); an offset beyond the tolerance
-    is warned about. ``auto``: new elements, or all of the data's elements when the
-    pretrained model is offset from the data beyond the tolerance (then whatever
+    ``true``: new elements only (with ``least_squares``); an offset beyond
+    :data:`OFFSET_WARNING` is warned about. ``auto``: likewise, but all of the data's
+    elements when the offset is beyond :data:`REFERENCE_OFFSET` (then whatever
     ``data.e0s`` says: isolated-atom energies do not describe a network that already
     outputs absolute energies).
     """
@@ -94,21 +98,20 @@ def e0s_to_refit(config: TrainConfig, potential: Potential, dataset: GraphDatase
     if keep is False:
         return list(data_species) if least_squares else []
     offset = energy_offset(potential, dataset)
-    beyond = offset == offset and abs(offset) > OFFSET_TOLERANCE
-    if keep is True:
-        if beyond:
+    size = abs(offset) if offset == offset else 0.0
+    if keep is True or size <= REFERENCE_OFFSET:
+        if size > OFFSET_WARNING:
+            setting = "true keeps" if keep is True else "auto keeps (below 1 eV/atom)"
             warnings.warn(
-                f"finetune.keep_e0s: true keeps the pretrained E0s, but the pretrained model's "
+                f"finetune.keep_e0s: {setting} the pretrained E0s, but the pretrained model's "
                 f"energies are {offset:+.3f} eV/atom off the new training data's (another DFT "
-                "reference?); fine-tuning must then learn that offset. Use keep_e0s: auto "
-                "(the default) or false to refit the E0s.", DataWarning, stacklevel=2)
+                "reference?); fine-tuning must then learn that offset. Set keep_e0s: false "
+                "to refit the E0s.", DataWarning, stacklevel=2)
         return new if least_squares else []
-    if beyond:
-        names = ", ".join(chemical_symbols[z] for z in data_species)
-        warnings.warn(
-            f"the pretrained model's energies are {offset:+.3f} eV/atom off the new training "
-            f"data's: refitting the E0s of {names} to the new data (finetune.keep_e0s: auto; "
-            "set it to true to inherit them).", DataWarning, stacklevel=2)
-        return list(data_species)
-    return new if least_squares else []
+    names = ", ".join(chemical_symbols[z] for z in data_species)
+    warnings.warn(
+        f"the pretrained model's energies are {offset:+.3f} eV/atom off the new training "
+        f"data's: refitting the E0s of {names} to the new data (finetune.keep_e0s: auto; "
+        "set it to true to inherit them).", DataWarning, stacklevel=2)
+    return list(data_species)
 
