@@ -218,3 +218,32 @@ def test_all_loss_weights_zero_is_refused(files, tmp_path):
                      loss={"energy_weight": 0, "forces_weight": 0, "stress_weight": 0})
     with pytest.raises(ConfigError, match="all 0"):
         Trainer(config, tmp_path, progress=False)
+
+
+def test_replay_structures_of_unknown_elements_are_named(files, tmp_path):
+    from ase.build import bulk
+
+    ase.io.write(tmp_path / "gold.xyz", bulk("Au", "fcc", a=4.08))
+    config = _config(files, {"replay": {"structures": str(tmp_path / "gold.xyz")}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        with pytest.raises(DataError, match="holds Au, which the model does not know"):
+            Trainer(config, tmp_path / "run", progress=False)
+
+
+def test_replay_of_a_structure_file_is_rattled_and_strained(files, tmp_path):
+    from ase.build import bulk
+
+    cell = bulk("Cu", "fcc", a=3.6, cubic=True)
+    ase.io.write(tmp_path / "cu.xyz", cell)
+    config = _config(files, {"replay": {"structures": str(tmp_path / "cu.xyz"), "count": 3,
+                                        "weight": 2.0}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        trainer = Trainer(config, tmp_path / "run", progress=False)
+    replay = [g for g in trainer.data.train if int(g[K.NUM_ATOMS][0]) == 4]
+    assert len(replay) == 3
+    volumes = {round(abs(float(torch.det(g[K.CELL][0]))), 6) for g in replay}
+    assert len(volumes) == 3 and all(v != round(cell.get_volume(), 6) for v in volumes)
+    factors = trainer.train_factors[trainer.data.train.config_types.index(REPLAY_CONFIG_TYPE)]
+    assert float(factors) == 2.0

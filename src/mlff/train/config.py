@@ -324,6 +324,10 @@ class TrainConfig(_Strict):
                     "finetune.replay.weight is 0: the replay structures would be labelled and "
                     "trained on but count for nothing in the loss. Set a weight > 0 (e.g. 1) or "
                     "remove finetune.replay")
+            if self.data.stream:
+                raise ValueError(
+                    "finetune.replay cannot be mixed into a streamed training set (data.stream: "
+                    "true); set data.stream: false")
             if REPLAY_CONFIG_TYPE in self.data.config_type_weights:
                 raise ValueError(
                     f"data.config_type_weights: {REPLAY_CONFIG_TYPE!r} is the config_type of the "
