@@ -5,6 +5,7 @@ import yaml
 from mlff.active.config import load_learn_config
 from tests.active.conftest import learn_config
 
+
 def test_a_relative_foundation_path_is_resolved_against_the_config(tmp_path, cu_cells):
     starts, test = cu_cells
     config = learn_config(starts, test)
