@@ -6,12 +6,16 @@ The ``finetune`` section of the training config names the pretrained model. Then
   give must equal the pretrained model's (:func:`resolve_config`);
 - the new potential knows the union of the pretrained model's elements and those of the
   new training data, **sorted by atomic number** (as every model built by mlff), so a
-  fine-tuned model is indistinguishable in form from one trained from scratch;
+  fine-tuned model is indistinguishable in form from one trained from scratch; without
+  new elements the pretrained list is kept as it is, and an imported model cannot gain
+  elements (:mod:`mlff.train.pretrained`);
 - every weight is copied; the species embeddings (any ``nn.Embedding`` with one row per
   species of the pretrained model, found generically) get their old rows at the
   elements' new positions, and rows for new elements keep the architecture's own fresh
   initialisation, seeded by ``seed`` (:func:`potential_from_pretrained`);
-- E0s: the pretrained ones are kept (``keep_e0s``); new elements get theirs from
+- E0s: the pretrained ones are kept (``keep_e0s``; with ``auto`` unless the pretrained
+  model is over 1 eV/atom off the new energies, then they are refitted:
+  :func:`mlff.train.pretrained.e0s_to_refit`); new elements get theirs from
   ``data.e0s`` - an isolated-atoms file, a mapping, or ``least_squares``: a fit of the
   new training energies minus the extended model's prediction, the kept E0s held fixed
   (:func:`finetune_e0s`, :func:`fit_e0s_to_model`); scale and shift are the pretrained
@@ -21,7 +25,8 @@ The ``finetune`` section of the training config names the pretrained model. Then
 - the learning rate is ``training.lr * lr_factor`` (:func:`learning_rate`);
 - with ``replay_fraction`` > 0, structures of the original data (``replay_data``) are
   drawn with the seed and added to the training set, so they make up that fraction of
-  every epoch (:func:`add_replay`). The validation set holds new data only.
+  every epoch (:func:`add_replay`). The validation set holds new data only. Replay
+  labelled by the model itself is :mod:`mlff.train.replay`.
 """
 
 from __future__ import annotations
