@@ -98,7 +98,8 @@ def test_force_mae(model_path: Path, frames: int) -> float:
     """Force MAE (meV/Å) on the first ``frames`` frames of test_MD.xyz."""
     structures = read_structures(EXAMPLES / "test_MD.xyz", require=("forces",))[:frames]
     predicted = forces_of(model_path, [s.atoms for s in structures])
-    errors = np.concatenate([(p - s.forces).ravel() for p, s in zip(predicted, structures)])
+    pairs = zip(predicted, structures, strict=True)
+    errors = np.concatenate([(p - s.forces).ravel() for p, s in pairs])
     return float(1e3 * np.abs(errors).mean())
 
 
@@ -106,7 +107,7 @@ def drift(model_path: Path, reference: list[np.ndarray], structures: list[Atoms]
     """Force RMSE (meV/Å) of the model from the reference forces."""
     predicted = forces_of(model_path, structures)
     return float(1e3 * np.sqrt(np.mean(np.concatenate(
-        [(p - r).ravel() ** 2 for p, r in zip(predicted, reference)]))))
+        [(p - r).ravel() ** 2 for p, r in zip(predicted, reference, strict=True)]))))
 
 
 def write_split(out: Path, n: int, valid: int) -> tuple[Path, Path]:
@@ -154,7 +155,7 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for method, marker in zip(METHODS, "osd"):
+    for method, marker in zip(METHODS, "osd", strict=True):
         rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["n"])
         if rows:
             left.plot([r["n"] for r in rows], [r["test_force_mae_meV_per_A"] for r in rows],

@@ -139,8 +139,9 @@ def _replay_gradient(files, tmp_path, weight):
         trainer = Trainer(config, tmp_path / f"w{weight}", progress=False)
     with torch.no_grad():
         for parameter in trainer.potential.parameters():
-            parameter.add_(0.01 * torch.randn(parameter.shape, generator=torch.Generator()
-                                              .manual_seed(parameter.numel()), dtype=parameter.dtype))
+            generator = torch.Generator().manual_seed(parameter.numel())
+            parameter.add_(0.01 * torch.randn(parameter.shape, generator=generator,
+                                              dtype=parameter.dtype))
     train = trainer.data.train
     batch = next(BatchLoader(train.subset(range(len(train) - 4, len(train))), 4,
                              shuffle=False).batches())

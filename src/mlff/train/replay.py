@@ -45,8 +45,10 @@ def graph_atoms(graph: dict[str, torch.Tensor]) -> Atoms:
 
 
 def perturb(atoms: Atoms, rng: np.random.Generator, rattle: float, strain: float) -> Atoms:
-    """A copy of ``atoms`` strained by a random symmetric ε (|ε_ij| ≤ ``strain``), then
-    rattled by Gaussian displacements of std ``rattle`` (Å).
+    """A copy of ``atoms``, strained and rattled.
+
+    The random symmetric strain ε has |ε_ij| ≤ ``strain``; the Gaussian displacements
+    have the standard deviation ``rattle`` (Å).
 
     The strain acts on the cell and the positions alike (about the centre of mass for a
     structure periodic in no direction, so a molecule's bonds stretch without it moving).
@@ -129,7 +131,7 @@ def pseudo_label(
     was_training = potential.training
     potential.eval()
     try:
-        for atoms, source in zip(structures, sources):
+        for atoms, source in zip(structures, sources, strict=True):
             unlabelled = structure_to_graph(Structure(atoms=atoms, source=source), cutoff)
             batch = to_device(unlabelled, potential.device, potential.dtype)
             periodic = bool(atoms.pbc.all())
@@ -149,7 +151,8 @@ def pseudo_label(
     return GraphDataset(graphs, [REPLAY_CONFIG_TYPE], list(sources))
 
 
-def add_pseudo_labelled_replay(config: TrainConfig, data: TrainingData, potential: Potential) -> int:
+def add_pseudo_labelled_replay(config: TrainConfig, data: TrainingData,
+                               potential: Potential) -> int:
     """Add ``finetune.replay``'s structures, labelled by ``potential``, to ``data.train``.
 
     Call it with the model as fine-tuning starts (pretrained weights, fitted E0s). Records
@@ -165,12 +168,13 @@ def add_pseudo_labelled_replay(config: TrainConfig, data: TrainingData, potentia
     finetune = config.finetune
     if finetune is None or finetune.replay is None:
         return 0
-    if REPLAY_CONFIG_TYPE in data.train.config_types or REPLAY_CONFIG_TYPE in data.valid.config_types:
+    if REPLAY_CONFIG_TYPE in (*data.train.config_types, *data.valid.config_types):
         raise ConfigError(f"the training data already has structures of config_type "
                           f"{REPLAY_CONFIG_TYPE!r}, the name of finetune.replay's structures; "
                           "rename that config_type in the data.")
     structures, sources = replay_structures(config, data.train)
-    stress = config.training.loss.stress_weight > 0 or config.training.stage_two_loss().stress_weight > 0
+    losses = (config.training.loss, config.training.stage_two_loss())
+    stress = any(loss.stress_weight > 0 for loss in losses)
     replay = pseudo_label(potential, structures, sources, float(config.model["cutoff"]), stress)
     data.train = _concatenate(data.train, replay)
     spec = finetune.replay.structures
