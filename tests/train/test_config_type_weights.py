@@ -12,6 +12,7 @@ from mlff.data.graph import collate
 from mlff.data.readers import LabelKeys
 from mlff.errors import ConfigError
 from mlff.train.config import LossConfig
+from mlff.train.guards import ZeroLossError
 from mlff.train.loss import compute_loss, config_type_factors, reweight
 from mlff.train.trainer import train
 from tests import helpers
@@ -104,10 +105,12 @@ def test_unknown_config_type_names_the_present_ones(tmp_path, tagged_ethanol):
 def test_training_and_validation_losses_are_reweighted(tmp_path, tagged_ethanol):
     config = small_config(tagged_ethanol, max_epochs=1)
     config["data"]["config_type_weights"] = {"md": 0.0, "opt": 0.0}
-    train(config, out_dir=tmp_path / "zero", progress=False)
-    line = json.loads((tmp_path / "zero" / "log.jsonl").read_text().splitlines()[0])
-    assert line["train"]["loss"] == 0.0 and line["valid"]["loss"] == 0.0
-    assert line["valid"]["forces_mae_meV_per_A"] > 0  # the metrics are not weighted
+    with pytest.raises(ZeroLossError, match="exactly 0 in epoch 1"):  # it could learn nothing
+        train(config, out_dir=tmp_path / "zero", progress=False)
+    config["data"]["config_type_weights"] = {"md": 0.0}
+    train(config, out_dir=tmp_path / "md_zero", progress=False)
+    line = json.loads((tmp_path / "md_zero" / "log.jsonl").read_text().splitlines()[0])
+    assert line["train"]["loss"] > 0 and line["valid"]["forces_mae_meV_per_A"] > 0
 
     config["data"]["config_type_weights"] = {"md": 3.0}
     train(config, out_dir=tmp_path / "three", progress=False)

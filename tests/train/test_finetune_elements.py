@@ -61,7 +61,8 @@ def test_finetune_adds_an_element(architecture, frozen, ethylamine, tmp_path):
         "data": {"train": str(ethylamine), "valid_fraction": 0.25, "cache_dir": None,
                  "e0s": {"H": -1.0, "C": -2.0, "N": -2.5, "O": -3.0}},
         "training": {"batch_size": 3, "max_epochs": 2, "lr": 0.01},
-        "finetune": {"init_from": str(path), "freeze": [f"model.{frozen}"]},
+        # E0s kept as they are (auto would refit them: random weights are far off EMT)
+        "finetune": {"init_from": str(path), "freeze": [f"model.{frozen}"], "keep_e0s": True},
     })
     start = potential_from_pretrained(config, load_training_data(config))
     assert start.species == [H, C, N, O]

@@ -171,5 +171,13 @@ def resolve(config: LearnConfig, base: Path) -> LearnConfig:
             if isinstance(data.get(key), str) and data[key] != "least_squares":
                 data[key] = absolute(data[key])
         train["data"] = data
+    if isinstance(train.get("finetune"), dict):  # a start from a (foundation) model file
+        finetune = dict(train["finetune"])
+        if isinstance(finetune.get("init_from"), str):
+            finetune["init_from"] = absolute(finetune["init_from"])
+        replay = finetune.get("replay")
+        if isinstance(replay, dict) and replay.get("structures", "train") != "train":
+            finetune["replay"] = {**replay, "structures": absolute(replay["structures"])}
+        train["finetune"] = finetune
     return config.model_copy(update={"initial": initial, "oracle": oracle, "explore": explore,
                                      "test": absolute(config.test), "train": train})

@@ -195,6 +195,36 @@ class CommitteeConfig(_Strict):
         return {"size": value} if isinstance(value, int) else value
 
 
+# the config_type of replay structures labelled by the pretrained model
+REPLAY_CONFIG_TYPE = "foundation_replay"
+
+
+class ReplayConfig(_Strict):
+    """Replay labelled by the pretrained model itself (pseudo-labels), against forgetting.
+
+    Copies of the training structures (or of the structures of ``structures``), rattled
+    and strained, are labelled by the model being fine-tuned as it is before training
+    (the pretrained network with the E0s fitted to the new data) and mixed into every
+    epoch with the loss-weight factor ``weight`` (see :mod:`mlff.train.replay`).
+    """
+
+    structures: str = Field(
+        "train", description="'train' (the training structures) or a file of structures "
+        "(labels in it are ignored) to build the replay set from"
+    )
+    count: int | None = Field(
+        None, ge=1, description="replay structures; null = as many as training structures"
+    )
+    rattle: float = Field(0.05, ge=0, description="std of the Gaussian displacements, Å")
+    strain: float = Field(
+        0.02, ge=0, description="largest component of the random symmetric strain (cell and "
+        "positions of molecules alike)"
+    )
+    weight: float = Field(
+        1.0, ge=0, description="factor on the loss weight of replay structures (0 is refused)"
+    )
+
+
 class FinetuneConfig(_Strict):
     """Start from a trained model (``*.mlff``) instead of a freshly initialised one."""
 
@@ -210,7 +240,14 @@ class FinetuneConfig(_Strict):
     replay_fraction: float = Field(
         0.0, ge=0, lt=1, description="fraction of the training structures drawn from replay_data"
     )
-    keep_e0s: bool = Field(True, description="keep the pretrained model's E0s of its elements")
+    keep_e0s: bool | Literal["auto"] = Field(
+        "auto", description="keep the pretrained model's E0s of its elements; auto: keep them "
+        "unless its energies are over 1 eV/atom off the new data's (another DFT reference), "
+        "then refit them; false: refit them"
+    )
+    replay: ReplayConfig | None = Field(
+        None, description="replay set labelled by the pretrained model itself (pseudo-labels)"
+    )
 
 
 class TrainConfig(_Strict):
@@ -287,6 +324,24 @@ class TrainConfig(_Strict):
         finetune = self.finetune
         if finetune is not None and finetune.replay_fraction > 0 and finetune.replay_data is None:
             raise ValueError("finetune.replay_fraction > 0 needs finetune.replay_data (a labelled file)")
+        if finetune is not None and finetune.replay is not None:
+            if finetune.replay.weight == 0:
+                raise ValueError(
+                    "finetune.replay.weight is 0: the replay structures would be labelled and "
+                    "trained on but count for nothing in the loss. Set a weight > 0 (e.g. 1) or "
+                    "remove finetune.replay")
+            if self.data.stream:
+                raise ValueError(
+                    "finetune.replay cannot be mixed into a streamed training set (data.stream: "
+                    "true); set data.stream: false")
+            if REPLAY_CONFIG_TYPE in self.data.config_type_weights:
+                raise ValueError(
+                    f"data.config_type_weights: {REPLAY_CONFIG_TYPE!r} is the config_type of the "
+                    "replay structures; set their weight with finetune.replay.weight instead")
+        if finetune is not None and finetune.replay_data is not None and finetune.replay_fraction == 0:
+            raise ValueError("finetune.replay_data is given but finetune.replay_fraction is 0, so "
+                             "no replay structure would be used: set replay_fraction (e.g. 0.2) "
+                             "or remove replay_data")
         return self
 
     def model_schema(self) -> type[ModelConfig]:
@@ -454,5 +509,10 @@ def resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
             value = getattr(config.finetune, name)
             if value is not None and not Path(value).is_absolute():
                 finetune[name] = str((base / value).resolve())
+        replay = config.finetune.replay
+        if replay is not None and replay.structures != "train" \
+                and not Path(replay.structures).is_absolute():
+            finetune["replay"] = replay.model_copy(
+                update={"structures": str((base / replay.structures).resolve())})
         resolved["finetune"] = config.finetune.model_copy(update=finetune)
     return config.model_copy(update=resolved)

@@ -6,13 +6,17 @@ The ``finetune`` section of the training config names the pretrained model. Then
   give must equal the pretrained model's (:func:`resolve_config`);
 - the new potential knows the union of the pretrained model's elements and those of the
   new training data, **sorted by atomic number** (as every model built by mlff), so a
-  fine-tuned model is indistinguishable in form from one trained from scratch;
+  fine-tuned model is indistinguishable in form from one trained from scratch; without
+  new elements the pretrained list is kept as it is, and an imported model cannot gain
+  elements (:mod:`mlff.train.pretrained`);
 - every weight is copied; the architecture grows its per-element entries (embedding
   rows, one-hot linear maps, species-dependent skips, per-species scales:
   :meth:`mlff.models.contract.Architecture.grow_species`), so predictions for the old
   elements are unchanged, and the entries of new elements keep the architecture's own
   fresh initialisation, seeded by ``seed`` (:func:`potential_from_pretrained`);
-- E0s: the pretrained ones are kept (``keep_e0s``); new elements get theirs from
+- E0s: the pretrained ones are kept (``keep_e0s``; with ``auto`` unless the pretrained
+  model is over 1 eV/atom off the new energies, then they are refitted:
+  :func:`mlff.train.pretrained.e0s_to_refit`); new elements get theirs from
   ``data.e0s`` - an isolated-atoms file, a mapping, or ``least_squares``: a fit of the
   new training energies minus the extended model's prediction, the kept E0s held fixed
   (:func:`finetune_e0s`, :func:`fit_e0s_to_model`); scale and shift are the pretrained
@@ -22,7 +26,8 @@ The ``finetune`` section of the training config names the pretrained model. Then
 - the learning rate is ``training.lr * lr_factor`` (:func:`learning_rate`);
 - with ``replay_fraction`` > 0, structures of the original data (``replay_data``) are
   drawn with the seed and added to the training set, so they make up that fraction of
-  every epoch (:func:`add_replay`). The validation set holds new data only.
+  every epoch (:func:`add_replay`). The validation set holds new data only. Replay
+  labelled by the model itself is :mod:`mlff.train.replay`.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from mlff.models.predict import batched_outputs
 from mlff.models.contract import Architecture
 from mlff.models.registry import build_model, get_architecture
 from mlff.train.config import TrainConfig
+from mlff.train.pretrained import e0s_to_refit, finetune_species
 
 if TYPE_CHECKING:
     from mlff.train.data import TrainingData
@@ -185,7 +191,7 @@ def finetune_e0s(
     assert config.finetune is not None
     metadata = pretrained_metadata(config)
     old = {symbol_numbers[symbol]: float(value) for symbol, value in metadata["e0s"].items()}
-    if config.finetune.keep_e0s:
+    if config.finetune.keep_e0s is not False:
         fixed = dict(old)
     else:
         fixed = {z: e for z, e in old.items() if z not in species}
@@ -234,7 +240,7 @@ def _least_squares_with_fixed(
 def refitted_species(config: TrainConfig, old_species: list[int], species: list[int]) -> list[int]:
     """Elements of the training data whose E0s are not kept from the pretrained model."""
     assert config.finetune is not None
-    if config.finetune.keep_e0s:
+    if config.finetune.keep_e0s is not False:
         return [z for z in species if z not in old_species]
     return list(species)
 
@@ -310,7 +316,8 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
         raise ModelFileError(f"finetune.init_from: {exc}") from None
     _PROVENANCE[config.finetune.init_from] = _provenance(config)
     old_species = list(old.species)
-    species = sorted(set(old_species) | set(data.species))
+    metadata = pretrained_metadata(config)
+    species = finetune_species(config, metadata, old_species, data.species)
     keep = config.finetune.keep_e0s
     old_e0s = dict(zip(old_species, old.e0s.tolist()))
     e0s = []
@@ -332,8 +339,8 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
     with torch.no_grad():  # exactly, not through the default dtype of the constructor
         potential.scale.copy_(old.scale)
         potential.shift.copy_(old.shift)
-    if config.data.e0s == "least_squares":
-        fit_e0s_to_model(potential, data.train, refitted_species(config, old_species, data.species))
+    refit = e0s_to_refit(config, potential, data.train, old_species, data.species)
+    fit_e0s_to_model(potential, data.train, refit)
 
     grown = {f"model.{name}": mask for name, mask in fresh.items() if mask.any()}
     freeze(potential, config.finetune.freeze, grown, config)
@@ -447,4 +454,5 @@ def finetune_record(config: TrainConfig) -> dict[str, Any] | None:
         "lr_factor": finetune.lr_factor,
         "replay_fraction": finetune.replay_fraction,
         "keep_e0s": finetune.keep_e0s,
+        "replay": finetune.replay.model_dump() if finetune.replay is not None else None,
     }

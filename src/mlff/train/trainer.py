@@ -57,7 +57,9 @@ from mlff.train.distributed import (
     shutdown,
     split_by_atoms,
 )
+from mlff.train.guards import check_first_epoch, check_loss_weights, check_trainable
 from mlff.train.loss import compute_loss, config_type_factors, label_counts, reweight
+from mlff.train.replay import add_pseudo_labelled_replay, loss_factors
 from mlff.train.schedule import LRSchedule
 from mlff.train.summary import training_summary
 
@@ -205,6 +207,10 @@ class Trainer:
 
         self.data = load_training_data(config)
         potential = build_potential(config, self.data, avg_num_neighbors)
+        # fine-tuning replay: labelled by the model as it starts (pretrained weights, new E0s)
+        self.replay_added = add_pseudo_labelled_replay(config, self.data, potential)
+        check_trainable(potential, config)
+        check_loss_weights(config.training.loss)
         if config.finetune is None:  # the hyperparameters the data (or checkpoint) filled in
             origin = "the checkpoint" if avg_num_neighbors is not None else "the training data"
             for key, value in potential.hyperparameters.items():
@@ -238,7 +244,7 @@ class Trainer:
         self.loss_config: LossConfig = t.loss  # the loss of the current stage
         self.compute_stress = t.loss.stress_weight > 0
         self.train_factors = config_type_factors(self.data.train.config_types,
-                                                 config.data.config_type_weights)
+                                                 loss_factors(config))
         self.stage_two_epoch: int | None = None  # the first epoch (0-based) of stage two
         self.swa: WeightAverage | None = None  # stage two with swa: the averaged weights
         self.trained: torch.nn.Module = self.potential
@@ -476,6 +482,8 @@ class Trainer:
                 start = time.perf_counter()
                 lr = self.schedule.start_epoch(self.epoch)
                 train_parts = self.train_epoch()
+                if self.epoch == 0:
+                    check_first_epoch(train_parts, self.loss_config, 1, self.replay_added)
                 if self.swa is not None:
                     self.swa.update_parameters(self.potential)
                 valid = evaluate(self.evaluation_model, self.data.valid, t.valid_batch_size,

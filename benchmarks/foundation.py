@@ -1,0 +1,239 @@
+"""Fine-tuned SevenNet-0 (naive and with replay) against MACE from scratch on ethanol.
+
+    python benchmarks/foundation.py --n 10 25 50 100 200 --minutes 10 --out bench-out/foundation
+
+For each number N of training frames (the first N of examples/ethanol's standard training
+split; validation: the first ``--valid`` frames of its validation split) and each method,
+trains with the same wall-clock budget (``--minutes`` of training, set-up excluded):
+
+- ``naive``: SevenNet-0 (imported with `mlff import sevennet-0`) fine-tuned on the N frames;
+- ``replay``: the same with ``finetune.replay``: structures of other elements built with
+  ase.build (bulk crystals, surfaces, molecules; ``replay_pool``), rattled and strained,
+  labelled by SevenNet-0 itself and mixed in with weight ``--replay-weight``;
+- ``scratch``: mlff MACE with the hyperparameters of examples/ethanol/mace.yaml.
+
+Reports, per run: the test_MD force MAE (meV/Å, on the first ``--test-frames`` frames of
+test_MD.xyz, through MLFFCalculator in float64) and, for the fine-tuned models, the
+forgetting: the force RMSE between the model and SevenNet-0 itself on a held-out set of
+the foundation's domain (other bulk crystals, surfaces and molecules than the replay
+pool's; ``held_out_set``). Writes OUT/results.json (one record per run, appended as runs
+finish, so a partial run keeps its results) and OUT/learning_curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.build import bcc110, bulk, fcc100, fcc111, molecule
+
+import mlff
+from mlff.data.readers import read_structures
+from mlff.train.config import read_yaml
+from mlff.train.trainer import train
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "ethanol"
+METHODS = ("naive", "replay", "scratch")
+
+
+def _rattled(atoms: Atoms, seed: int, amplitude: float = 0.05) -> Atoms:
+    atoms = atoms.copy()
+    atoms.rattle(amplitude, seed=seed)
+    return atoms
+
+
+def _molecule(name: str) -> Atoms:
+    atoms = molecule(name)
+    atoms.center(vacuum=6.0)
+    atoms.pbc = False
+    return atoms
+
+
+def replay_pool() -> list[Atoms]:
+    """Foundation-domain structures the replay set is made of (elements besides H, C, O)."""
+    structures = [
+        bulk("Cu", "fcc", a=3.61, cubic=True), bulk("Al", "fcc", a=4.05, cubic=True),
+        bulk("Si", "diamond", a=5.43), bulk("NaCl", "rocksalt", a=5.64),
+        bulk("MgO", "rocksalt", a=4.21), bulk("Fe", "bcc", a=2.87, cubic=True),
+        bulk("Au", "fcc", a=4.08, cubic=True),
+        fcc111("Cu", size=(2, 2, 3), vacuum=6.0), fcc100("Al", size=(2, 2, 3), vacuum=6.0),
+    ]
+    structures += [_molecule(name) for name in ("H2O", "CO2", "N2", "CH4", "PF3", "SiH4")]
+    return structures
+
+
+def held_out_set() -> list[Atoms]:
+    """Foundation-domain structures absent from the replay pool, two rattled copies each."""
+    structures = [
+        bulk("Ni", "fcc", a=3.52, cubic=True), bulk("Pd", "fcc", a=3.89, cubic=True),
+        bulk("Ge", "diamond", a=5.66), bulk("KCl", "rocksalt", a=6.29),
+        bulk("GaAs", "zincblende", a=5.65), bulk("W", "bcc", a=3.16, cubic=True),
+        fcc111("Pt", size=(2, 2, 3), vacuum=6.0), fcc100("Ag", size=(2, 2, 3), vacuum=6.0),
+        bcc110("Mo", size=(2, 2, 3), vacuum=6.0),
+    ]
+    structures += [_molecule(name) for name in ("PH3", "SH2", "SO2", "CS2", "NH3", "HCl")]
+    return [_rattled(a, seed=100 * k + copy) for k, a in enumerate(structures) for copy in (1, 2)]
+
+
+def forces_of(model_path: Path, structures: list[Atoms]) -> list[np.ndarray]:
+    """Forces (eV/Å) of each structure by the model, through MLFFCalculator in float64."""
+    calc = mlff.MLFFCalculator(model_path, dtype="float64")
+    forces = []
+    for atoms in structures:
+        atoms = atoms.copy()
+        atoms.calc = calc
+        forces.append(atoms.get_forces())
+    return forces
+
+
+def test_force_mae(model_path: Path, frames: int) -> float:
+    """Force MAE (meV/Å) on the first ``frames`` frames of test_MD.xyz."""
+    structures = read_structures(EXAMPLES / "test_MD.xyz", require=("forces",))[:frames]
+    predicted = forces_of(model_path, [s.atoms for s in structures])
+    pairs = zip(predicted, structures, strict=True)
+    errors = np.concatenate([(p - s.forces).ravel() for p, s in pairs])
+    return float(1e3 * np.abs(errors).mean())
+
+
+def drift(model_path: Path, reference: list[np.ndarray], structures: list[Atoms]) -> float:
+    """Force RMSE (meV/Å) of the model from the reference forces."""
+    predicted = forces_of(model_path, structures)
+    return float(1e3 * np.sqrt(np.mean(np.concatenate(
+        [(p - r).ravel() ** 2 for p, r in zip(predicted, reference, strict=True)]))))
+
+
+def write_split(out: Path, n: int, valid: int) -> tuple[Path, Path]:
+    """Index files: the first n frames of the training split, the first ``valid`` of the
+    validation split."""
+    train = np.loadtxt(EXAMPLES / "split_train_indices.txt", dtype=int)[:n]
+    held = np.loadtxt(EXAMPLES / "split_valid_indices.txt", dtype=int)[:valid]
+    paths = out / f"train_{n}.txt", out / f"valid_{valid}.txt"
+    np.savetxt(paths[0], train, fmt="%d")
+    np.savetxt(paths[1], held, fmt="%d")
+    return paths
+
+
+def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Path) -> dict:
+    train_idx, valid_idx = write_split(out, n, args.valid)
+    data = {"train": str(EXAMPLES / "train.xyz"), "train_indices": str(train_idx),
+            "valid_indices": str(valid_idx), "cache_dir": None}
+    training = {"batch_size": args.batch_size, "valid_batch_size": 50, "max_epochs": 100000,
+                "max_minutes": args.minutes, "ema_decay": 0.99, "grad_clip": 10.0,
+                "amsgrad": True, "loss": {"energy_weight": 1.0, "forces_weight": 100.0},
+                "scheduler": {"name": "plateau", "factor": 0.8, "patience": 50,
+                              "min_lr": 1e-5}}
+    config = {"seed": args.seed, "dtype": "float32", "threads": args.threads, "data": data,
+              "training": training}
+    if method == "scratch":
+        recipe = read_yaml(EXAMPLES / "mace.yaml")
+        config["model"] = recipe["model"]
+        data["e0s"] = str(EXAMPLES / "isolated_atoms.xyz")
+        training.update(lr=0.01, weight_decay=5e-7, stage_two={
+            "start_fraction": 0.8, "energy_weight": 1000.0, "forces_weight": 100.0, "lr": 0.001})
+        return config
+    training["lr"] = args.finetune_lr
+    config["finetune"] = {"init_from": str(sn0), "lr_factor": 1.0}
+    if method == "replay":
+        config["finetune"]["replay"] = {"structures": str(replay_file), "count": max(n, 10),
+                                        "rattle": 0.05, "strain": 0.02,
+                                        "weight": args.replay_weight}
+    return config
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for method, marker in zip(METHODS, "osd", strict=True):
+        rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["n"])
+        if rows:
+            left.plot([r["n"] for r in rows], [r["test_force_mae_meV_per_A"] for r in rows],
+                      marker=marker, label=method)
+        rows = [r for r in rows if r.get("drift_meV_per_A") is not None]
+        if rows:
+            right.plot([r["n"] for r in rows], [r["drift_meV_per_A"] for r in rows],
+                       marker=marker, label=method)
+    left.set(xscale="log", yscale="log", xlabel="ethanol training frames N",
+             ylabel="test_MD force MAE (meV/Å)", title="ethanol")
+    right.set(xscale="log", xlabel="ethanol training frames N",
+              ylabel="force RMSE from SevenNet-0 (meV/Å)",
+              title="forgetting (held-out crystals, surfaces, molecules)")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[10, 25, 50, 100, 200])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per run")
+    parser.add_argument("--valid", type=int, default=10, help="validation frames")
+    parser.add_argument("--test-frames", type=int, default=1000, help="test_MD frames evaluated")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--finetune-lr", type=float, default=1e-3)
+    parser.add_argument("--replay-weight", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sevennet", default=None,
+                        help="an imported SevenNet-0 .mlff (default: import it into OUT)")
+    parser.add_argument("--out", default="bench-out/foundation")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")  # the E0 refit's notice, at every run
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sn0 = Path(args.sevennet) if args.sevennet else out / "sevennet-0.mlff"
+    if not sn0.exists():
+        mlff.import_model("sevennet-0", out=sn0)
+    replay_file = out / "replay_pool.xyz"
+    ase.io.write(replay_file, replay_pool())
+    held_out = held_out_set()
+    reference = forces_of(sn0, held_out)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else []
+    base = {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads,
+            "minutes": args.minutes, "test_frames": args.test_frames,
+            "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight}
+    if not any(r["method"] == "sevennet-0" for r in results):
+        results.append({**base, "method": "sevennet-0", "n": 0,
+                        "test_force_mae_meV_per_A": test_force_mae(sn0, args.test_frames),
+                        "drift_meV_per_A": 0.0})
+    for n in args.n:
+        for method in args.methods:
+            if any(r["method"] == method and r["n"] == n and r["minutes"] == args.minutes
+                   for r in results):
+                continue
+            run_dir = out / f"{method}_{n}"
+            config = config_for(method, n, args, out, sn0, replay_file)
+            start = time.perf_counter()
+            result = train(config, run_dir, resume=True, progress=False)
+            record = {**base, "method": method, "n": n, "epochs": result.epochs,
+                      "train_seconds": round(result.wall_seconds, 1),
+                      "total_seconds": round(time.perf_counter() - start, 1),
+                      "test_force_mae_meV_per_A": test_force_mae(result.model_path,
+                                                                 args.test_frames),
+                      "drift_meV_per_A": (None if method == "scratch" else
+                                          drift(result.model_path, reference, held_out))}
+            print(json.dumps(record), flush=True)
+            results.append(record)
+            results_path.write_text(json.dumps(results, indent=1))
+    plot(results, out / "learning_curves.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
