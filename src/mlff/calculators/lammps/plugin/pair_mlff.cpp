@@ -41,12 +41,19 @@
 #include "update.h"
 #include "utils.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <sstream>
 #include <utility>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 using namespace LAMMPS_NS;
 
@@ -61,6 +68,22 @@ std::string first_line(const std::exception &exc)
 }
 
 constexpr int CENTROID_NOT_AVAILABLE = 2;    // LAMMPS's CENTROID_NOTAVAIL
+
+// glibc serves blocks above its mmap threshold with fresh pages and unmaps them when
+// freed, so every large intermediate tensor of a step pays a page fault per 4 KiB on
+// first touch (about 40% of a MACE step for 2048 atoms). Serve all blocks from the heap
+// and keep freed memory for reuse, as the ASE calculator does (mlff.runtime); the
+// process keeps its peak memory. MLFF_KEEP_FREED_MEMORY=0 leaves glibc's default.
+bool keep_freed_memory()
+{
+#if defined(__GLIBC__)
+  const char *setting = std::getenv("MLFF_KEEP_FREED_MEMORY");
+  if (setting && std::strcmp(setting, "0") == 0) return false;
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, -1) == 1;
+#else
+  return false;
+#endif
+}
 
 }    // namespace
 
@@ -181,6 +204,11 @@ void PairMLFF::load_model(const std::string &path)
                "pair_coeff: cannot read model file '{}' (missing or unreadable). Write it with "
                "`mlff deploy MODEL.mlff --out DIR` and give DIR/model.pt",
                path);
+  // the simple executor: the profiling executor's first calls profile and re-optimise
+  // (a slow step each), and its differentiable subgraphs ran ~8% slower than eager
+  // PyTorch on MACE; the simple one runs the scripted graph as it is
+  torch::jit::getProfilingMode() = false;
+  const bool kept = keep_freed_memory();
   try {
     module = torch::jit::load(path, torch::kCPU);
   } catch (const std::exception &exc) {
@@ -235,10 +263,11 @@ void PairMLFF::load_model(const std::string &path)
   if (comm->me == 0)
     utils::logmesg(lmp,
                    "pair_style mlff: {} (species {}; cutoff {} Å; {} message-passing layer(s), "
-                   "interaction range {} Å; {}{})\n",
+                   "interaction range {} Å; {}{}){}\n",
                    path, utils::join_words(model_symbols, " "), model_cutoff, model_layers,
                    interaction_range, dtype,
-                   committee_size > 1 ? fmt::format("; committee of {}", committee_size) : "");
+                   committee_size > 1 ? fmt::format("; committee of {}", committee_size) : "",
+                   kept ? "; freed memory kept for reuse (MLFF_KEEP_FREED_MEMORY=0: off)" : "");
 }
 
 /* ---------------------------------------------------------------------- */
