@@ -145,6 +145,10 @@ class LammpsModel(nn.Module):
         self.dtype: str = dtype_name(first.dtype)
         self.committee_size: int = len(members)
         self.format_version: int = DEPLOY_FORMAT_VERSION
+        # chunked evaluation (set by the plugin: `pair_style mlff chunk N`, or planned from
+        # the memory per edge, bytes, measured at deployment; 0 = unknown)
+        self.max_atoms_per_chunk: int = 0
+        self.memory_per_edge: float = 0.0
 
     def forward(
         self,
@@ -153,14 +157,58 @@ class LammpsModel(nn.Module):
         edge_vectors: torch.Tensor,
         num_local: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> node energies (K, N) float64 and edge gradients dE_local/dr_ij (K, E, 3)."""
+        """-> node energies (K, N) float64 and edge gradients dE_local/dr_ij (K, E, 3).
+
+        With ``max_atoms_per_chunk`` > 0 and more local nodes than that, the local nodes
+        are evaluated in consecutive ranges of that many (LAMMPS sorts its atoms
+        spatially, so a range is a compact region), each on the subgraph within
+        ``num_message_passing`` hops of it (as :mod:`mlff.models.chunked`, exact to
+        rounding); peak memory is that of one subgraph. Ghost nodes' energies are then 0.
+        """
+        chunk = self.max_atoms_per_chunk
+        if chunk <= 0 or num_local <= chunk:
+            return self._evaluate(species, edge_index, edge_vectors, 0, num_local)
+        num_nodes = species.shape[0]
+        sender, receiver = edge_index[0], edge_index[1]
+        energies = torch.zeros((len(self.members), num_nodes), dtype=torch.float64,
+                               device=edge_vectors.device)
+        grads = torch.zeros((len(self.members), edge_vectors.shape[0], 3),
+                            dtype=edge_vectors.dtype, device=edge_vectors.device)
+        local = torch.full((num_nodes,), -1, dtype=torch.int64, device=species.device)
+        for start in range(0, num_local, chunk):
+            stop = min(start + chunk, num_local)
+            inside = torch.zeros(num_nodes, dtype=torch.bool, device=species.device)
+            inside[start:stop] = True
+            for _ in range(self.num_message_passing):  # messages travel sender -> receiver
+                inside[sender[inside[receiver]]] = True
+            nodes = torch.nonzero(inside).flatten()
+            edges = torch.nonzero(inside[sender] & inside[receiver]).flatten()
+            local[nodes] = torch.arange(nodes.shape[0], device=species.device)
+            first = int(local[start])  # nodes are sorted: the chunk's are consecutive
+            sub_energy, sub_grad = self._evaluate(
+                species[nodes], local[edge_index[:, edges]], edge_vectors[edges], first,
+                first + stop - start)
+            local[nodes] = -1
+            energies[:, start:stop] = sub_energy[:, first:first + stop - start]
+            grads.index_add_(1, edges, sub_grad)
+        return energies, grads
+
+    def _evaluate(
+        self,
+        species: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_vectors: torch.Tensor,
+        start: int,
+        stop: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node energies (K, N) and gradients (K, E, 3) of the energy of nodes start..stop-1."""
         energies: list[torch.Tensor] = []
         grads: list[torch.Tensor] = []
         for member in self.members:
             vectors = edge_vectors.detach().requires_grad_(True)
             node_energy = member(species, edge_index, vectors)
-            local = node_energy[:num_local].sum()
-            grad = torch.autograd.grad([local], [vectors], allow_unused=True)[0]
+            counted = node_energy[start:stop].sum()
+            grad = torch.autograd.grad([counted], [vectors], allow_unused=True)[0]
             if grad is None:  # no edges, or a model that ignores them
                 grad = torch.zeros_like(vectors)
             energies.append(node_energy.detach())
@@ -198,7 +246,7 @@ def script_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.ji
         member.requires_grad_(False)
     try:
         with _quiet_scripting():
-            return torch.jit.script(LammpsModel(members))
+            scripted = torch.jit.script(LammpsModel(members))
     except Exception as exc:  # TorchScript reports unsupported code as RuntimeError & co.
         architecture = members[0].hyperparameters.get("architecture", "?")
         raise ModelFileError(
@@ -206,6 +254,38 @@ def script_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.ji
             f"({type(exc).__name__}: {str(exc).strip().splitlines()[0]}). Use the fix-external "
             "driver (mlff.calculators.lammps.external) with this model, and report the error."
         ) from exc
+    scripted.memory_per_edge = memory_per_edge(members)
+    return scripted
+
+
+def memory_per_edge(members: Sequence[Potential], peak_factor: float = 2.0) -> float:
+    """Bytes one evaluation takes per edge, for the plugin's automatic chunking.
+
+    Measured as the ASE calculator plans its chunks (:func:`mlff.models.chunked.plan_chunk_size`):
+    the tensors the forward pass saves for the forces, times ``peak_factor``, on a
+    compact cluster of about 250 atoms at metallic density (the largest over members:
+    they run one after the other).
+    """
+    from mlff.data.graph import graph_from_edges
+    from mlff.data.readers import Structure
+    from mlff.models.chunked import autograd_bytes
+
+    side = 6
+    grid = np.array([(i, j, k) for i in range(side) for j in range(side) for k in range(side)], float)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for member in members:
+        numbers = [member.species[i % len(member.species)] for i in range(len(grid))]
+        atoms = Atoms(numbers, positions=2.3 * grid + rng.uniform(-0.1, 0.1, grid.shape))
+        edge_index, shifts = neighbor_list(atoms.positions, np.zeros((3, 3)), atoms.pbc,
+                                           member.cutoff)
+        if edge_index.shape[1] == 0:
+            continue
+        graph = {key: value.to(dtype=member.dtype) if value.is_floating_point() else value
+                 for key, value in graph_from_edges(Structure(atoms=atoms), edge_index, shifts).items()}
+        used = autograd_bytes(member, graph, compute_stress=False)
+        worst = max(worst, peak_factor * used / edge_index.shape[1])
+    return float(worst)
 
 
 def evaluate(
@@ -306,6 +386,7 @@ def deployed_metadata(scripted: torch.jit.ScriptModule, source: dict[str, Any]) 
         "interaction_range": float(scripted.interaction_range),
         "dtype": str(scripted.dtype),
         "committee_size": int(scripted.committee_size),
+        "memory_per_edge": float(scripted.memory_per_edge),
         "torch_version": torch.__version__,
         "units": {"energy": "eV", "length": "Å", "LAMMPS": "metal"},
         "source": source,

@@ -45,6 +45,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -90,7 +91,8 @@ bool keep_freed_memory()
 /* ---------------------------------------------------------------------- */
 
 PairMLFF::PairMLFF(LAMMPS *lmp) :
-    Pair(lmp), num_threads(1), model_loaded(false), model_cutoff(0.0), model_cutoff_sq(0.0),
+    Pair(lmp), num_threads(1), chunk_atoms(-1), chunk_in_use(0), memory_per_edge(0.0),
+    model_loaded(false), model_cutoff(0.0), model_cutoff_sq(0.0),
     model_layers(1), interaction_range(0.0), model_dtype(torch::kFloat64), committee_size(1),
     num_nodes(0), nmax_committee(0), member_forces(nullptr), uncertainty(nullptr)
 {
@@ -129,7 +131,7 @@ void PairMLFF::allocate()
 }
 
 /* ----------------------------------------------------------------------
-   pair_style mlff [threads N]
+   pair_style mlff [threads N] [chunk ATOMS]
 ------------------------------------------------------------------------- */
 
 void PairMLFF::settings(int narg, char **arg)
@@ -144,9 +146,19 @@ void PairMLFF::settings(int narg, char **arg)
       if (num_threads < 1)
         error->all(FLERR, "pair_style mlff: threads must be at least 1, got {}", num_threads);
       iarg += 2;
+    } else if (strcmp(arg[iarg], "chunk") == 0) {
+      if (iarg + 1 >= narg)
+        error->all(FLERR, "pair_style mlff: 'chunk' needs a number of atoms per chunk (0: "
+                          "never chunk), e.g. 'pair_style mlff chunk 4000'");
+      chunk_atoms = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (chunk_atoms < 0)
+        error->all(FLERR, "pair_style mlff: chunk must be 0 (never) or positive, got {}",
+                   chunk_atoms);
+      iarg += 2;
     } else {
       error->all(FLERR,
-                 "pair_style mlff: unknown keyword '{}'. Usage: pair_style mlff [threads N]; "
+                 "pair_style mlff: unknown keyword '{}'. Usage: pair_style mlff [threads N] "
+                 "[chunk ATOMS]; "
                  "the model and elements go to pair_coeff * * model.pt El1 El2 ...",
                  arg[iarg]);
     }
@@ -255,6 +267,10 @@ void PairMLFF::load_model(const std::string &path)
     model_dtype = torch::kFloat32;
   else
     error->one(FLERR, "pair_coeff: '{}' has an unknown dtype '{}'", path, dtype);
+
+  memory_per_edge = module.hasattr("memory_per_edge")
+                        ? module.attr("memory_per_edge").toDouble() : 0.0;
+  chunk_in_use = 0;
 
   // committee: per-member forces travel with the reverse communication
   comm_reverse = committee_size > 1 ? 3 * committee_size : 0;
@@ -471,6 +487,8 @@ void PairMLFF::compute(int eflag, int vflag)
                                            {num_edges, 3}, torch::kFloat64)
                               .to(model_dtype);
 
+  plan_chunks(nlocal, num_edges);
+
   torch::Tensor energies, grads;
   try {
     std::vector<torch::jit::IValue> inputs{species, edges, vectors,
@@ -554,6 +572,49 @@ void PairMLFF::compute(int eflag, int vflag)
       uncertainty[i] = std::sqrt(spread * inv_members);
     }
   }
+}
+
+/* ----------------------------------------------------------------------
+   atoms per chunk of this step: `chunk N` as given, or (the default) whole unless the
+   step's autograd graph (edges x the model's memory per edge) would take more than
+   85% of the memory available, as the ASE calculator plans it
+------------------------------------------------------------------------- */
+
+void PairMLFF::plan_chunks(int nlocal, int64_t num_edges)
+{
+  int64_t chunk = chunk_atoms;
+  if (chunk < 0) {
+    chunk = 0;
+    const double needed = memory_per_edge * static_cast<double>(num_edges);
+    const double budget = 0.85 * available_memory();
+    if (needed > budget && needed > 0.0 && nlocal > 0) {
+      // a chunk's subgraph holds its atoms and their halo: aim at half the budget's atoms
+      const double per_atom = needed / nlocal;
+      chunk = std::max<int64_t>(1, static_cast<int64_t>(0.5 * budget / per_atom));
+    }
+  }
+  if (chunk == chunk_in_use || !module.hasattr("max_atoms_per_chunk")) return;
+  module.setattr("max_atoms_per_chunk", chunk);
+  if (comm->me == 0 && chunk_atoms < 0)
+    utils::logmesg(lmp, "pair_style mlff: evaluating in chunks of {} atoms to fit memory\n",
+                   chunk);
+  chunk_in_use = chunk;
+}
+
+double PairMLFF::available_memory()
+{
+  // the kernel's MemAvailable, bytes (Linux); unknown: no limit
+  FILE *meminfo = fopen("/proc/meminfo", "r");
+  if (!meminfo) return 1e300;
+  char line[256];
+  double kib = -1.0;
+  while (fgets(line, sizeof(line), meminfo))
+    if (strncmp(line, "MemAvailable:", 13) == 0) {
+      kib = atof(line + 13);
+      break;
+    }
+  fclose(meminfo);
+  return kib < 0 ? 1e300 : 1024.0 * kib;
 }
 
 /* ---------------------------------------------------------------------- */
