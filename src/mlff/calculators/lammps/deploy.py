@@ -24,11 +24,19 @@ numbers), ``symbols``, ``masses`` (amu), ``cutoff`` (Å), ``num_message_passing`
 whose messages travel one cutoff each; 1 for strictly local models), ``interaction_range``
 (``num_message_passing · cutoff``, Å: the receptive field; in a parallel run ghost atoms
 reach ``num_message_passing · (cutoff + skin)``), ``dtype``, ``committee_size`` and
-``format_version``.
+``format_version``, and for chunked evaluation ``max_atoms_per_chunk`` (0: whole; the
+plugin sets it, see :meth:`LammpsModel.forward`) and ``memory_per_edge`` (bytes of one
+evaluation per edge, measured at deployment, from which the plugin decides whether a
+step needs chunks).
+
+The deployed module runs the ASE calculator's fast path: the same architecture code
+(dense neighbour sums and folded constants included, compiled by TorchScript), frozen
+parameters, and chunks of atoms for large systems; the plugin adds the allocator setting
+and thread count of :mod:`mlff.runtime` and runs TorchScript's simple executor.
 
 Why TorchScript: libtorch runs it from C++ with no Python and no compiler at deploy time,
 with dynamic numbers of atoms and edges and the backward pass (forces) inside the
-module; it runs at the eager model's speed (benchmarks/lammps_speed.py). The same metadata, with the model
+module; it runs at the eager model's speed (benchmarks/lammps_vs_ase.py). The same metadata, with the model
 file's provenance, is stored in the archive as ``extra/mlff_metadata.json`` and written
 beside it as ``model.json``.
 """

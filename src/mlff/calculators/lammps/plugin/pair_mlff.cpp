@@ -25,7 +25,11 @@
    Energy: the sum of the local nodes' energies. Forces: dE/dr_ij of every edge goes to
    both its atoms (f_i += g, f_j -= g), ghosts included; LAMMPS adds the ghosts' forces to
    their owners (newton on, reverse communication). Virial: W = -sum r_ij (x) g, split
-   half and half between the two atoms for the per-atom virial. */
+   half and half between the two atoms for the per-atom virial.
+
+   Large systems: with `chunk N`, or when the step's edges times the model's memory per
+   edge exceed 85% of the available memory, the model evaluates ranges of N local nodes
+   on their receptive-field subgraphs (deploy.py, LammpsModel.forward); same results. */
 
 #include "pair_mlff.h"
 
