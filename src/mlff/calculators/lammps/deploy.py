@@ -271,8 +271,9 @@ def memory_per_edge(members: Sequence[Potential], peak_factor: float = 2.0) -> f
 
     Measured as the ASE calculator plans its chunks (:func:`mlff.models.chunked.plan_chunk_size`):
     the tensors the forward pass saves for the forces, times ``peak_factor``, on a
-    compact cluster of about 250 atoms at metallic density (the largest over members:
-    they run one after the other).
+    periodic grid of 216 atoms at metallic density, 2.3 Å apart, so that no surface
+    lowers the neighbours per atom (the largest over members: they run one after the
+    other).
     """
     from mlff.data.graph import graph_from_edges
     from mlff.data.readers import Structure
@@ -284,8 +285,9 @@ def memory_per_edge(members: Sequence[Potential], peak_factor: float = 2.0) -> f
     worst = 0.0
     for member in members:
         numbers = [member.species[i % len(member.species)] for i in range(len(grid))]
-        atoms = Atoms(numbers, positions=2.3 * grid + rng.uniform(-0.1, 0.1, grid.shape))
-        edge_index, shifts = neighbor_list(atoms.positions, np.zeros((3, 3)), atoms.pbc,
+        atoms = Atoms(numbers, positions=2.3 * grid + rng.uniform(-0.1, 0.1, grid.shape),
+                      cell=np.eye(3) * 2.3 * side, pbc=True)
+        edge_index, shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc,
                                            member.cutoff)
         if edge_index.shape[1] == 0:
             continue
