@@ -37,6 +37,24 @@ def test_every_architecture_scripts_and_equals_the_potential(architecture):
             np.testing.assert_allclose(stress, atoms.get_stress(voigt=False), atol=1e-12)
 
 
+@pytest.mark.parametrize("architecture", ["mace", "nequip", "painn"])
+def test_chunked_evaluation_equals_whole(architecture):
+    """Chunks of local atoms on their receptive-field subgraphs give the whole result;
+    a halo one hop too thin does not (the comparison can fail)."""
+    scripted = D.script_model(tiny_potential(architecture))
+    assert scripted.memory_per_edge > 0
+    atoms = helpers.copper().repeat((3, 2, 2))
+    atoms.rattle(0.05, seed=2)
+    whole = D.evaluate(scripted, atoms)
+    scripted.max_atoms_per_chunk = 7
+    chunked = D.evaluate(scripted, atoms)
+    for key in ("energy", "energies", "forces", "virial"):
+        np.testing.assert_allclose(chunked[key], whole[key], rtol=0, atol=1e-11)
+    scripted.num_message_passing -= 1
+    thin = D.evaluate(scripted, atoms)
+    assert np.abs(thin["forces"] - whole["forces"]).max() > 1e-6
+
+
 def test_float32_deployment():
     potential = tiny_potential("nequip")
     scripted = D.script_model(potential, dtype="float32")

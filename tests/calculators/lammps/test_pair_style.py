@@ -121,6 +121,21 @@ def test_mpi_equals_serial(deployed, tmp_path, architecture, structure):
         assert_close(parallel["thermo"][name], value, 1e-10, f"thermo {name}")
 
 
+@pytest.mark.parametrize("architecture", ["mace", "painn"])
+def test_chunked_steps_equal_whole(deployed, tmp_path, architecture):
+    """`pair_style mlff chunk N`: serial and mpirun -np 2 equal the unchunked run."""
+    model, potential = deployed(architecture)
+    atoms = long_cell()
+    whole = run_subprocess(model, atoms, SYMBOLS, tmp_path / "whole", 1)
+    chunk = "pair_style mlff chunk 50"
+    for nprocs in (1, 2):
+        got = run_subprocess(model, atoms, SYMBOLS, tmp_path / f"chunk{nprocs}", nprocs, chunk)
+        for name, values in whole["dump"].items():
+            assert_close(got["dump"][name], values, 1e-10, f"np {nprocs}, column {name}")
+        for name, value in whole["thermo"].items():
+            assert_close(got["thermo"][name], value, 1e-10, f"np {nprocs}, thermo {name}")
+
+
 def test_nve_conserves_energy(deployed, tmp_path):
     model, _ = deployed("painn")
     run = ("velocity all create 300.0 12345 mom yes rot no dist gaussian\n"

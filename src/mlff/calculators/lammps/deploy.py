@@ -24,11 +24,19 @@ numbers), ``symbols``, ``masses`` (amu), ``cutoff`` (Å), ``num_message_passing`
 whose messages travel one cutoff each; 1 for strictly local models), ``interaction_range``
 (``num_message_passing · cutoff``, Å: the receptive field; in a parallel run ghost atoms
 reach ``num_message_passing · (cutoff + skin)``), ``dtype``, ``committee_size`` and
-``format_version``.
+``format_version``, and for chunked evaluation ``max_atoms_per_chunk`` (0: whole; the
+plugin sets it, see :meth:`LammpsModel.forward`) and ``memory_per_edge`` (bytes of one
+evaluation per edge, measured at deployment, from which the plugin decides whether a
+step needs chunks).
+
+The deployed module runs the ASE calculator's fast path: the same architecture code
+(dense neighbour sums and folded constants included, compiled by TorchScript), frozen
+parameters, and chunks of atoms for large systems; the plugin adds the allocator setting
+and thread count of :mod:`mlff.runtime` and runs TorchScript's simple executor.
 
 Why TorchScript: libtorch runs it from C++ with no Python and no compiler at deploy time,
 with dynamic numbers of atoms and edges and the backward pass (forces) inside the
-module; it runs at the eager model's speed (benchmarks/lammps_speed.py). The same metadata, with the model
+module; it runs at the eager model's speed (benchmarks/lammps_vs_ase.py). The same metadata, with the model
 file's provenance, is stored in the archive as ``extra/mlff_metadata.json`` and written
 beside it as ``model.json``.
 """
@@ -147,6 +155,10 @@ class LammpsModel(nn.Module):
         self.dtype: str = dtype_name(first.dtype)
         self.committee_size: int = len(members)
         self.format_version: int = DEPLOY_FORMAT_VERSION
+        # chunked evaluation (set by the plugin: `pair_style mlff chunk N`, or planned from
+        # the memory per edge, bytes, measured at deployment; 0 = unknown)
+        self.max_atoms_per_chunk: int = 0
+        self.memory_per_edge: float = 0.0
 
     def forward(
         self,
@@ -155,14 +167,58 @@ class LammpsModel(nn.Module):
         edge_vectors: torch.Tensor,
         num_local: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> node energies (K, N) float64 and edge gradients dE_local/dr_ij (K, E, 3)."""
+        """-> node energies (K, N) float64 and edge gradients dE_local/dr_ij (K, E, 3).
+
+        With ``max_atoms_per_chunk`` > 0 and more local nodes than that, the local nodes
+        are evaluated in consecutive ranges of that many (LAMMPS sorts its atoms
+        spatially, so a range is a compact region), each on the subgraph within
+        ``num_message_passing`` hops of it (as :mod:`mlff.models.chunked`, exact to
+        rounding); peak memory is that of one subgraph. Ghost nodes' energies are then 0.
+        """
+        chunk = self.max_atoms_per_chunk
+        if chunk <= 0 or num_local <= chunk:
+            return self._evaluate(species, edge_index, edge_vectors, 0, num_local)
+        num_nodes = species.shape[0]
+        sender, receiver = edge_index[0], edge_index[1]
+        energies = torch.zeros((len(self.members), num_nodes), dtype=torch.float64,
+                               device=edge_vectors.device)
+        grads = torch.zeros((len(self.members), edge_vectors.shape[0], 3),
+                            dtype=edge_vectors.dtype, device=edge_vectors.device)
+        local = torch.full((num_nodes,), -1, dtype=torch.int64, device=species.device)
+        for start in range(0, num_local, chunk):
+            stop = min(start + chunk, num_local)
+            inside = torch.zeros(num_nodes, dtype=torch.bool, device=species.device)
+            inside[start:stop] = True
+            for _ in range(self.num_message_passing):  # messages travel sender -> receiver
+                inside[sender[inside[receiver]]] = True
+            nodes = torch.nonzero(inside).flatten()
+            edges = torch.nonzero(inside[sender] & inside[receiver]).flatten()
+            local[nodes] = torch.arange(nodes.shape[0], device=species.device)
+            first = int(local[start])  # nodes are sorted: the chunk's are consecutive
+            sub_energy, sub_grad = self._evaluate(
+                species[nodes], local[edge_index[:, edges]], edge_vectors[edges], first,
+                first + stop - start)
+            local[nodes] = -1
+            energies[:, start:stop] = sub_energy[:, first:first + stop - start]
+            grads.index_add_(1, edges, sub_grad)
+        return energies, grads
+
+    def _evaluate(
+        self,
+        species: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_vectors: torch.Tensor,
+        start: int,
+        stop: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node energies (K, N) and gradients (K, E, 3) of the energy of nodes start..stop-1."""
         energies: list[torch.Tensor] = []
         grads: list[torch.Tensor] = []
         for member in self.members:
             vectors = edge_vectors.detach().requires_grad_(True)
             node_energy = member(species, edge_index, vectors)
-            local = node_energy[:num_local].sum()
-            grad = torch.autograd.grad([local], [vectors], allow_unused=True)[0]
+            counted = node_energy[start:stop].sum()
+            grad = torch.autograd.grad([counted], [vectors], allow_unused=True)[0]
             if grad is None:  # no edges, or a model that ignores them
                 grad = torch.zeros_like(vectors)
             energies.append(node_energy.detach())
@@ -194,9 +250,13 @@ def script_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.ji
     if dtype is not None:
         dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
         members = [m.to(dtype=dtype) for m in members]
+    for member in members:
+        # frozen parameters, as in the ASE calculator: the forward pass then saves no
+        # tensors for weight gradients (about 10% of a MACE step, and memory)
+        member.requires_grad_(False)
     try:
         with _quiet_scripting():
-            return torch.jit.script(LammpsModel(members))
+            scripted = torch.jit.script(LammpsModel(members))
     except Exception as exc:  # TorchScript reports unsupported code as RuntimeError & co.
         architecture = members[0].hyperparameters.get("architecture", "?")
         raise ModelFileError(
@@ -204,6 +264,40 @@ def script_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.ji
             f"({type(exc).__name__}: {str(exc).strip().splitlines()[0]}). Use the fix-external "
             "driver (mlff.calculators.lammps.external) with this model, and report the error."
         ) from exc
+    scripted.memory_per_edge = memory_per_edge(members)
+    return scripted
+
+
+def memory_per_edge(members: Sequence[Potential], peak_factor: float = 2.0) -> float:
+    """Bytes one evaluation takes per edge, for the plugin's automatic chunking.
+
+    Measured as the ASE calculator plans its chunks (:func:`mlff.models.chunked.plan_chunk_size`):
+    the tensors the forward pass saves for the forces, times ``peak_factor``, on a
+    periodic grid of 216 atoms at metallic density, 2.3 Å apart, so that no surface
+    lowers the neighbours per atom (the largest over members: they run one after the
+    other).
+    """
+    from mlff.data.graph import graph_from_edges
+    from mlff.data.readers import Structure
+    from mlff.models.chunked import autograd_bytes
+
+    side = 6
+    grid = np.array([(i, j, k) for i in range(side) for j in range(side) for k in range(side)], float)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for member in members:
+        numbers = [member.species[i % len(member.species)] for i in range(len(grid))]
+        atoms = Atoms(numbers, positions=2.3 * grid + rng.uniform(-0.1, 0.1, grid.shape),
+                      cell=np.eye(3) * 2.3 * side, pbc=True)
+        edge_index, shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc,
+                                           member.cutoff)
+        if edge_index.shape[1] == 0:
+            continue
+        graph = {key: value.to(dtype=member.dtype) if value.is_floating_point() else value
+                 for key, value in graph_from_edges(Structure(atoms=atoms), edge_index, shifts).items()}
+        used = autograd_bytes(member, graph, compute_stress=False)
+        worst = max(worst, peak_factor * used / edge_index.shape[1])
+    return float(worst)
 
 
 def evaluate(
@@ -304,6 +398,7 @@ def deployed_metadata(scripted: torch.jit.ScriptModule, source: dict[str, Any]) 
         "interaction_range": float(scripted.interaction_range),
         "dtype": str(scripted.dtype),
         "committee_size": int(scripted.committee_size),
+        "memory_per_edge": float(scripted.memory_per_edge),
         "torch_version": torch.__version__,
         "units": {"energy": "eV", "length": "Å", "LAMMPS": "metal"},
         "source": source,

@@ -45,9 +45,14 @@ class PairMLFF : public Pair {
   void build_graph();
   void mark_complete_atoms();
   void grow_committee_arrays();
+  void plan_chunks(int nlocal, int64_t num_edges);
+  static double available_memory();
 
   // settings
   int num_threads;
+  int64_t chunk_atoms;       // atoms per chunk; 0: never chunk; -1: when memory needs it
+  int64_t chunk_in_use;      // the model's max_atoms_per_chunk now
+  double memory_per_edge;    // bytes of one evaluation per edge (measured by mlff deploy)
 
   // the deployed model and its metadata (module attributes, see deploy.py)
   torch::jit::Module module;
