@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +17,32 @@ def pytest_configure(config):
     pool costs ~100x more than the arithmetic (0.6 s instead of 3 ms per PaiNN call)."""
     torch.set_num_threads(1)
     os.environ.setdefault("MLFF_NUM_THREADS", "1")  # calculators and trainers keep to it
+
+
+# files that take minutes, run first: a parallel run (make test) hands out whole files in
+# collection order, and one of these started last would finish alone on one core
+LONG_FILES = ("tests/test_docs_commands.py", "tests/train/test_matrix.py",
+              "tests/cli/test_label_dft.py", "tests/oracles/test_cp2k.py",
+              "tests/test_install.py", "tests/imports/test_mace.py", "tests/oracles/test_gpaw.py")
+
+
+def pytest_collection_modifyitems(items):
+    """The long files first (each file's tests keep their order)."""
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return LONG_FILES.index(path) if path in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_cp2k_shells():
+    """Close the CP2K shells a module's tests kept open (idle, their MPI runtime still
+    polls the CPU, which slows every later test of this process)."""
+    yield
+    cp2k = sys.modules.get("mlff.oracles.cp2k")
+    if cp2k is not None:
+        cp2k.close_shells()
 
 
 @pytest.fixture(autouse=True)

@@ -384,8 +384,9 @@ def discard_shell(config: OracleConfig) -> Path | None:
     return calc.folder
 
 
-def _close_all() -> None:
-    """Stop this process's shells and remove their folders (at exit)."""
+def close_shells() -> None:
+    """Stop this process's shells and remove their folders (at exit; an idle shell's
+    MPI runtime still polls the CPU)."""
     for key in list(_SHELLS):
         calc = _SHELLS.pop(key)
         calc.close()
@@ -394,5 +395,5 @@ def _close_all() -> None:
 
 # at interpreter exit, and at the exit of a multiprocessing worker (which skips atexit);
 # a worker killed outright closes the shell's input, and CP2K's shell exits at its end
-atexit.register(_close_all)
-multiprocessing.util.Finalize(None, _close_all, exitpriority=10)
+atexit.register(close_shells)
+multiprocessing.util.Finalize(None, close_shells, exitpriority=10)

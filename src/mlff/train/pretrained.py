@@ -1,8 +1,8 @@
 """What fine-tuning decides about a pretrained model's elements and reference energies.
 
 - Species: with no new element, the fine-tuned model keeps the pretrained model's species
-  list *in its order*: an imported model (SevenNet's one-hot inputs and per-species scale
-  and shift) is indexed by that order, which need not be by atomic number. An imported
+  list *in its order*: an imported model (one-hot inputs and per-species scale and shift of
+  the original code) is indexed by that order, which need not be by atomic number. An imported
   (foundation) model cannot learn a new element from a few structures: an element it
   lacks is an error naming it.
 - E0s: a pretrained model trained against another DFT code, basis or functional predicts
