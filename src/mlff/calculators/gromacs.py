@@ -374,21 +374,11 @@ def deploy_gromacs(
         ConfigError: ``out`` does not end in ``.pt``.
         ModelFileError: the model cannot be read or compiled.
     """
-    from mlff.models.io import read_metadata
-    from mlff.uq.io import load_model
-
     out = Path(out)
     if out.suffix != ".pt":
         raise ConfigError(f"{out}: GROMACS loads NNPot models only from files ending in .pt; "
                           f"name it e.g. {out.with_suffix('.pt').name}.")
-    source: dict[str, Any] = {}
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        file_metadata = read_metadata(path)
-        source = {"file": str(path.resolve()), "architecture": file_metadata.get("architecture"),
-                  "mlff_version": file_metadata.get("mlff_version"),
-                  "data_fingerprint": file_metadata.get("data_fingerprint")}
-        model = load_model(path)
+    model, source = lammps_deploy.model_and_source(model)
     scripted = script_gromacs_model(model, dtype)
     reference = model if dtype is None else lammps_deploy._cast(model, dtype)
     error = check_against_calculator(scripted, reference) if check else None

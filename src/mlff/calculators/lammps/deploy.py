@@ -465,6 +465,23 @@ class Deployment:
     check_error: float | None
 
 
+
+def model_and_source(model: Any) -> tuple[Any, dict[str, Any]]:
+    """``model`` loaded if it is a path, and where it came from for the deployed metadata
+    (file, architecture, mlff version, data fingerprint; empty for an object)."""
+    from mlff.models.io import read_metadata
+    from mlff.uq.io import load_model
+
+    if not isinstance(model, (str, Path)):
+        return model, {}
+    path = Path(model)
+    file_metadata = read_metadata(path)
+    source = {"file": str(path.resolve()), "architecture": file_metadata.get("architecture"),
+              "mlff_version": file_metadata.get("mlff_version"),
+              "data_fingerprint": file_metadata.get("data_fingerprint")}
+    return load_model(path), source
+
+
 def deploy(
     model: Any,
     out_dir: str | Path,
@@ -490,17 +507,7 @@ def deploy(
         PluginBuildError: ``build`` and the plugin cannot be built here.
         ConfigError: no ``structure`` and no default one (see :func:`default_structure`).
     """
-    from mlff.models.io import read_metadata
-    from mlff.uq.io import load_model
-
-    source: dict[str, Any] = {}
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        file_metadata = read_metadata(path)
-        source = {"file": str(path.resolve()), "architecture": file_metadata.get("architecture"),
-                  "mlff_version": file_metadata.get("mlff_version"),
-                  "data_fingerprint": file_metadata.get("data_fingerprint")}
-        model = load_model(path)
+    model, source = model_and_source(model)
     if structure is None:
         structure = default_structure(model)  # before writing anything: may refuse
     # a model trained on labels minus D3 gets LAMMPS's dispersion/d3 (or is refused here)
