@@ -277,7 +277,20 @@ def machine() -> str:
 
 def table(records: list[dict]) -> str:
     """Markdown: one row per mlff run, with the peer's figures beside it when measured."""
-    peers = {(r["backend"], r["dtype"], r["n_atoms"]): r for r in records
+    def peer_key(record: dict) -> tuple:
+        """(code, MACE size or None, dtype, atoms) of an mlff run or of the peer run beside it."""
+        name = Path(str(record["model"])).name
+        if record["backend"] == "mlff":
+            code, _, size = name.partition("-")
+            return code, (size or "L0-32") if code == "mace" else None, record["dtype"], \
+                record["n_atoms"]
+        size = None
+        if record["backend"] == "mace":
+            size = "L0-32" if name.startswith("mace_cu32x0e") else \
+                name.removeprefix("mace_cu_").removesuffix(".model")
+        return record["backend"], size, record["dtype"], record["n_atoms"]
+
+    peers = {peer_key(r): r for r in records
              if r.get("backend") in ("mace", "nequip") and "error" not in r}
     lines = ["| model | dtype | atoms | ms/step | µs/atom/step | first call s | peak RSS MiB "
              "| peer µs/atom/step | ratio | peer peak RSS MiB | NL rebuilds/calls |",
@@ -289,7 +302,7 @@ def table(records: list[dict]) -> str:
             lines.append(f"| {r['model']} | {r['dtype']} | {r['structure']} | {r['error'][:80]} "
                          "| | | | | | | |")
             continue
-        peer = peers.get((r["model"], r["dtype"], r["n_atoms"]))
+        peer = peers.get(peer_key(r))
         peer_cells = "| | |"
         if peer is not None:
             ratio = r["us_per_atom_step"] / peer["us_per_atom_step"]
