@@ -14,7 +14,7 @@ def test_deploy_writes_the_folder(model_file, data_file, tmp_path, capsys):
     assert main(["deploy", str(model_file), "--out", str(out), "--no-plugin",
                  "--dtype", "float32", "--structure", str(data_file)]) == 0
     printed = capsys.readouterr().out
-    assert "model.pt" in printed and "TorchScript = original" in printed
+    assert "model.pt" in printed and "deployed = original" in printed and "format   torchscript" in printed
     metadata = json.loads((out / "model.json").read_text())
     assert metadata["dtype"] == "float32" and metadata["symbols"] == ["H", "C", "O"]
     assert (out / "in.lammps").is_file()
