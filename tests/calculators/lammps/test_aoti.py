@@ -151,3 +151,12 @@ def test_lammps_reports_a_broken_package(plugin, tmp_path):
     result = run_lammps(source, nprocs=1, cwd=tmp_path, extra=["-log", "none"], timeout=120)
     assert result.returncode != 0
     assert "as an AOTInductor package" in result.stdout + result.stderr
+
+
+def test_default_format_is_the_faster_one_that_exports():
+    from mlff.uq.committee import Committee
+
+    painn, deeppot = helpers.build_potential("painn"), helpers.build_potential("deeppot")
+    assert aoti.default_format(painn) == aoti.FASTER_FORMAT.get("painn", "torchscript")
+    assert aoti.default_format(deeppot) == "torchscript"
+    assert aoti.default_format(Committee([painn, deeppot])) == "torchscript"

@@ -303,8 +303,11 @@ def exportable(model: Any) -> bool:
                for m in members_of(model))
 
 
-# the deployment format that ran faster in LAMMPS (benchmarks/lammps_speed.py, one thread)
-FASTER_FORMAT: dict[str, str] = {}
+# the deployment format that ran faster in LAMMPS (benchmarks/lammps_speed.py --formats,
+# float32, one thread; docs/benchmarks.md); an architecture not listed: TorchScript
+FASTER_FORMAT: dict[str, str] = {
+    "painn": "aoti",  # 2048 atoms: 0.63 s against 0.90 s of CPU per step, half the memory
+}
 
 
 def default_format(model: Any) -> str:
