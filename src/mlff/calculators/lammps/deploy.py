@@ -537,8 +537,11 @@ def deploy(
     if chosen == "aoti":
         model_path, metadata, seconds = aoti.deploy_package(
             prepared_members(model, dtype), out / aoti.AOTI_NAME, source, extra)
-        deployed = aoti.LoadedPackage(model_path)
-        error = check_against_potential(deployed, reference) if check else None
+        try:
+            error = check_against_potential(aoti.LoadedPackage(model_path), reference) if check else None
+        except ModelFileError:
+            model_path.unlink()  # a package that differs from the model is not left behind
+            raise
     else:
         # TorchScript: deprecated in PyTorch (its calls warn), still run by libtorch
         scripted = script_model(model, dtype)
