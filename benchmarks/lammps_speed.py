@@ -20,6 +20,19 @@
    off); the in-process runs of 4 load it automatically.
 
 Prints the command, the machine and a Markdown table.
+
+With ``--formats``, instead: the AOTInductor package (``--format aoti``) against
+TorchScript in LAMMPS, for the untrained float32 Cu models of benchmarks/lammps_vs_ase.py
+(MACE max_L 1, NequIP, PaiNN) at each ``--sizes`` (8: 2048 atoms, 13: 8788), one
+thread::
+
+    OMP_NUM_THREADS=1 python benchmarks/lammps_speed.py --formats --out bench-out/formats
+    OMP_NUM_THREADS=1 python benchmarks/lammps_speed.py --formats --models painn --sizes 8
+
+Each model is deployed in both formats (export and compilation timed), then fresh `lmp`
+processes (through the Python module: one warm-up step, ``--format-steps`` timed steps)
+alternate between the formats for ``--rounds`` rounds, so both see the same machine load;
+ms/step is the median over rounds of each run's median, with the load average at each run.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,7 +57,7 @@ from ase.calculators.emt import EMT
 import mlff
 from mlff.calculators.ase import MLFFCalculator
 from mlff.calculators.lammps.build import plugin_path
-from mlff.calculators.lammps.deploy import deploy
+from mlff.calculators.lammps.deploy import deploy, write_data_file
 from mlff.calculators.lammps.runtime import lammps_environment, lammps_command
 from mlff.uq.io import load_model
 
@@ -223,6 +237,57 @@ def machine() -> str:
             f"mlff {mlff.__version__}")
 
 
+def compare_formats(out: Path, models: list[str], sizes: list[int], steps: int, rounds: int) -> int:
+    """AOTI against TorchScript in LAMMPS, alternating fresh runs (see the docstring)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lammps_vs_ase import build_model, cu_atoms, run_child
+
+    print(f"# machine (start): {machine()}")
+    rows = []
+    for key in models:
+        model = build_model(key, out / "models" / f"{key}.mlff")
+        deployed: dict[str, Path] = {}
+        for n in sizes:
+            atoms = cu_atoms(n)
+            directories, deploy_s = {}, {}
+            for fmt in ("torchscript", "aoti"):
+                directories[fmt] = out / f"{key}-{n}-{fmt}"
+                if fmt in deployed:  # the same model: another structure only
+                    shutil.copytree(deployed[fmt], directories[fmt], dirs_exist_ok=True)
+                    symbols = json.loads((directories[fmt] / "model.json").read_text())["symbols"]
+                    write_data_file(atoms, directories[fmt] / "data.lammps", symbols)
+                    deploy_s[fmt] = float("nan")
+                    continue
+                started = time.perf_counter()
+                deploy(model, directories[fmt], dtype="float32", structure=atoms, format=fmt)
+                deploy_s[fmt] = time.perf_counter() - started
+                deployed[fmt] = directories[fmt]
+            runs: dict[str, list[dict]] = {"torchscript": [], "aoti": []}
+            for k in range(rounds):
+                for fmt in (("torchscript", "aoti") if k % 2 == 0 else ("aoti", "torchscript")):
+                    record = run_child("--child-lammps", str(directories[fmt]), "--steps", str(steps))
+                    record["load"] = os.getloadavg()[0]
+                    runs[fmt].append(record)
+                    print(f"# {key} {len(atoms)} {fmt}: {json.dumps(record)}", flush=True)
+            rows.append((key, len(atoms), runs, deploy_s))
+    print(f"# machine (end): {machine()}")
+    print()
+    print("| model | atoms | TorchScript ms/step: wall (CPU) | AOTI ms/step: wall (CPU) | "
+          "TorchScript/AOTI, CPU | peak RSS MiB: TS / AOTI | deploy s: TS / AOTI | load averages |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for key, n, runs, deploy_s in rows:
+        ts, ao = runs["torchscript"], runs["aoti"]
+        med = {fmt: {q: statistics.median(r[q] for r in rs) for q in ("wall_ms", "cpu_ms", "peak_rss_mib")}
+               for fmt, rs in runs.items()}
+        loads = ", ".join(f"{r['load']:.1f}" for r in ts + ao)
+        print(f"| {key} | {n} | {med['torchscript']['wall_ms']:.0f} ({med['torchscript']['cpu_ms']:.0f}) | "
+              f"{med['aoti']['wall_ms']:.0f} ({med['aoti']['cpu_ms']:.0f}) | "
+              f"{med['torchscript']['cpu_ms'] / med['aoti']['cpu_ms']:.2f} | "
+              f"{med['torchscript']['peak_rss_mib']:.0f} / {med['aoti']['peak_rss_mib']:.0f} | "
+              f"{deploy_s['torchscript']:.0f} / {deploy_s['aoti']:.0f} | {loads} |")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench-out/lammps")
@@ -232,18 +297,30 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=20, help="interleaved blocks")
     parser.add_argument("--calls", type=int, default=3, help="ASE model calls per block")
     parser.add_argument("--nprocs", type=int, default=2, help="MPI ranks of the parallel run")
+    parser.add_argument("--formats", action="store_true",
+                        help="AOTI against TorchScript in LAMMPS instead (see above)")
+    parser.add_argument("--models", nargs="+", default=["mace-L1", "nequip", "painn"],
+                        help="with --formats: models of benchmarks/lammps_vs_ase.py")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[8, 13],
+                        help="with --formats: n of n x n x n fcc cells (8: 2048 atoms)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --formats: runs per format")
+    parser.add_argument("--format-steps", type=int, default=3,
+                        help="with --formats: timed steps per run")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"# command: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} "
+          f"{' '.join([Path(sys.executable).name, *sys.argv])}")
+    if args.formats:
+        return compare_formats(out, args.models, args.sizes, args.format_steps, args.rounds)
     print(f"# machine (start): {machine()}")
 
     model_file = Path(args.model) if args.model else train_model(out, args.train_minutes)
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((8, 8, 8))
     atoms.rattle(0.03, seed=7)
     started = time.perf_counter()
-    result = deploy(model_file, out / "deploy", structure=atoms)
+    result = deploy(model_file, out / "deploy", structure=atoms, format="torchscript")
     deploy_s = time.perf_counter() - started
     directory = result.directory
     metadata = json.loads(result.metadata.read_text())

@@ -130,6 +130,8 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=[8],
                         help="n of n x n x n fcc cells (8: 2048 atoms, 13: 8788)")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--format", choices=("auto", "aoti", "torchscript"), default="auto",
+                        help="deployment format of the LAMMPS side (default: mlff deploy's)")
     parser.add_argument("--child-ase", nargs=2, metavar=("MODEL", "N"))
     parser.add_argument("--child-lammps", metavar="DIR")
     args = parser.parse_args()
@@ -156,25 +158,28 @@ def main() -> int:
         for n in args.sizes:
             atoms = cu_atoms(n)
             directory = out / f"deploy-{key}-{n}"
-            deploy(model, directory, dtype="float32", structure=atoms)
+            fmt = deploy(model, directory, dtype="float32", structure=atoms,
+                         format=args.format).format
             lammps = run_child("--child-lammps", str(directory), "--steps", str(args.steps))
             ase = run_child("--child-ase", str(model), str(n), "--steps", str(args.steps))
-            record = {"model": key, "atoms": len(atoms), "lammps": lammps, "ase": ase}
+            record = {"model": key, "atoms": len(atoms), "format": fmt, "load": os.getloadavg()[0],
+                      "lammps": lammps, "ase": ase}
             with open(out / "records.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             rows.append(record)
             print(f"# {json.dumps(record)}", flush=True)
     print(f"# machine (end): {machine()}")
     print()
-    print("| model | atoms | LAMMPS ms/step: wall (CPU) | ASE ms/call: wall (CPU) | LAMMPS/ASE, CPU | "
-          "peak RSS MiB: LAMMPS / ASE | KiB/atom: LAMMPS / ASE |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| model | atoms | format | LAMMPS ms/step: wall (CPU) | ASE ms/call: wall (CPU) | LAMMPS/ASE, CPU | "
+          "peak RSS MiB: LAMMPS / ASE | KiB/atom: LAMMPS / ASE | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         lmp, ase, n = r["lammps"], r["ase"], r["atoms"]
-        print(f"| {r['model']} | {n} | {lmp['wall_ms']:.0f} ({lmp['cpu_ms']:.0f}) | "
+        print(f"| {r['model']} | {n} | {r['format']} | {lmp['wall_ms']:.0f} ({lmp['cpu_ms']:.0f}) | "
               f"{ase['wall_ms']:.0f} ({ase['cpu_ms']:.0f}) | {lmp['cpu_ms'] / ase['cpu_ms']:.2f} | "
               f"{lmp['peak_rss_mib']:.0f} / {ase['peak_rss_mib']:.0f} | "
-              f"{lmp['peak_rss_mib'] * 1024 / n:.0f} / {ase['peak_rss_mib'] * 1024 / n:.0f} |")
+              f"{lmp['peak_rss_mib'] * 1024 / n:.0f} / {ase['peak_rss_mib'] * 1024 / n:.0f} | "
+              f"{r['load']:.1f} |")
     return 0
 
 

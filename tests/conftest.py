@@ -21,7 +21,8 @@ def pytest_configure(config):
 
 # files that take minutes, run first: a parallel run (make test) hands out whole files in
 # collection order, and one of these started last would finish alone on one core
-LONG_FILES = ("tests/test_docs_commands.py", "tests/train/test_matrix.py",
+LONG_FILES = ("tests/calculators/lammps/test_aoti.py",
+              "tests/test_docs_commands.py", "tests/train/test_matrix.py",
               "tests/cli/test_label_dft.py", "tests/oracles/test_cp2k.py",
               "tests/test_install.py", "tests/imports/test_mace.py", "tests/oracles/test_gpaw.py")
 

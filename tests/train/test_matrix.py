@@ -241,7 +241,8 @@ def _check_lammps(model_path: Path, atoms, tmp_path: Path) -> None:
     from tests.calculators.lammps.support import run_in_process
 
     build_plugin()
-    deployment = deploy(model_path, tmp_path / "deployed", dtype="float64", build=False)
+    deployment = deploy(model_path, tmp_path / "deployed", dtype="float64", build=False,
+                            format="torchscript")
     names = read_metadata(model_path)["species_symbols"]
     lammps = run_in_process(deployment.model, atoms, names, tmp_path)
     reference = lammps["atoms"].copy()

@@ -280,6 +280,9 @@ def script_gromacs_model(
 ) -> torch.jit.ScriptModule:
     """The TorchScript :class:`GromacsModel` of a Potential or committee (on the CPU).
 
+    TorchScript because GROMACS's NNPot loads its models with ``torch::jit::load``
+    (TorchScript is deprecated in PyTorch; ``torch.jit`` warns so when this runs).
+
     Raises:
         ModelFileError: the architecture cannot be compiled to TorchScript.
     """

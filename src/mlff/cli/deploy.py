@@ -10,8 +10,10 @@ from mlff.console import plain_console
 
 DESCRIPTION = """\
 Write a model (or committee) for LAMMPS's `pair_style mlff`, which runs it in C++ with no
-Python: DIR/model.pt (TorchScript; species, cutoff, message-passing layers and dtype
-inside), DIR/model.json (the same metadata), DIR/in.lammps (an NVT example) and
+Python: DIR/model.pt2 (--format aoti: compiled ahead of time with AOTInductor) or
+DIR/model.pt (--format torchscript; deprecated in PyTorch), with species, cutoff,
+message-passing layers and dtype inside; the default picks the faster for the model and
+says which; DIR/model.json (the same metadata), DIR/in.lammps (an NVT example) and
 DIR/data.lammps (the example's structure: --structure; else a structure of the training
 data recorded in the model file, a molecule in a box for a molecular model; else the
 crystal of a one-element model; else deploy stops and asks for --structure).
@@ -49,6 +51,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--engine", choices=("lammps", "gromacs"), default="lammps",
                         help="gromacs: write one TorchScript file for GROMACS's NNPot "
                              "(--out model.pt; nm, kJ/mol; docs/gromacs.md)")
+    parser.add_argument("--format", choices=("auto", "aoti", "torchscript"), default="auto",
+                        help="LAMMPS model format: aoti (model.pt2, compiled ahead of time "
+                             "with AOTInductor; takes a C++ compiler and minutes), torchscript "
+                             "(model.pt; deprecated in PyTorch) or auto (default: whichever "
+                             "runs faster for the architecture; printed)")
     parser.add_argument("--no-plugin", action="store_true",
                         help="do not build the LAMMPS plugin (only write the model)")
     parser.add_argument("--rebuild-plugin", action="store_true",
@@ -78,7 +85,13 @@ def run(args: argparse.Namespace) -> int:
         console.print("building the LAMMPS plugin (once per torch/lammps version; about a minute)")
     started = time.perf_counter()
     result = deploy(args.model, args.out, dtype=args.dtype, structure=structure,
-                    build=not args.no_plugin)
+                    build=not args.no_plugin, format=args.format)
+    how = "chosen: the faster for this model" if args.format == "auto" else "as asked"
+    console.print(f"format   {result.format} ({how})"
+                  + (f"; compiled in {result.compile_seconds:.0f} s" if result.compile_seconds else ""))
+    if result.format == "torchscript":
+        console.print("note     TorchScript is deprecated in PyTorch (its warnings above are "
+                      "expected); --format aoti writes an AOTInductor package instead")
     console.print(f"model    {result.model}")
     console.print(f"metadata {result.metadata}")
     console.print(f"input    {result.input}" + (f" (structure {result.data})" if result.data else ""))
@@ -87,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"D3       pair_style hybrid/overlay mlff {dispersion['lammps']['pair_style']}"
                       " (see in.lammps)")
     if result.check_error is not None:
-        console.print(f"check    TorchScript = original to {result.check_error:.1e} (relative)")
+        console.print(f"check    deployed = original to {result.check_error:.1e} (relative)")
     if result.plugin is not None:
         console.print(f"plugin   {result.plugin}")
         console.print("run      cd " + str(result.directory) + " && lmp -in in.lammps   "

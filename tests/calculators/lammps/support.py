@@ -80,7 +80,7 @@ def read_dump(path: Path, frame: int = -1) -> dict[str, np.ndarray]:
     """One frame (default: the last) of a dump written by :func:`lammps_input`: columns by name."""
     lines = path.read_text().splitlines()
     start = [i for i, line in enumerate(lines) if line.startswith("ITEM: ATOMS")][frame]
-    end = next((i - 1 for i in range(start + 1, len(lines)) if lines[i].startswith("ITEM: TIMESTEP")),
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("ITEM: TIMESTEP")),
                len(lines))
     names = lines[start].split()[2:]
     values = np.array([[float(v) for v in line.split()] for line in lines[start + 1:end]])

@@ -84,7 +84,8 @@ def test_check_catches_a_model_that_differs():
 def test_deploy_writes_model_metadata_and_example(tmp_path):
     potential = tiny_potential("mace")
     path = save_model(potential, tmp_path / "model.mlff")
-    result = D.deploy(path, tmp_path / "out", build=False, structure=helpers.copper().repeat(2))
+    result = D.deploy(path, tmp_path / "out", build=False, structure=helpers.copper().repeat(2),
+                      format="torchscript")
     assert result.plugin is None and result.check_error < 1e-12
     metadata = json.loads(result.metadata.read_text())
     assert metadata == D.read_deployed_metadata(result.model)
@@ -103,7 +104,7 @@ def test_deploy_writes_model_metadata_and_example(tmp_path):
 def test_deploy_without_any_structure_refuses_before_writing(tmp_path):
     potential = helpers.build_potential("painn", species=[1, 8], e0s=[-1.0, -2.0])
     with pytest.raises(ConfigError, match="no starting structure.*--structure FILE"):
-        D.deploy(potential, tmp_path / "out", build=False)  # bulk("H") is not a crystal ASE knows
+        D.deploy(potential, tmp_path / "out", build=False, format="torchscript")  # bulk("H") is not a crystal ASE knows
     assert not (tmp_path / "out").exists()
 
 
@@ -124,7 +125,8 @@ def _ethanol_model(tmp_path):
 
 
 def test_molecular_model_deploys_a_molecule_in_a_box(tmp_path):
-    result = D.deploy(_ethanol_model(tmp_path), tmp_path / "out", build=False)
+    result = D.deploy(_ethanol_model(tmp_path), tmp_path / "out", build=False,
+                      format="torchscript")
     assert "9 atoms" in result.data.read_text()
     assert "boundary        s s s" in result.input.read_text()
 
@@ -132,7 +134,7 @@ def test_molecular_model_deploys_a_molecule_in_a_box(tmp_path):
 def test_deployed_molecular_example_runs_in_lmp(tmp_path, plugin):
     from mlff.calculators.lammps.runtime import run_lammps
 
-    result = D.deploy(_ethanol_model(tmp_path), tmp_path / "out")
+    result = D.deploy(_ethanol_model(tmp_path), tmp_path / "out", format="torchscript")
     run = run_lammps("in.lammps", cwd=result.directory, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "Loop time" in run.stdout and "9 atoms" in run.stdout
@@ -153,7 +155,8 @@ def test_structure_with_an_unknown_element_is_refused(tmp_path):
     from ase.build import bulk
 
     with pytest.raises(ConfigError, match="Fe, which the model does not know"):
-        D.deploy(tiny_potential("painn"), tmp_path, build=False, structure=bulk("Fe"))
+        D.deploy(tiny_potential("painn"), tmp_path, build=False, structure=bulk("Fe"),
+                 format="torchscript")
 
 
 def test_read_deployed_metadata_errors(tmp_path):

@@ -119,7 +119,8 @@ def test_deployed_d3_model_in_lammps_equals_the_ase_calculator(plugin, tmp_path)
     periodic cell in float64: forces equal the ASE calculator's (model + simple-dftd3)."""
     potential = _with_d3(tiny_potential("painn"), method="d3bj", functional="pbe")
     atoms = helpers.copper().repeat((2, 1, 1))
-    result = D.deploy(potential, tmp_path / "deployed", structure=atoms, build=False)
+    result = D.deploy(potential, tmp_path / "deployed", structure=atoms, build=False,
+                      format="torchscript")
     text = result.input.read_text()
     assert "pair_style      hybrid/overlay mlff dispersion/d3 bj pbe 31.75063" in text
     assert "pair_coeff      * * dispersion/d3 H C O Cu" in text
@@ -149,5 +150,6 @@ def test_deployed_d3_model_in_lammps_equals_the_ase_calculator(plugin, tmp_path)
 def test_deploy_refuses_d3_that_lammps_cannot_compute(settings, reason, tmp_path):
     potential = _with_d3(tiny_potential("schnet"), **settings)
     with pytest.raises(ConfigError, match=reason):
-        D.deploy(potential, tmp_path / "out", structure=helpers.copper(), build=False, check=False)
+        D.deploy(potential, tmp_path / "out", structure=helpers.copper(), build=False, check=False,
+                 format="torchscript")
     assert not (tmp_path / "out").exists()

@@ -21,7 +21,8 @@ def deployment(tmp_path_factory):
     """A tiny MACE deployed without building the plugin, with a rattled Cu cell."""
     potential = tiny_potential("mace")
     out = tmp_path_factory.mktemp("external")
-    return deploy(potential, out, structure=bulk_copper(), build=False), potential
+    return deploy(potential, out, structure=bulk_copper(), build=False,
+                  format="torchscript"), potential
 
 
 def _run_zero(directory, pbc=True):
@@ -87,7 +88,7 @@ def test_fallback_errors_name_the_problem(deployment, tmp_path):
 
 def test_non_periodic_structure(tmp_path):
     potential = tiny_potential("painn")
-    result = deploy(potential, tmp_path, structure=molecule(), build=False)
+    result = deploy(potential, tmp_path, structure=molecule(), build=False, format="torchscript")
     lmp = _run_zero(result.directory)
     assert "s s s" in (result.directory / "in.lammps").read_text()
     atoms = molecule()

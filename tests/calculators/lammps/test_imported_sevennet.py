@@ -46,7 +46,7 @@ def test_imported_sevennet0_in_lammps(tmp_path, plugin):
     ase.io.write(tmp_path / "cluster.xyz", atoms)
     # an imported model records no training structure: the example is given
     assert main(["deploy", str(model_file), "--out", str(tmp_path / "deployed"),
-                 "--structure", str(tmp_path / "cluster.xyz")]) == 0
+                 "--structure", str(tmp_path / "cluster.xyz"), "--format", "torchscript"]) == 0
     model = tmp_path / "deployed" / "model.pt"
     serial = run_subprocess(model, atoms, SYMBOLS, tmp_path / "serial", 1)
     parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2)

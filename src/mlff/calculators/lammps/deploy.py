@@ -34,7 +34,8 @@ The deployed module runs the ASE calculator's fast path: the same architecture c
 parameters, and chunks of atoms for large systems; the plugin adds the allocator setting
 and thread count of :mod:`mlff.runtime` and runs TorchScript's simple executor.
 
-Why TorchScript: libtorch runs it from C++ with no Python and no compiler at deploy time,
+Why TorchScript (deprecated in PyTorch >= 2.10, whose ``torch.jit`` calls warn so; still
+shipped and run by libtorch): libtorch runs it from C++ with no Python and no compiler at deploy time,
 with dynamic numbers of atoms and edges and the backward pass (forces) inside the
 module; it runs at the eager model's speed (benchmarks/lammps_vs_ase.py). The same metadata, with the model
 file's provenance, is stored in the archive as ``extra/mlff_metadata.json`` and written
@@ -87,18 +88,15 @@ def _script_architecture(model: nn.Module) -> torch.jit.ScriptModule:
 
 @contextlib.contextmanager
 def _quiet_scripting() -> Iterator[None]:
-    """Silence the warnings TorchScript compilation always gives here.
+    """Silence e3nn's fx GraphModules' notes about instance-level annotations.
 
-    fx GraphModules (e3nn's generated code) warn about instance-level annotations, and
-    torch >= 2.10 marks ``torch.jit.script`` deprecated in favour of ``torch.export``;
-    TorchScript is still what libtorch runs from C++ without Python (module docstring).
+    They come with every compilation of an e3nn model and say nothing to act on. The
+    deprecation warnings of ``torch.jit`` are left alone: TorchScript is deprecated in
+    PyTorch, and this module needs it while libtorch ships it (``--format torchscript``);
+    :mod:`.aoti` is the way forward.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The TorchScript type system doesn't support")
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")
-        warnings.filterwarnings("ignore", message=".*torch.jit.save.* is deprecated")
-        warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated")
-        warnings.filterwarnings("ignore", message=".*torch.jit.trace.* is deprecated")
         yield
 
 
@@ -246,14 +244,7 @@ def script_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.ji
     Raises:
         ModelFileError: the architecture cannot be compiled to TorchScript.
     """
-    members = [copy.deepcopy(m).cpu().eval() for m in members_of(model)]
-    if dtype is not None:
-        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
-        members = [m.to(dtype=dtype) for m in members]
-    for member in members:
-        # frozen parameters, as in the ASE calculator: the forward pass then saves no
-        # tensors for weight gradients (about 10% of a MACE step, and memory)
-        member.requires_grad_(False)
+    members = prepared_members(model, dtype)
     try:
         with _quiet_scripting():
             scripted = torch.jit.script(LammpsModel(members))
@@ -266,6 +257,19 @@ def script_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.ji
         ) from exc
     scripted.memory_per_edge = memory_per_edge(members)
     return scripted
+
+
+def prepared_members(model: Any, dtype: torch.dtype | str | None = None) -> list[Potential]:
+    """Copies of the members of ``model`` to deploy: on the CPU, in ``dtype``, frozen."""
+    members = [copy.deepcopy(m).cpu().eval() for m in members_of(model)]
+    if dtype is not None:
+        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        members = [m.to(dtype=dtype) for m in members]
+    for member in members:
+        # frozen parameters, as in the ASE calculator: the forward pass then saves no
+        # tensors for weight gradients (about 10% of a MACE step, and memory)
+        member.requires_grad_(False)
+    return members
 
 
 def memory_per_edge(members: Sequence[Potential], peak_factor: float = 2.0) -> float:
@@ -379,7 +383,7 @@ def check_against_potential(
     rtol = rtol if rtol is not None else (1e-9 if dtype == torch.float64 else 1e-4)
     if not math.isfinite(worst) or worst > rtol:
         raise ModelFileError(
-            f"the TorchScript model differs from the original by {worst:.3g} (relative; "
+            f"the deployed model differs from the original by {worst:.3g} (relative; "
             f"allowed {rtol:g}) on a test cluster: the compilation changed the model. "
             "Please report this with the model's architecture."
         )
@@ -463,6 +467,8 @@ class Deployment:
     data: Path | None
     plugin: Path | None
     check_error: float | None
+    format: str = "torchscript"
+    compile_seconds: float | None = None
 
 
 
@@ -489,6 +495,7 @@ def deploy(
     structure: Atoms | None = None,
     build: bool = True,
     check: bool = True,
+    format: str = "auto",
 ) -> Deployment:
     """Write a model for LAMMPS: TorchScript, metadata and an example input; build the plugin.
 
@@ -500,7 +507,11 @@ def deploy(
             types in the model's species order); default: :func:`default_structure`
             (a structure of the training data, or the crystal of a one-element model).
         build: build the ``pair_style mlff`` plugin if it does not exist yet.
-        check: compare the TorchScript model with the original on a small cluster.
+        check: compare the deployed model with the original on a small cluster.
+        format: ``aoti`` (an AOTInductor package, ``model.pt2``: :mod:`.aoti`),
+            ``torchscript`` (``model.pt``; deprecated in PyTorch, kept while it ships it)
+            or ``auto``: whichever runs faster for the architecture and can be exported
+            (:func:`.aoti.default_format`).
 
     Raises:
         ModelFileError: the model cannot be read or compiled.
@@ -513,28 +524,45 @@ def deploy(
     # a model trained on labels minus D3 gets LAMMPS's dispersion/d3 (or is refused here)
     dispersion = deployed_dispersion(dispersion_settings(getattr(model, "metadata", None)),
                                      [chemical_symbols[z] for z in members_of(model)[0].species])
-    scripted = script_model(model, dtype)
-    error = check_against_potential(scripted, model if dtype is None else _cast(model, dtype)) if check else None
+    from mlff.calculators.lammps import aoti
 
+    if format not in ("auto", "aoti", "torchscript"):
+        raise ConfigError(f"unknown deployment format {format!r}: use aoti, torchscript or auto.")
+    chosen = aoti.default_format(model) if format == "auto" else format
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metadata = deployed_metadata(scripted, source)
-    if dispersion is not None:
-        metadata["dispersion"] = dispersion
-    model_path = save_deployed(scripted, out / MODEL_NAME, metadata)
+    extra = {"dispersion": dispersion} if dispersion is not None else {}
+    reference = model if dtype is None else _cast(model, dtype)
+    seconds = None
+    if chosen == "aoti":
+        model_path, metadata, seconds = aoti.deploy_package(
+            prepared_members(model, dtype), out / aoti.AOTI_NAME, source, extra)
+        try:
+            error = check_against_potential(aoti.LoadedPackage(model_path), reference) if check else None
+        except ModelFileError:
+            model_path.unlink()  # a package that differs from the model is not left behind
+            raise
+    else:
+        # TorchScript: deprecated in PyTorch (its calls warn), still run by libtorch
+        scripted = script_model(model, dtype)
+        error = check_against_potential(scripted, reference) if check else None
+        metadata = deployed_metadata(scripted, source)
+        metadata.update(extra)
+        model_path = save_deployed(scripted, out / MODEL_NAME, metadata)
     metadata_path = out / METADATA_NAME
     metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
 
     data_path = write_data_file(structure, out / DATA_NAME, metadata["symbols"])
     input_path = out / INPUT_NAME
-    input_path.write_text(example_input(metadata, structure))
+    input_path.write_text(example_input(metadata, structure, model_path.name))
 
     plugin = None
     if build:
         from mlff.calculators.lammps.build import build_plugin
 
         plugin = build_plugin()
-    return Deployment(out, model_path, metadata_path, input_path, data_path, plugin, error)
+    return Deployment(out, model_path, metadata_path, input_path, data_path, plugin, error,
+                      chosen, seconds)
 
 
 def _cast(model: Any, dtype: torch.dtype | str) -> Any:
@@ -611,14 +639,15 @@ def write_data_file(atoms: Atoms, path: str | Path, symbols: Sequence[str]) -> P
     return path
 
 
-def example_input(metadata: dict[str, Any], structure: Atoms | None) -> str:
+def example_input(metadata: dict[str, Any], structure: Atoms | None,
+                  model_name: str = MODEL_NAME) -> str:
     """An NVT LAMMPS input for the deployed model (``pair_style mlff``, metal units)."""
     symbols = " ".join(metadata["symbols"])
     pbc = structure.pbc if structure is not None else np.array([True, True, True])
     boundary = " ".join("p" if p else "s" for p in pbc)
     committee = int(metadata["committee_size"]) > 1
     lines = [
-        f"# LAMMPS input written by `mlff deploy` for model.pt: species {symbols}, cutoff",
+        f"# LAMMPS input written by `mlff deploy` for {model_name}: species {symbols}, cutoff",
         f"# {metadata['cutoff']} Å, {metadata['num_message_passing']} message-passing layer(s) "
         f"(interaction range {metadata['interaction_range']} Å), {metadata['dtype']}"
         + (f", committee of {metadata['committee_size']}." if committee else "."),
@@ -645,7 +674,7 @@ def example_input(metadata: dict[str, Any], structure: Atoms | None) -> str:
         ]
     lines += [
         "",
-        *pair_lines(metadata, MODEL_NAME),
+        *pair_lines(metadata, model_name),
         "",
         "neighbor        1.0 bin",
         "neigh_modify    every 1 delay 0 check yes",

@@ -121,7 +121,8 @@ class ExternalForces:
 
 
 def load_deployed(path: str | Path) -> torch.jit.ScriptModule:
-    """A deployed ``model.pt`` for the Python driver.
+    """A deployed ``model.pt`` for the Python driver (TorchScript, deprecated in PyTorch:
+    ``torch.jit.load`` warns so; deploy with ``--format torchscript`` for this driver).
 
     Raises:
         ModelFileError: the file is missing or not written by ``mlff deploy``.

@@ -45,8 +45,6 @@
 #include "update.h"
 #include "utils.h"
 
-#include <torch/csrc/jit/runtime/graph_executor.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -54,6 +52,7 @@
 #include <cstring>
 #include <exception>
 #include <sstream>
+#include <tuple>
 #include <utility>
 
 #if defined(__GLIBC__)
@@ -220,60 +219,29 @@ void PairMLFF::load_model(const std::string &path)
                "pair_coeff: cannot read model file '{}' (missing or unreadable). Write it with "
                "`mlff deploy MODEL.mlff --out DIR` and give DIR/model.pt",
                path);
-  // the simple executor: the profiling executor's first calls profile and re-optimise
-  // (a slow step each), and its differentiable subgraphs ran ~8% slower than eager
-  // PyTorch on MACE; the simple one runs the scripted graph as it is
-  torch::jit::getProfilingMode() = false;
   const bool kept = keep_freed_memory();
   try {
-    module = torch::jit::load(path, torch::kCPU);
+    runner = mlff::load_model_runner(path);
   } catch (const std::exception &exc) {
-    error->one(FLERR,
-               "pair_coeff: cannot load '{}' as a TorchScript model ({}). Write it with "
-               "`mlff deploy MODEL.mlff --out DIR`",
-               path, first_line(exc));
+    error->one(FLERR, "pair_coeff: {}", exc.what());
   }
-  module.eval();
   model_path = path;
-
-  const char *required[] = {"format_version", "symbols",     "masses",
-                            "cutoff",         "num_message_passing", "interaction_range",
-                            "dtype",          "committee_size"};
-  for (const char *name : required)
-    if (!module.hasattr(name))
-      error->one(FLERR,
-                 "pair_coeff: '{}' is a TorchScript file but not one written by `mlff deploy` "
-                 "(it has no '{}' attribute)",
-                 path, name);
-
-  const int64_t format = module.attr("format_version").toInt();
-  if (format != 1)
-    error->one(FLERR,
-               "pair_coeff: '{}' is in deployment format {}, this plugin reads format 1. Deploy "
-               "the model again with the installed mlff (`mlff deploy` also rebuilds the plugin)",
-               path, format);
-
-  model_symbols.clear();
-  for (const auto &value : module.attr("symbols").toListRef())
-    model_symbols.push_back(value.toStringRef());
-  model_masses.clear();
-  for (const auto &value : module.attr("masses").toListRef())
-    model_masses.push_back(value.toDouble());
-  model_cutoff = module.attr("cutoff").toDouble();
+  const mlff::ModelInfo &info = runner->info();
+  model_symbols = info.symbols;
+  model_masses = info.masses;
+  model_cutoff = info.cutoff;
   model_cutoff_sq = model_cutoff * model_cutoff;
-  model_layers = static_cast<int>(module.attr("num_message_passing").toInt());
-  interaction_range = module.attr("interaction_range").toDouble();
-  committee_size = static_cast<int>(module.attr("committee_size").toInt());
-  const std::string dtype = module.attr("dtype").toStringRef();
+  model_layers = info.layers;
+  interaction_range = info.interaction_range;
+  committee_size = info.committee_size;
+  const std::string dtype = info.dtype;
   if (dtype == "float64")
     model_dtype = torch::kFloat64;
   else if (dtype == "float32")
     model_dtype = torch::kFloat32;
   else
     error->one(FLERR, "pair_coeff: '{}' has an unknown dtype '{}'", path, dtype);
-
-  memory_per_edge = module.hasattr("memory_per_edge")
-                        ? module.attr("memory_per_edge").toDouble() : 0.0;
+  memory_per_edge = info.memory_per_edge;
   chunk_in_use = 0;
 
   // committee: per-member forces travel with the reverse communication
@@ -282,9 +250,9 @@ void PairMLFF::load_model(const std::string &path)
 
   if (comm->me == 0)
     utils::logmesg(lmp,
-                   "pair_style mlff: {} (species {}; cutoff {} Å; {} message-passing layer(s), "
-                   "interaction range {} Å; {}{}){}\n",
-                   path, utils::join_words(model_symbols, " "), model_cutoff, model_layers,
+                   "pair_style mlff: {} ({}; species {}; cutoff {} Å; {} message-passing "
+                   "layer(s), interaction range {} Å; {}{}){}\n",
+                   path, runner->description(), utils::join_words(model_symbols, " "), model_cutoff, model_layers,
                    interaction_range, dtype,
                    committee_size > 1 ? fmt::format("; committee of {}", committee_size) : "",
                    kept ? "; freed memory kept for reuse (MLFF_KEEP_FREED_MEMORY=0: off)" : "");
@@ -495,11 +463,7 @@ void PairMLFF::compute(int eflag, int vflag)
 
   torch::Tensor energies, grads;
   try {
-    std::vector<torch::jit::IValue> inputs{species, edges, vectors,
-                                           static_cast<int64_t>(nlocal)};
-    auto output = module.forward(inputs).toTuple();
-    energies = output->elements()[0].toTensor().to(torch::kFloat64).contiguous();
-    grads = output->elements()[1].toTensor().to(torch::kFloat64).contiguous();
+    std::tie(energies, grads) = runner->run(species, edges, vectors, nlocal);
   } catch (const std::exception &exc) {
     error->one(FLERR, "pair_style mlff: the model failed at step {}: {}", update->ntimestep,
                first_line(exc));
@@ -597,8 +561,8 @@ void PairMLFF::plan_chunks(int nlocal, int64_t num_edges)
       chunk = std::max<int64_t>(1, static_cast<int64_t>(0.5 * budget / per_atom));
     }
   }
-  if (chunk == chunk_in_use || !module.hasattr("max_atoms_per_chunk")) return;
-  module.setattr("max_atoms_per_chunk", chunk);
+  if (chunk == chunk_in_use) return;
+  runner->set_chunk(chunk);
   if (comm->me == 0 && chunk_atoms < 0)
     utils::logmesg(lmp, "pair_style mlff: evaluating in chunks of {} atoms to fit memory\n",
                    chunk);

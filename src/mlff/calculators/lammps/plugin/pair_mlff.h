@@ -1,4 +1,5 @@
-/* pair_style mlff: machine-learned force fields deployed by `mlff deploy` (TorchScript).
+/* pair_style mlff: machine-learned force fields deployed by `mlff deploy` (AOTInductor
+   package model.pt2, or TorchScript model.pt).
 
    pair_style mlff [threads N]
    pair_coeff * * model.pt Cu O ...        (one element per LAMMPS atom type)
@@ -10,10 +11,13 @@
 
 #include "pair.h"
 
+#include "model_runner.h"
+
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -54,8 +58,8 @@ class PairMLFF : public Pair {
   int64_t chunk_in_use;      // the model's max_atoms_per_chunk now
   double memory_per_edge;    // bytes of one evaluation per edge (measured by mlff deploy)
 
-  // the deployed model and its metadata (module attributes, see deploy.py)
-  torch::jit::Module module;
+  // the deployed model and its metadata (see deploy.py and model_runner.h)
+  std::unique_ptr<mlff::ModelRunner> runner;
   bool model_loaded;
   std::string model_path;
   std::vector<std::string> model_symbols;
