@@ -10,7 +10,16 @@ trains with the same wall-clock budget (``--minutes`` of training, set-up exclud
 - ``replay``: the same with ``finetune.replay``: structures of other elements built with
   ase.build (bulk crystals, surfaces, molecules; ``replay_pool``), rattled and strained,
   labelled by SevenNet-0 itself and mixed in with weight ``--replay-weight``;
-- ``scratch``: mlff MACE with the hyperparameters of examples/ethanol/mace.yaml.
+- ``scratch``: mlff MACE with the hyperparameters of examples/ethanol/mace.yaml;
+- ``committee``: ``--committee`` members fine-tuned from SevenNet-0 on bootstrap resamples
+  of the N frames, each with its own seed (data order) and ``--minutes`` of training
+  (`mlff train` with a ``committee`` section, as ``mlff learn`` trains one); reports the
+  Spearman rank correlation of the committee's predicted and true per-structure force
+  error on the test frames.
+
+Fine-tuning (``naive``, ``replay``, ``committee``) uses ``--finetune-lr`` and, with
+``--freeze``, keeps parameters of those prefixes fixed. The EMA of the weights warms up
+(``training.ema_warmup``) unless ``--no-ema-warmup``.
 
 Reports, per run: the test_MD force MAE (meV/Å, on the first ``--test-frames`` frames of
 test_MD.xyz, through MLFFCalculator in float64) and, for the fine-tuned models, the
@@ -41,7 +50,7 @@ from mlff.train.config import read_yaml
 from mlff.train.trainer import train
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "ethanol"
-METHODS = ("naive", "replay", "scratch")
+METHODS = ("naive", "replay", "scratch", "committee")
 
 
 def _rattled(atoms: Atoms, seed: int, amplitude: float = 0.05) -> Atoms:
@@ -121,12 +130,21 @@ def write_split(out: Path, n: int, valid: int) -> tuple[Path, Path]:
     return paths
 
 
+def write_test(out: Path, frames: int) -> Path:
+    """The first ``frames`` frames of test_MD.xyz, as a file (the committee's test set)."""
+    path = out / f"test_MD_{frames}.xyz"
+    if not path.exists():
+        ase.io.write(path, ase.io.read(EXAMPLES / "test_MD.xyz", f":{frames}"))
+    return path
+
+
 def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Path) -> dict:
     train_idx, valid_idx = write_split(out, n, args.valid)
     data = {"train": str(EXAMPLES / "train.xyz"), "train_indices": str(train_idx),
             "valid_indices": str(valid_idx), "cache_dir": None}
     training = {"batch_size": args.batch_size, "valid_batch_size": 50, "max_epochs": 100000,
                 "max_minutes": args.minutes, "ema_decay": 0.99, "grad_clip": 10.0,
+                "ema_warmup": not args.no_ema_warmup,
                 "amsgrad": True, "loss": {"energy_weight": 1.0, "forces_weight": 100.0},
                 "scheduler": {"name": "plateau", "factor": 0.8, "patience": 50,
                               "min_lr": 1e-5}}
@@ -140,12 +158,29 @@ def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Pat
             "start_fraction": 0.8, "energy_weight": 1000.0, "forces_weight": 100.0, "lr": 0.001})
         return config
     training["lr"] = args.finetune_lr
-    config["finetune"] = {"init_from": str(sn0), "lr_factor": 1.0}
+    config["finetune"] = {"init_from": str(sn0), "lr_factor": 1.0, "freeze": args.freeze}
     if method == "replay":
-        config["finetune"]["replay"] = {"structures": str(replay_file), "count": max(n, 10),
+        count = args.replay_count if args.replay_count is not None else max(n, 10)
+        config["finetune"]["replay"] = {"structures": str(replay_file), "count": count,
                                         "rattle": 0.05, "strain": 0.02,
                                         "weight": args.replay_weight}
+    if method == "committee":
+        config["committee"] = {"size": args.committee, "bootstrap": True, "processes": 1}
+        data["test"] = str(write_test(out, args.test_frames))
     return config
+
+
+def run_committee(config: dict, run_dir: Path) -> dict:
+    """Train the committee; its test-set calibration and mean-prediction force MAE."""
+    from mlff.train.committee import train_committee
+
+    result = train_committee(config, run_dir, resume=True, progress=False)
+    test = result.calibration.get("test", {})
+    return {"committee_model": str(result.model_path),
+            "spearman_test": test.get("spearman"),
+            "spearman_valid": result.calibration.get("valid", {}).get("spearman"),
+            "mean_predicted_meV_per_A": test.get("mean_predicted_meV_per_A"),
+            "mean_observed_meV_per_A": test.get("mean_observed_meV_per_A")}
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -155,7 +190,7 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for method, marker in zip(METHODS, "osd", strict=True):
+    for method, marker in zip(METHODS[:3], "osd", strict=True):
         rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["n"])
         if rows:
             left.plot([r["n"] for r in rows], [r["test_force_mae_meV_per_A"] for r in rows],
@@ -187,6 +222,13 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--finetune-lr", type=float, default=1e-3)
     parser.add_argument("--replay-weight", type=float, default=1.0)
+    parser.add_argument("--replay-count", type=int, default=None,
+                        help="replay structures per epoch (default: max(N, 10))")
+    parser.add_argument("--freeze", nargs="*", default=[],
+                        help="parameter prefixes kept fixed in fine-tuning (model.layers.0 ...)")
+    parser.add_argument("--no-ema-warmup", action="store_true",
+                        help="EMA decay from the first step (as before training.ema_warmup)")
+    parser.add_argument("--committee", type=int, default=3, help="members of `committee`")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sevennet", default=None,
@@ -207,7 +249,9 @@ def main() -> int:
     results = json.loads(results_path.read_text()) if results_path.exists() else []
     base = {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads,
             "minutes": args.minutes, "test_frames": args.test_frames,
-            "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight}
+            "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight,
+            "replay_count": args.replay_count, "freeze": args.freeze,
+            "ema_warmup": not args.no_ema_warmup}
     if not any(r["method"] == "sevennet-0" for r in results):
         results.append({**base, "method": "sevennet-0", "n": 0,
                         "test_force_mae_meV_per_A": test_force_mae(sn0, args.test_frames),
@@ -220,6 +264,16 @@ def main() -> int:
             run_dir = out / f"{method}_{n}"
             config = config_for(method, n, args, out, sn0, replay_file)
             start = time.perf_counter()
+            if method == "committee":
+                record = {**base, "method": method, "n": n, "members": args.committee,
+                          **run_committee(config, run_dir),
+                          "total_seconds": round(time.perf_counter() - start, 1)}
+                record["test_force_mae_meV_per_A"] = test_force_mae(
+                    Path(record.pop("committee_model")), args.test_frames)
+                print(json.dumps(record), flush=True)
+                results.append(record)
+                results_path.write_text(json.dumps(results, indent=1))
+                continue
             result = train(config, run_dir, resume=True, progress=False)
             record = {**base, "method": method, "n": n, "epochs": result.epochs,
                       "train_seconds": round(result.wall_seconds, 1),
