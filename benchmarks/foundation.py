@@ -79,6 +79,28 @@ def replay_pool() -> list[Atoms]:
     return structures
 
 
+# elements of the held-out set (and the ethanol's): never in the wide replay pool's bulks
+HELD_OUT_ELEMENTS = {"Ni", "Pd", "Ge", "K", "Cl", "Ga", "As", "W", "Pt", "Ag", "Mo", "P", "S",
+                     "H", "C", "N", "O"}
+
+
+def wide_replay_pool() -> list[Atoms]:
+    """:func:`replay_pool` plus a 2x2x2 cell of every element whose ASE reference state is
+    fcc, bcc, hcp or diamond (noble gases, Tc and the held-out elements excepted)."""
+    from ase.data import chemical_symbols, reference_states
+
+    structures = replay_pool()
+    for z in range(3, 84):
+        symbol, state = chemical_symbols[z], reference_states[z]
+        if (state and state.get("symmetry") in ("fcc", "bcc", "hcp", "diamond")
+                and symbol not in HELD_OUT_ELEMENTS | {"Ne", "Ar", "Kr", "Xe", "Tc"}):
+            try:
+                structures.append(bulk(symbol).repeat(2))
+            except ValueError:  # a reference state ase.build.bulk cannot build alone
+                continue
+    return structures
+
+
 def held_out_set() -> list[Atoms]:
     """Foundation-domain structures absent from the replay pool, two rattled copies each."""
     structures = [
@@ -183,32 +205,54 @@ def run_committee(config: dict, run_dir: Path) -> dict:
             "mean_observed_meV_per_A": test.get("mean_observed_meV_per_A")}
 
 
+def _label(record: dict) -> str:
+    return record.get("label") or record["method"]
+
+
 def plot(results: list[dict], path: Path) -> None:
+    """Test error and drift against N (one line per label), and the validation force
+    MAE of every run against its training time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for method, marker in zip(METHODS[:3], "osd", strict=True):
-        rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["n"])
-        if rows:
-            left.plot([r["n"] for r in rows], [r["test_force_mae_meV_per_A"] for r in rows],
-                      marker=marker, label=method)
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
+    labels = list(dict.fromkeys(_label(r) for r in results if r["method"] != "sevennet-0"))
+    markers = dict(zip(labels, "osd^v<>ph*", strict=False))
+    for label in labels:
+        rows = sorted((r for r in results if _label(r) == label), key=lambda r: r["n"])
+        left.plot([r["n"] for r in rows], [r["test_force_mae_meV_per_A"] for r in rows],
+                  marker=markers[label], label=label)
         rows = [r for r in rows if r.get("drift_meV_per_A") is not None]
         if rows:
-            right.plot([r["n"] for r in rows], [r["drift_meV_per_A"] for r in rows],
-                       marker=marker, label=method)
+            middle.plot([r["n"] for r in rows], [r["drift_meV_per_A"] for r in rows],
+                        marker=markers[label], label=label)
+    base = [r for r in results if r["method"] == "sevennet-0"]
+    if base:
+        left.axhline(base[0]["test_force_mae_meV_per_A"], color="grey", ls=":",
+                     label="SevenNet-0 as imported")
+    for record in results:
+        log = Path(record.get("run_dir", "")) / "log.jsonl"
+        if record["method"] in ("sevennet-0", "committee") or not log.is_file():
+            continue
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        rows = [r for r in rows if "valid" in r]
+        right.plot([r["time"] / 60 for r in rows],
+                   [r["valid"]["forces_mae_meV_per_A"] for r in rows],
+                   label=f"{_label(record)}, N={record['n']}")
     left.set(xscale="log", yscale="log", xlabel="ethanol training frames N",
-             ylabel="test_MD force MAE (meV/Å)", title="ethanol")
-    right.set(xscale="log", xlabel="ethanol training frames N",
-              ylabel="force RMSE from SevenNet-0 (meV/Å)",
-              title="forgetting (held-out crystals, surfaces, molecules)")
-    for axis in (left, right):
+             ylabel="test_MD force MAE (meV/Å)", title="ethanol test_MD")
+    middle.set(xscale="log", xlabel="ethanol training frames N",
+               ylabel="force RMSE from SevenNet-0 (meV/Å)",
+               title="forgetting (held-out crystals, surfaces, molecules)")
+    right.set(yscale="log", xlabel="training time (min)",
+              ylabel="validation force MAE (meV/Å)", title="learning curves")
+    for axis in (left, middle, right):
         axis.grid(alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> int:
@@ -222,6 +266,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--finetune-lr", type=float, default=1e-3)
     parser.add_argument("--replay-weight", type=float, default=1.0)
+    parser.add_argument("--replay-pool", choices=("small", "wide"), default="small",
+                        help="replay seeds: 15 structures, or those plus 44 elemental crystals")
     parser.add_argument("--replay-count", type=int, default=None,
                         help="replay structures per epoch (default: max(N, 10))")
     parser.add_argument("--freeze", nargs="*", default=[],
@@ -233,8 +279,23 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sevennet", default=None,
                         help="an imported SevenNet-0 .mlff (default: import it into OUT)")
+    parser.add_argument("--label", default=None,
+                        help="name of these runs in the plot (default: the method)")
+    parser.add_argument("--plot-from", nargs="+", default=None, metavar="DIR",
+                        help="only plot the results.json of these output folders into OUT")
     parser.add_argument("--out", default="bench-out/foundation")
     args = parser.parse_args()
+    if args.plot_from:
+        merged = []
+        for folder in map(Path, args.plot_from):
+            for record in json.loads((folder / "results.json").read_text()):
+                record.setdefault("run_dir", str(folder / f"{record['method']}_{record['n']}"))
+                if "ema_warmup" not in record and record["method"] != "sevennet-0":
+                    record["label"] = f"{record['method']}, EMA without warm-up"
+                merged.append(record)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        plot(merged, Path(args.out) / "learning_curves.png")
+        return 0
     warnings.simplefilter("ignore")  # the E0 refit's notice, at every run
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +303,7 @@ def main() -> int:
     if not sn0.exists():
         mlff.import_model("sevennet-0", out=sn0)
     replay_file = out / "replay_pool.xyz"
-    ase.io.write(replay_file, replay_pool())
+    ase.io.write(replay_file, wide_replay_pool() if args.replay_pool == "wide" else replay_pool())
     held_out = held_out_set()
     reference = forces_of(sn0, held_out)
     results_path = out / "results.json"
@@ -250,7 +311,7 @@ def main() -> int:
     base = {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads,
             "minutes": args.minutes, "test_frames": args.test_frames,
             "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight,
-            "replay_count": args.replay_count, "freeze": args.freeze,
+            "replay_count": args.replay_count, "replay_pool": args.replay_pool, "freeze": args.freeze,
             "ema_warmup": not args.no_ema_warmup}
     if not any(r["method"] == "sevennet-0" for r in results):
         results.append({**base, "method": "sevennet-0", "n": 0,
@@ -266,6 +327,7 @@ def main() -> int:
             start = time.perf_counter()
             if method == "committee":
                 record = {**base, "method": method, "n": n, "members": args.committee,
+                          "label": args.label or method, "run_dir": str(run_dir),
                           **run_committee(config, run_dir),
                           "total_seconds": round(time.perf_counter() - start, 1)}
                 record["test_force_mae_meV_per_A"] = test_force_mae(
@@ -276,6 +338,7 @@ def main() -> int:
                 continue
             result = train(config, run_dir, resume=True, progress=False)
             record = {**base, "method": method, "n": n, "epochs": result.epochs,
+                      "label": args.label or method, "run_dir": str(run_dir),
                       "train_seconds": round(result.wall_seconds, 1),
                       "total_seconds": round(time.perf_counter() - start, 1),
                       "test_force_mae_meV_per_A": test_force_mae(result.model_path,
