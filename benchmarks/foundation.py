@@ -134,11 +134,21 @@ def test_force_mae(model_path: Path, frames: int) -> float:
     return float(1e3 * np.abs(errors).mean())
 
 
-def drift(model_path: Path, reference: list[np.ndarray], structures: list[Atoms]) -> float:
-    """Force RMSE (meV/Å) of the model from the reference forces."""
+def drift(model_path: Path, reference: list[np.ndarray], structures: list[Atoms]) -> dict:
+    """Force RMSE (meV/Å) of the model from the reference forces: over all ``structures``
+    (``drift_meV_per_A``), over those without H, C and O, the elements the fine-tuning
+    data teach (``drift_other_elements_meV_per_A``), and over those with them
+    (``drift_hco_meV_per_A``)."""
     predicted = forces_of(model_path, structures)
-    return float(1e3 * np.sqrt(np.mean(np.concatenate(
-        [(p - r).ravel() ** 2 for p, r in zip(predicted, reference, strict=True)]))))
+
+    def rmse(chosen: list[int]) -> float:
+        return float(1e3 * np.sqrt(np.mean(np.concatenate(
+            [(predicted[i] - reference[i]).ravel() ** 2 for i in chosen]))))
+
+    taught = [i for i, a in enumerate(structures) if {1, 6, 8} & set(a.numbers.tolist())]
+    other = [i for i in range(len(structures)) if i not in taught]
+    return {"drift_meV_per_A": rmse(list(range(len(structures)))),
+            "drift_other_elements_meV_per_A": rmse(other), "drift_hco_meV_per_A": rmse(taught)}
 
 
 def write_split(out: Path, n: int, valid: int) -> tuple[Path, Path]:
@@ -343,8 +353,8 @@ def main() -> int:
                       "total_seconds": round(time.perf_counter() - start, 1),
                       "test_force_mae_meV_per_A": test_force_mae(result.model_path,
                                                                  args.test_frames),
-                      "drift_meV_per_A": (None if method == "scratch" else
-                                          drift(result.model_path, reference, held_out))}
+                      **({"drift_meV_per_A": None} if method == "scratch" else
+                         drift(result.model_path, reference, held_out))}
             print(json.dumps(record), flush=True)
             results.append(record)
             results_path.write_text(json.dumps(results, indent=1))
