@@ -230,14 +230,15 @@ def plot(results: list[dict], path: Path) -> None:
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
     labels = list(dict.fromkeys(_label(r) for r in results if r["method"] != "sevennet-0"))
     markers = dict(zip(labels, "osd^v<>ph*", strict=False))
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     for label in labels:
         rows = sorted((r for r in results if _label(r) == label), key=lambda r: r["n"])
         left.plot([r["n"] for r in rows], [r["test_force_mae_meV_per_A"] for r in rows],
-                  marker=markers[label], label=label)
+                  marker=markers[label], color=colours[label], label=label)
         rows = [r for r in rows if r.get("drift_meV_per_A") is not None]
         if rows:
             middle.plot([r["n"] for r in rows], [r["drift_meV_per_A"] for r in rows],
-                        marker=markers[label], label=label)
+                        marker=markers[label], color=colours[label], label=label)
     base = [r for r in results if r["method"] == "sevennet-0"]
     if base:
         left.axhline(base[0]["test_force_mae_meV_per_A"], color="grey", ls=":",
@@ -250,7 +251,8 @@ def plot(results: list[dict], path: Path) -> None:
         rows = [r for r in rows if "valid" in r]
         right.plot([r["time"] / 60 for r in rows],
                    [r["valid"]["forces_mae_meV_per_A"] for r in rows],
-                   label=f"{_label(record)}, N={record['n']}")
+                   color=colours.get(_label(record)), ls="-" if record["n"] <= 25 else "--",
+                   label=f"N={record['n']}: {_label(record)}")
     left.set(xscale="log", yscale="log", xlabel="ethanol training frames N",
              ylabel="test_MD force MAE (meV/Å)", title="ethanol test_MD")
     middle.set(xscale="log", xlabel="ethanol training frames N",
@@ -300,9 +302,18 @@ def main() -> int:
         for folder in map(Path, args.plot_from):
             for record in json.loads((folder / "results.json").read_text()):
                 record.setdefault("run_dir", str(folder / f"{record['method']}_{record['n']}"))
-                if "ema_warmup" not in record and record["method"] != "sevennet-0":
-                    record["label"] = f"{record['method']}, EMA without warm-up"
                 merged.append(record)
+                method = record["method"]
+                if method in ("sevennet-0", "committee"):
+                    continue
+                label = method
+                if method != "scratch":
+                    label += f", lr {record.get('finetune_lr') or 1e-3:g}"
+                if method == "replay":
+                    label += f", weight {record.get('replay_weight', 1.0):g}"
+                if "ema_warmup" not in record:
+                    label += ", EMA without warm-up"
+                record["label"] = label
         Path(args.out).mkdir(parents=True, exist_ok=True)
         plot(merged, Path(args.out) / "learning_curves.png")
         return 0
