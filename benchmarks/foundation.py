@@ -324,7 +324,8 @@ def main() -> int:
     if not sn0.exists():
         mlff.import_model("sevennet-0", out=sn0)
     replay_file = out / "replay_pool.xyz"
-    ase.io.write(replay_file, wide_replay_pool() if args.replay_pool == "wide" else replay_pool())
+    pool = wide_replay_pool() if args.replay_pool == "wide" else replay_pool()
+    ase.io.write(replay_file, pool)
     held_out = held_out_set()
     reference = forces_of(sn0, held_out)
     results_path = out / "results.json"
@@ -332,7 +333,8 @@ def main() -> int:
     base = {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads,
             "minutes": args.minutes, "test_frames": args.test_frames,
             "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight,
-            "replay_count": args.replay_count, "replay_pool": args.replay_pool, "freeze": args.freeze,
+            "replay_count": args.replay_count, "replay_pool": args.replay_pool,
+            "freeze": args.freeze,
             "ema_warmup": not args.no_ema_warmup}
     if not any(r["method"] == "sevennet-0" for r in results):
         results.append({**base, "method": "sevennet-0", "n": 0,

@@ -58,7 +58,7 @@ class WeightAverage(nn.Module):
         self.n_averaged += 1
 
     def decay_now(self) -> float:
-        """The EMA decay of the next update (``decay``, lower while warming up)."""
+        """Return the EMA decay of the next update (``decay``, lower while warming up)."""
         assert self.decay is not None
         if not self.warmup:
             return self.decay
