@@ -10,7 +10,16 @@ trains with the same wall-clock budget (``--minutes`` of training, set-up exclud
 - ``replay``: the same with ``finetune.replay``: structures of other elements built with
   ase.build (bulk crystals, surfaces, molecules; ``replay_pool``), rattled and strained,
   labelled by SevenNet-0 itself and mixed in with weight ``--replay-weight``;
-- ``scratch``: mlff MACE with the hyperparameters of examples/ethanol/mace.yaml.
+- ``scratch``: mlff MACE with the hyperparameters of examples/ethanol/mace.yaml;
+- ``committee``: ``--committee`` members fine-tuned from SevenNet-0 on bootstrap resamples
+  of the N frames, each with its own seed (data order) and ``--minutes`` of training
+  (`mlff train` with a ``committee`` section, as ``mlff learn`` trains one); reports the
+  Spearman rank correlation of the committee's predicted and true per-structure force
+  error on the test frames.
+
+Fine-tuning (``naive``, ``replay``, ``committee``) uses ``--finetune-lr`` and, with
+``--freeze``, keeps parameters of those prefixes fixed. The EMA of the weights warms up
+(``training.ema_warmup``) unless ``--no-ema-warmup``.
 
 Reports, per run: the test_MD force MAE (meV/Å, on the first ``--test-frames`` frames of
 test_MD.xyz, through MLFFCalculator in float64) and, for the fine-tuned models, the
@@ -41,7 +50,7 @@ from mlff.train.config import read_yaml
 from mlff.train.trainer import train
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "ethanol"
-METHODS = ("naive", "replay", "scratch")
+METHODS = ("naive", "replay", "scratch", "committee")
 
 
 def _rattled(atoms: Atoms, seed: int, amplitude: float = 0.05) -> Atoms:
@@ -67,6 +76,28 @@ def replay_pool() -> list[Atoms]:
         fcc111("Cu", size=(2, 2, 3), vacuum=6.0), fcc100("Al", size=(2, 2, 3), vacuum=6.0),
     ]
     structures += [_molecule(name) for name in ("H2O", "CO2", "N2", "CH4", "PF3", "SiH4")]
+    return structures
+
+
+# elements of the held-out set (and the ethanol's): never in the wide replay pool's bulks
+HELD_OUT_ELEMENTS = {"Ni", "Pd", "Ge", "K", "Cl", "Ga", "As", "W", "Pt", "Ag", "Mo", "P", "S",
+                     "H", "C", "N", "O"}
+
+
+def wide_replay_pool() -> list[Atoms]:
+    """:func:`replay_pool` plus a 2x2x2 cell of every element whose ASE reference state is
+    fcc, bcc, hcp or diamond (noble gases, Tc and the held-out elements excepted)."""
+    from ase.data import chemical_symbols, reference_states
+
+    structures = replay_pool()
+    for z in range(3, 84):
+        symbol, state = chemical_symbols[z], reference_states[z]
+        if (state and state.get("symmetry") in ("fcc", "bcc", "hcp", "diamond")
+                and symbol not in HELD_OUT_ELEMENTS | {"Ne", "Ar", "Kr", "Xe", "Tc"}):
+            try:
+                structures.append(bulk(symbol).repeat(2))
+            except ValueError:  # a reference state ase.build.bulk cannot build alone
+                continue
     return structures
 
 
@@ -103,11 +134,21 @@ def test_force_mae(model_path: Path, frames: int) -> float:
     return float(1e3 * np.abs(errors).mean())
 
 
-def drift(model_path: Path, reference: list[np.ndarray], structures: list[Atoms]) -> float:
-    """Force RMSE (meV/Å) of the model from the reference forces."""
+def drift(model_path: Path, reference: list[np.ndarray], structures: list[Atoms]) -> dict:
+    """Force RMSE (meV/Å) of the model from the reference forces: over all ``structures``
+    (``drift_meV_per_A``), over those without H, C and O, the elements the fine-tuning
+    data teach (``drift_other_elements_meV_per_A``), and over those with them
+    (``drift_hco_meV_per_A``)."""
     predicted = forces_of(model_path, structures)
-    return float(1e3 * np.sqrt(np.mean(np.concatenate(
-        [(p - r).ravel() ** 2 for p, r in zip(predicted, reference, strict=True)]))))
+
+    def rmse(chosen: list[int]) -> float:
+        return float(1e3 * np.sqrt(np.mean(np.concatenate(
+            [(predicted[i] - reference[i]).ravel() ** 2 for i in chosen]))))
+
+    taught = [i for i, a in enumerate(structures) if {1, 6, 8} & set(a.numbers.tolist())]
+    other = [i for i in range(len(structures)) if i not in taught]
+    return {"drift_meV_per_A": rmse(list(range(len(structures)))),
+            "drift_other_elements_meV_per_A": rmse(other), "drift_hco_meV_per_A": rmse(taught)}
 
 
 def write_split(out: Path, n: int, valid: int) -> tuple[Path, Path]:
@@ -121,12 +162,21 @@ def write_split(out: Path, n: int, valid: int) -> tuple[Path, Path]:
     return paths
 
 
+def write_test(out: Path, frames: int) -> Path:
+    """The first ``frames`` frames of test_MD.xyz, as a file (the committee's test set)."""
+    path = out / f"test_MD_{frames}.xyz"
+    if not path.exists():
+        ase.io.write(path, ase.io.read(EXAMPLES / "test_MD.xyz", f":{frames}"))
+    return path
+
+
 def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Path) -> dict:
     train_idx, valid_idx = write_split(out, n, args.valid)
     data = {"train": str(EXAMPLES / "train.xyz"), "train_indices": str(train_idx),
             "valid_indices": str(valid_idx), "cache_dir": None}
     training = {"batch_size": args.batch_size, "valid_batch_size": 50, "max_epochs": 100000,
                 "max_minutes": args.minutes, "ema_decay": 0.99, "grad_clip": 10.0,
+                "ema_warmup": not args.no_ema_warmup,
                 "amsgrad": True, "loss": {"energy_weight": 1.0, "forces_weight": 100.0},
                 "scheduler": {"name": "plateau", "factor": 0.8, "patience": 50,
                               "min_lr": 1e-5}}
@@ -140,40 +190,81 @@ def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Pat
             "start_fraction": 0.8, "energy_weight": 1000.0, "forces_weight": 100.0, "lr": 0.001})
         return config
     training["lr"] = args.finetune_lr
-    config["finetune"] = {"init_from": str(sn0), "lr_factor": 1.0}
+    config["finetune"] = {"init_from": str(sn0), "lr_factor": 1.0, "freeze": args.freeze}
     if method == "replay":
-        config["finetune"]["replay"] = {"structures": str(replay_file), "count": max(n, 10),
+        count = args.replay_count if args.replay_count is not None else max(n, 10)
+        config["finetune"]["replay"] = {"structures": str(replay_file), "count": count,
                                         "rattle": 0.05, "strain": 0.02,
                                         "weight": args.replay_weight}
+    if method == "committee":
+        config["committee"] = {"size": args.committee, "bootstrap": True, "processes": 1}
+        data["test"] = str(write_test(out, args.test_frames))
     return config
 
 
+def run_committee(config: dict, run_dir: Path) -> dict:
+    """Train the committee; its test-set calibration and mean-prediction force MAE."""
+    from mlff.train.committee import train_committee
+
+    result = train_committee(config, run_dir, resume=True, progress=False)
+    test = result.calibration.get("test", {})
+    return {"committee_model": str(result.model_path),
+            "spearman_test": test.get("spearman"),
+            "spearman_valid": result.calibration.get("valid", {}).get("spearman"),
+            "mean_predicted_meV_per_A": test.get("mean_predicted_meV_per_A"),
+            "mean_observed_meV_per_A": test.get("mean_observed_meV_per_A")}
+
+
+def _label(record: dict) -> str:
+    return record.get("label") or record["method"]
+
+
 def plot(results: list[dict], path: Path) -> None:
+    """Test error and drift against N (one line per label), and the validation force
+    MAE of every run against its training time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for method, marker in zip(METHODS, "osd", strict=True):
-        rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["n"])
-        if rows:
-            left.plot([r["n"] for r in rows], [r["test_force_mae_meV_per_A"] for r in rows],
-                      marker=marker, label=method)
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.2))
+    labels = list(dict.fromkeys(_label(r) for r in results if r["method"] != "sevennet-0"))
+    markers = dict(zip(labels, "osd^v<>ph*", strict=False))
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    for label in labels:
+        rows = sorted((r for r in results if _label(r) == label), key=lambda r: r["n"])
+        left.plot([r["n"] for r in rows], [r["test_force_mae_meV_per_A"] for r in rows],
+                  marker=markers[label], color=colours[label], label=label)
         rows = [r for r in rows if r.get("drift_meV_per_A") is not None]
         if rows:
-            right.plot([r["n"] for r in rows], [r["drift_meV_per_A"] for r in rows],
-                       marker=marker, label=method)
+            middle.plot([r["n"] for r in rows], [r["drift_meV_per_A"] for r in rows],
+                        marker=markers[label], color=colours[label], label=label)
+    base = [r for r in results if r["method"] == "sevennet-0"]
+    if base:
+        left.axhline(base[0]["test_force_mae_meV_per_A"], color="grey", ls=":",
+                     label="SevenNet-0 as imported")
+    for record in results:
+        log = Path(record.get("run_dir", "")) / "log.jsonl"
+        if record["method"] in ("sevennet-0", "committee") or not log.is_file():
+            continue
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        rows = [r for r in rows if "valid" in r]
+        right.plot([r["time"] / 60 for r in rows],
+                   [r["valid"]["forces_mae_meV_per_A"] for r in rows],
+                   color=colours.get(_label(record)), ls="-" if record["n"] <= 25 else "--",
+                   label=f"N={record['n']}: {_label(record)}")
     left.set(xscale="log", yscale="log", xlabel="ethanol training frames N",
-             ylabel="test_MD force MAE (meV/Å)", title="ethanol")
-    right.set(xscale="log", xlabel="ethanol training frames N",
-              ylabel="force RMSE from SevenNet-0 (meV/Å)",
-              title="forgetting (held-out crystals, surfaces, molecules)")
-    for axis in (left, right):
+             ylabel="test_MD force MAE (meV/Å)", title="ethanol test_MD")
+    middle.set(xscale="log", xlabel="ethanol training frames N",
+               ylabel="force RMSE from SevenNet-0 (meV/Å)",
+               title="forgetting (held-out crystals, surfaces, molecules)")
+    right.set(yscale="log", xlabel="training time (min)",
+              ylabel="validation force MAE (meV/Å)", title="learning curves")
+    for axis in (left, middle, right):
         axis.grid(alpha=0.3)
-        axis.legend()
+        axis.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> int:
@@ -187,12 +278,45 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--finetune-lr", type=float, default=1e-3)
     parser.add_argument("--replay-weight", type=float, default=1.0)
+    parser.add_argument("--replay-pool", choices=("small", "wide"), default="small",
+                        help="replay seeds: 15 structures, or those plus 44 elemental crystals")
+    parser.add_argument("--replay-count", type=int, default=None,
+                        help="replay structures per epoch (default: max(N, 10))")
+    parser.add_argument("--freeze", nargs="*", default=[],
+                        help="parameter prefixes kept fixed in fine-tuning (model.layers.0 ...)")
+    parser.add_argument("--no-ema-warmup", action="store_true",
+                        help="EMA decay from the first step (as before training.ema_warmup)")
+    parser.add_argument("--committee", type=int, default=3, help="members of `committee`")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sevennet", default=None,
                         help="an imported SevenNet-0 .mlff (default: import it into OUT)")
+    parser.add_argument("--label", default=None,
+                        help="name of these runs in the plot (default: the method)")
+    parser.add_argument("--plot-from", nargs="+", default=None, metavar="DIR",
+                        help="only plot the results.json of these output folders into OUT")
     parser.add_argument("--out", default="bench-out/foundation")
     args = parser.parse_args()
+    if args.plot_from:
+        merged = []
+        for folder in map(Path, args.plot_from):
+            for record in json.loads((folder / "results.json").read_text()):
+                record.setdefault("run_dir", str(folder / f"{record['method']}_{record['n']}"))
+                merged.append(record)
+                method = record["method"]
+                if method in ("sevennet-0", "committee"):
+                    continue
+                label = method
+                if method != "scratch":
+                    label += f", lr {record.get('finetune_lr') or 1e-3:g}"
+                if method == "replay":
+                    label += f", weight {record.get('replay_weight', 1.0):g}"
+                if "ema_warmup" not in record:
+                    label += ", EMA without warm-up"
+                record["label"] = label
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        plot(merged, Path(args.out) / "learning_curves.png")
+        return 0
     warnings.simplefilter("ignore")  # the E0 refit's notice, at every run
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,14 +324,18 @@ def main() -> int:
     if not sn0.exists():
         mlff.import_model("sevennet-0", out=sn0)
     replay_file = out / "replay_pool.xyz"
-    ase.io.write(replay_file, replay_pool())
+    pool = wide_replay_pool() if args.replay_pool == "wide" else replay_pool()
+    ase.io.write(replay_file, pool)
     held_out = held_out_set()
     reference = forces_of(sn0, held_out)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
     base = {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads,
             "minutes": args.minutes, "test_frames": args.test_frames,
-            "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight}
+            "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight,
+            "replay_count": args.replay_count, "replay_pool": args.replay_pool,
+            "freeze": args.freeze,
+            "ema_warmup": not args.no_ema_warmup}
     if not any(r["method"] == "sevennet-0" for r in results):
         results.append({**base, "method": "sevennet-0", "n": 0,
                         "test_force_mae_meV_per_A": test_force_mae(sn0, args.test_frames),
@@ -220,16 +348,34 @@ def main() -> int:
             run_dir = out / f"{method}_{n}"
             config = config_for(method, n, args, out, sn0, replay_file)
             start = time.perf_counter()
+            if method == "committee":
+                record = {**base, "method": method, "n": n, "members": args.committee,
+                          "label": args.label or method, "run_dir": str(run_dir),
+                          **run_committee(config, run_dir),
+                          "total_seconds": round(time.perf_counter() - start, 1)}
+                record["test_force_mae_meV_per_A"] = test_force_mae(
+                    Path(record.pop("committee_model")), args.test_frames)
+                print(json.dumps(record), flush=True)
+                results.append(record)
+                results_path.write_text(json.dumps(results, indent=1))
+                continue
             result = train(config, run_dir, resume=True, progress=False)
             record = {**base, "method": method, "n": n, "epochs": result.epochs,
+                      "label": args.label or method, "run_dir": str(run_dir),
                       "train_seconds": round(result.wall_seconds, 1),
                       "total_seconds": round(time.perf_counter() - start, 1),
                       "test_force_mae_meV_per_A": test_force_mae(result.model_path,
                                                                  args.test_frames),
-                      "drift_meV_per_A": (None if method == "scratch" else
-                                          drift(result.model_path, reference, held_out))}
+                      **({"drift_meV_per_A": None} if method == "scratch" else
+                         drift(result.model_path, reference, held_out))}
             print(json.dumps(record), flush=True)
             results.append(record)
+            results_path.write_text(json.dumps(results, indent=1))
+    for record in results:  # runs of an earlier version: the split of the drift
+        model = out / f"{record['method']}_{record['n']}" / "model.mlff"
+        if (record["method"] in ("naive", "replay") and model.is_file()
+                and "drift_other_elements_meV_per_A" not in record):
+            record.update(drift(model, reference, held_out))
             results_path.write_text(json.dumps(results, indent=1))
     plot(results, out / "learning_curves.png")
     return 0

@@ -78,3 +78,22 @@ def test_mace_max_l1_trains_with_ema_and_swa(tmp_path, cu_emt):
                        "correlation": 3, "num_interactions": 2, "radial_mlp": [16]}
     result = train(config, out_dir=tmp_path / "run", progress=False)
     assert result.model_path.exists()
+
+
+def test_ema_warmup_follows_the_number_of_updates():
+    potential = helpers.build_potential("painn").train()
+    average = WeightAverage(potential, 0.99, warmup=True)
+    expected = None
+    for n, atoms in enumerate([helpers.copper(), helpers.ethanol(), helpers.copper(seed=5)]):
+        decay = min(0.99, (1 + n) / (10 + n))
+        assert average.decay_now() == pytest.approx(decay)
+        _step(potential, atoms)
+        average.update_parameters(potential)
+        current = {k: p.detach().clone() for k, p in potential.named_parameters()}
+        expected = current if expected is None else {
+            k: expected[k] + (1 - decay) * (current[k] - expected[k]) for k in current}
+    for name, parameter in average.module.named_parameters():
+        torch.testing.assert_close(parameter, expected[name], rtol=1e-12, atol=1e-14, msg=name)
+    average.n_averaged.fill_(10_000)  # long runs: the configured decay
+    assert average.decay_now() == 0.99
+    assert WeightAverage(potential, 0.99).decay_now() == 0.99

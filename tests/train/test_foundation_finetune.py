@@ -248,3 +248,28 @@ def test_replay_of_a_structure_file_is_rattled_and_strained(files, tmp_path):
     assert len(volumes) == 3 and all(v != round(cell.get_volume(), 6) for v in volumes)
     factors = trainer.train_factors[trainer.data.train.config_types.index(REPLAY_CONFIG_TYPE)]
     assert float(factors) == 2.0
+
+
+def test_a_committee_is_fine_tuned_from_an_imported_model(files, tmp_path):
+    """What `mlff learn` trains from `train.finetune.init_from`: K members fine-tuned from
+    the same foundation with their own seeds (data order) and bootstrap resamples."""
+    from mlff.train.committee import train_committee
+    from mlff.uq.io import load_model as load_committee
+
+    raw = _config(files, {"replay": {"count": 4}}).model_dump()
+    raw["committee"] = {"size": 2, "bootstrap": True, "processes": 1, "calibration": "scale"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        result = train_committee(validate_config(raw), tmp_path / "c", progress=False)
+    committee = load_committee(result.model_path)
+    assert committee.size == 2 and committee.species == [8, 1, 29, 6]
+    first, second = (dict(m.named_parameters()) for m in committee.members)
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # not one model twice
+    for path in result.member_paths:
+        record = read_metadata(path)["training"]["finetune"]
+        assert record["init_from"] == str(files["foundation"])
+    atoms = ase.io.read(files["ethanol"], 0)
+    atoms.calc = MLFFCalculator(result.model_path)
+    atoms.get_forces()
+    assert atoms.calc.results["forces_std"].max() > 0  # the members disagree
+    assert result.calibration["valid"]["num_structures"] == 2

@@ -21,14 +21,21 @@ class WeightAverage(nn.Module):
 
     ``module`` is the averaged Potential, ready to evaluate. The state dict holds
     ``module.*`` and ``n_averaged``, as ``torch.optim.swa_utils.AveragedModel`` does.
+
+    With ``warmup``, the EMA's decay at the n-th update is ``min(decay, (1 + n) / (10 + n))``
+    (as torch_ema's ``use_num_updates``, which mace-torch uses): a short run (a
+    fine-tuning of a few hundred steps) is not averaged with its starting weights, whose
+    share would otherwise still be ``decay ** steps`` (0.99 ** 100 = 37 %) at the end.
     """
 
-    def __init__(self, potential: Potential, decay: float | None = None) -> None:
+    def __init__(self, potential: Potential, decay: float | None = None,
+                 warmup: bool = False) -> None:
         super().__init__()
         if decay is not None and not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.module = potential.replica()
         self.decay = decay
+        self.warmup = warmup
         self.register_buffer("n_averaged", torch.tensor(0, dtype=torch.long,
                                                          device=potential.device))
 
@@ -41,7 +48,7 @@ class WeightAverage(nn.Module):
         if int(self.n_averaged) == 0:
             torch._foreach_copy_(averaged, current)
         elif self.decay is not None:  # avg <- avg + (1 - decay) (p - avg)
-            torch._foreach_lerp_(averaged, current, 1.0 - self.decay)
+            torch._foreach_lerp_(averaged, current, 1.0 - self.decay_now())
         else:  # avg <- avg + (p - avg) / (n + 1)
             torch._foreach_lerp_(averaged, current, 1.0 / (int(self.n_averaged) + 1))
         buffers, sources = _paired(self.module.named_buffers(), potential.named_buffers(),
@@ -49,6 +56,14 @@ class WeightAverage(nn.Module):
         for buffer, source in zip(buffers, sources):
             buffer.copy_(source)
         self.n_averaged += 1
+
+    def decay_now(self) -> float:
+        """Return the EMA decay of the next update (``decay``, lower while warming up)."""
+        assert self.decay is not None
+        if not self.warmup:
+            return self.decay
+        n = int(self.n_averaged)
+        return min(self.decay, (1 + n) / (10 + n))
 
 
 def _paired(averaged, current, kind: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -152,6 +152,9 @@ class TrainingConfig(_Strict):
     amsgrad: bool = False
     scheduler: SchedulerConfig = SchedulerConfig()
     ema_decay: float | None = Field(0.99, gt=0, lt=1, description="EMA of the weights; null = off")
+    ema_warmup: bool = Field(
+        True, description="EMA decay min(ema_decay, (1 + n) / (10 + n)) at step n, so a short "
+        "run (fine-tuning) is not averaged with its starting weights")
     grad_clip: float | None = Field(10.0, gt=0, description="max gradient norm; null = off")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop after this many epochs without a better validation loss"

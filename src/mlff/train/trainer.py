@@ -231,9 +231,8 @@ class Trainer:
         lr = learning_rate(config)  # training.lr, times finetune.lr_factor when fine-tuning
         self.optimizer = optimizer_cls(parameters, lr=lr, weight_decay=t.weight_decay, amsgrad=t.amsgrad)
         self.schedule = LRSchedule(self.optimizer, t.scheduler, lr, t.max_epochs)
-        self.ema = (
-            WeightAverage(self.potential, t.ema_decay) if t.ema_decay is not None else None
-        )
+        self.ema = (WeightAverage(self.potential, t.ema_decay, t.ema_warmup)
+                    if t.ema_decay is not None else None)
         self.loader = BatchLoader(
             self.data.train, t.batch_size, shuffle=True, seed=config.seed, max_atoms=t.batch_atoms,
             num_workers=t.num_workers, pin_memory=self.device.type == "cuda",
