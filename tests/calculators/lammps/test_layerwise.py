@@ -1,0 +1,99 @@
+"""Message-passing models split into per-layer stages reproduce the whole model when each
+rank sees one cutoff of ghosts and takes their features from the owners between stages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mlff.calculators.lammps.layerwise import run_partitioned, split_architecture
+from mlff.data import keys as K
+from tests import helpers
+
+SPLIT = ["schnet", "painn", "nequip", "mace"]
+THREE_LAYERS = {"schnet": {"num_layers": 3}, "painn": {"num_layers": 3},
+                "nequip": {"num_layers": 3}, "mace": {"num_interactions": 3}}
+
+
+def crystal(repeat: int) -> "helpers.Atoms":
+    """Rattled, sheared fcc Cu with a few O, C and H atoms (cell 3.6·repeat Å)."""
+    atoms = helpers.copper(seed=5).repeat((repeat,) * 3)
+    symbols = atoms.get_chemical_symbols()
+    for k, element in zip(range(1, len(atoms), 7), ["O", "C", "H"] * len(atoms)):
+        symbols[k] = element
+    atoms.set_chemical_symbols(symbols)
+    return atoms
+
+
+def whole_model(potential, atoms):
+    """Per-atom energies, forces and virial of the architecture on the whole graph."""
+    graph = potential.inputs(helpers.graph_of(atoms, 4.0))
+    model = potential.model
+    vectors = graph[K.EDGE_VECTORS].detach().requires_grad_(True)
+    graph[K.EDGE_VECTORS] = vectors
+    graph[K.EDGE_LENGTHS] = torch.linalg.norm(vectors, dim=-1)
+    energies = model(graph)
+    (grad,) = torch.autograd.grad([energies.sum()], [vectors])
+    sender, receiver = graph[K.EDGE_INDEX].numpy()
+    forces = np.zeros((len(atoms), 3))
+    np.add.at(forces, sender, grad.numpy())
+    np.add.at(forces, receiver, -grad.numpy())
+    virial = -vectors.detach().numpy().T @ grad.numpy()
+    return energies.detach().numpy(), forces, virial, graph
+
+
+def partition(atoms, ranks: int, axis: int = 0) -> np.ndarray:
+    """The rank of each atom: equal slabs of the cell along ``axis``."""
+    fractional = atoms.get_scaled_positions(wrap=True)[:, axis]
+    return np.minimum((fractional * ranks).astype(int), ranks - 1)
+
+
+@pytest.mark.parametrize("layers", ["two", "three"])
+@pytest.mark.parametrize("architecture", SPLIT)
+def test_split_with_exchange_equals_whole_model(architecture, layers):
+    overrides = THREE_LAYERS[architecture] if layers == "three" else {}
+    potential = helpers.build_potential(architecture, seed=1, **overrides)
+    model = potential.model
+    split = split_architecture(model)
+    assert split is not None and split.num_stages == (3 if layers == "three" else 2)
+    # a cell thinner than two ghost widths (7.2 Å < 8 Å) in 2 and 3 slabs, and a larger one
+    for repeat, ranks in ((2, 2), (2, 3), (3, 2)):
+        atoms = crystal(repeat)
+        energies, forces, virial, graph = whole_model(potential, atoms)
+        owner = partition(atoms, ranks, axis=repeat % 3)
+        assert len(set(owner)) == ranks
+        got_e, got_f, got_v = run_partitioned(
+            split, graph[K.SPECIES], graph[K.ATOMIC_NUMBERS], atoms.positions,
+            atoms.cell.array, atoms.pbc, owner, 4.0)
+        np.testing.assert_allclose(got_e, energies, rtol=0, atol=1e-11)
+        np.testing.assert_allclose(got_f, forces, rtol=0, atol=1e-11)
+        np.testing.assert_allclose(got_v, virial, rtol=0, atol=1e-10)
+        assert np.abs(forces).max() > 1e-3  # not trivially zero
+
+
+def test_without_the_exchange_the_split_is_wrong():
+    """Ghost features left at zero (no forward exchange) change the energies: the
+    comparison above depends on the exchange."""
+    potential = helpers.build_potential("painn", seed=1)
+    split = split_architecture(potential.model)
+    atoms = crystal(2)
+    energies, _, _, graph = whole_model(potential, atoms)
+
+    class NoExchange(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.num_stages, self.center_index = inner, inner.num_stages, inner.center_index
+
+        def forward(self, stage, features, *rest):
+            return self.inner(stage, torch.zeros_like(features), *rest)
+
+    got, _, _ = run_partitioned(NoExchange(split), graph[K.SPECIES], graph[K.ATOMIC_NUMBERS],
+                                atoms.positions, atoms.cell.array, atoms.pbc,
+                                partition(atoms, 2), 4.0)
+    assert np.abs(got - energies).max() > 1e-3
+
+
+def test_strictly_local_and_unknown_models_have_no_split():
+    for architecture in ("allegro", "deeppot", "sevennet"):
+        assert split_architecture(helpers.build_potential(architecture).model) is None
