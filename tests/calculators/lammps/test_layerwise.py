@@ -97,3 +97,48 @@ def test_without_the_exchange_the_split_is_wrong():
 def test_strictly_local_and_unknown_models_have_no_split():
     for architecture in ("allegro", "deeppot", "sevennet"):
         assert split_architecture(helpers.build_potential(architecture).model) is None
+
+
+class _MemberStages:
+    """The stages of committee member ``member`` of a deployed module, as a split."""
+
+    def __init__(self, scripted, member: int) -> None:
+        self.scripted, self.member = scripted, member
+        self.num_stages, self.center_index = scripted.num_stages, scripted.center_index
+
+    def __call__(self, stage, features, species, atomic_numbers, edge_index, edge_vectors,
+                 num_local):
+        return self.scripted.stage(self.member, stage, features, species, edge_index,
+                                   edge_vectors, num_local)
+
+
+@pytest.mark.parametrize("architecture", ["nequip", "mace"])
+def test_deployed_stages_equal_the_deployed_model(architecture):
+    """TorchScript stages (of both members of a MACE committee), with E0, scale, shift and
+    ZBL (on the central atom: the receiver in MACE, the sender in NequIP), run with the
+    exchange, give the deployed module's energies, forces and virial."""
+    from mlff.calculators.lammps.deploy import evaluate, script_model
+    from mlff.uq.committee import Committee
+
+    seeds = (0, 1) if architecture == "mace" else (0,)
+    members = [helpers.build_potential(architecture, seed=seed, scale=2.0, shift=0.1,
+                                       zbl=seed == 0) for seed in seeds]
+    scripted = script_model(Committee(members) if len(members) > 1 else members[0])
+    assert scripted.num_stages == 2 and scripted.feature_width > 0
+    atoms = crystal(2)
+    expected = evaluate(scripted, atoms)
+    graph = members[0].inputs(helpers.graph_of(atoms, 4.0))
+    for k in range(len(members)):
+        energies, forces, virial = run_partitioned(
+            _MemberStages(scripted, k), graph[K.SPECIES], graph[K.ATOMIC_NUMBERS],
+            atoms.positions, atoms.cell.array, atoms.pbc, partition(atoms, 2), 4.0)
+        np.testing.assert_allclose(energies, expected["energies"][k], rtol=0, atol=1e-11)
+        np.testing.assert_allclose(forces, expected["forces"][k], rtol=0, atol=1e-11)
+        np.testing.assert_allclose(0.5 * (virial + virial.T), expected["virial"][k], rtol=0,
+                                   atol=1e-10)
+
+
+def test_strictly_local_models_deploy_without_stages():
+    from mlff.calculators.lammps.deploy import script_model
+
+    assert script_model(helpers.build_potential("allegro")).num_stages == 0

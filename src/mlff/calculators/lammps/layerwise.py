@@ -9,12 +9,14 @@ communication). This module holds the model side of that scheme: a *split* of an
 architecture into ``num_stages`` stages, each one message-passing layer::
 
     features', node_energy = split(stage, features, species, atomic_numbers,
-                                   edge_index, edge_vectors)
+                                   edge_index, edge_vectors, num_local)
 
     stage          int: 0 .. num_stages - 1
     features       (N, D_in) dtype: node features (stage 0 ignores them: (N, 0) or empty)
     species        (N,) int64, atomic_numbers (N,) int64
     edge_index     (2, E) int64: sender, receiver (``edge_vectors`` = x_receiver - x_sender)
+    num_local      int: nodes 0 .. num_local - 1 are the rank's own atoms (the central
+                   atoms of all edges); a split may leave the other rows of its outputs 0
     -> features'   (N, D_out) dtype: the features after this stage's layer, exact on the
                    nodes all of whose edges are in the graph (the local atoms)
     -> node_energy (N,) dtype: this stage's contribution to each node's energy (the
@@ -45,7 +47,16 @@ import torch
 from torch import nn
 
 from mlff.nn import gather, scatter_sum
-from mlff.nn.dense import plan_dense, to_dense
+from mlff.nn.dense import dense_slots, to_dense, worth_padding
+
+
+def _plan_dense(center: torch.Tensor, num_nodes: int, num_local: int
+                ) -> tuple[bool, torch.Tensor, int]:
+    """:func:`mlff.nn.dense.plan_dense`, judged on the local nodes: ghost nodes are
+    central to no edge, and their empty rows should not push a rank to the slower
+    scatter sums (all nodes keep a row: the dense sums need one per node)."""
+    slots, width = dense_slots(center, num_nodes)
+    return worth_padding(center.shape[0], max(num_local, 1), width), slots, width
 
 
 class _Split(nn.Module):
@@ -67,7 +78,7 @@ class SchNetSplit(_Split):
 
     def forward(self, stage: int, features: torch.Tensor, species: torch.Tensor,
                 atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
-                edge_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                edge_vectors: torch.Tensor, num_local: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One stage (see the module docstring)."""
         sender, receiver = edge_index[0], edge_index[1]
         lengths = torch.linalg.norm(edge_vectors, dim=-1)
@@ -93,7 +104,7 @@ class PaiNNSplit(_Split):
 
     def forward(self, stage: int, features: torch.Tensor, species: torch.Tensor,
                 atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
-                edge_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                edge_vectors: torch.Tensor, num_local: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One stage (see the module docstring)."""
         f = self.num_features
         sender, receiver = edge_index[0], edge_index[1]
@@ -129,11 +140,12 @@ class NequIPSplit(_Split):
         super().__init__(model, len(model.layers), 0)
         self.num_species = int(model.num_species)
         self.use_dense = bool(model.use_dense)
-        self.has_scale_shift = model.scale_shift is not None
+        # TorchScript cannot call an Optional module: a list of zero or one
+        self.scale_shifts = nn.ModuleList([] if model.scale_shift is None else [model.scale_shift])
 
     def forward(self, stage: int, features: torch.Tensor, species: torch.Tensor,
                 atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
-                edge_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                edge_vectors: torch.Tensor, num_local: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One stage (see the module docstring); as ``NequIP._features``, one block."""
         center, neighbor = edge_index[0], edge_index[1]
         lengths = torch.linalg.norm(edge_vectors, dim=-1)
@@ -144,7 +156,7 @@ class NequIPSplit(_Split):
         num_nodes = species.shape[0]
         dense = False
         if self.use_dense:
-            dense, slots, width = plan_dense(center, num_nodes)
+            dense, slots, width = _plan_dense(center, num_nodes, num_local)
             if dense:
                 sh = to_dense(sh * envelope.unsqueeze(-1), slots, num_nodes, width)
                 basis = to_dense(basis, slots, num_nodes, width)
@@ -156,14 +168,9 @@ class NequIPSplit(_Split):
         energy = x.new_zeros(num_nodes)
         if stage == self.num_stages - 1:
             energy = self.model.readout(self.model.readout_hidden(x)).squeeze(-1)
-            if self.has_scale_shift:
-                for scale_shift in self._scale_shift():
-                    energy = scale_shift(energy, species)
+            for scale_shift in self.scale_shifts:
+                energy = scale_shift(energy, species)
         return x, energy
-
-    def _scale_shift(self) -> list[nn.Module]:
-        # TorchScript cannot call an Optional module: a list of zero or one
-        return [self.model.scale_shift] if self.has_scale_shift else []
 
 
 class MACESplit(_Split):
@@ -181,7 +188,7 @@ class MACESplit(_Split):
 
     def forward(self, stage: int, features: torch.Tensor, species: torch.Tensor,
                 atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
-                edge_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                edge_vectors: torch.Tensor, num_local: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One stage (see the module docstring); as ``MACE._layers``, one layer."""
         sender, receiver = edge_index[0], edge_index[1]
         lengths = torch.linalg.norm(edge_vectors, dim=-1)
@@ -200,7 +207,7 @@ class MACESplit(_Split):
         num_nodes = species.shape[0]
         edge_valid: Optional[torch.Tensor] = None  # noqa: UP045
         if self.use_dense:
-            dense, slots, width = plan_dense(receiver, num_nodes)
+            dense, slots, width = _plan_dense(receiver, num_nodes, num_local)
         else:
             dense, slots, width = False, receiver, 0
         if dense:
@@ -321,7 +328,7 @@ def run_partitioned(split: _Split, species: torch.Tensor, atomic_numbers: torch.
             nlocal = int((owner == rank).sum())
             features = owned[atoms].detach().requires_grad_(stage > 0)  # forward exchange
             out, energy = split(stage, features, species[atoms], atomic_numbers[atoms],
-                                edge_index, vectors)
+                                edge_index, vectors, nlocal)
             inputs[rank, stage], outputs[rank, stage] = features, (out, energy)
             energies[atoms[:nlocal].numpy()] += energy[:nlocal].detach().double().numpy()
             if next_owned is None:
