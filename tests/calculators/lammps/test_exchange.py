@@ -9,6 +9,7 @@ from tests.calculators.lammps.conftest import SYMBOLS
 from tests.calculators.lammps.support import read_dump, run_subprocess
 from tests.calculators.lammps.test_pair_style import (
     MD,
+    STRUCTURES as STRUCTURES_ELSEWHERE,
     UNCERTAINTY,
     assert_close,
     bulk_copper,
@@ -37,11 +38,22 @@ def assert_runs_equal(got: dict, expected: dict, what: str) -> None:
 def test_exchange_on_two_ranks_equals_serial(deployed, tmp_path, architecture, structure):
     model, _ = deployed(architecture)
     atoms = STRUCTURES[structure]()
-    serial = run_subprocess(model, atoms, SYMBOLS, tmp_path / "serial", 1, MD, "run 20")
+    serial = run_subprocess(model, atoms, SYMBOLS, tmp_path / "serial", 1, MD, "run 10")
     assert EXCHANGE_MESSAGE not in serial["stdout"]
-    parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2, MD, "run 20")
+    parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2, MD, "run 10")
     assert EXCHANGE_MESSAGE in parallel["stdout"]  # chosen by itself on two ranks
     assert_runs_equal(parallel, serial, "2 ranks")
+
+
+@pytest.mark.parametrize(("architecture", "structure"), [("nequip", "slab"), ("mace", "molecule")])
+def test_exchange_without_periodicity_equals_serial(deployed, tmp_path, architecture, structure):
+    """Shrink-wrapped boundaries: a slab periodic in x and y, two molecules in vacuum."""
+    model, _ = deployed(architecture)
+    atoms = STRUCTURES_ELSEWHERE[structure]()
+    serial = run_subprocess(model, atoms, SYMBOLS, tmp_path / "serial", 1, MD, "run 10")
+    parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2, MD, "run 10")
+    assert EXCHANGE_MESSAGE in parallel["stdout"]
+    assert_runs_equal(parallel, serial, f"2 ranks, {structure}")
 
 
 def test_exchange_on_one_rank_equals_serial(deployed, tmp_path):

@@ -175,7 +175,8 @@ class NequIPSplit(_Split):
 
 class MACESplit(_Split):
     """MACE: stage k is interaction and product k plus its readout (if the layer has
-    one); features are the layer's hidden features."""
+    one); features are the layer's hidden features, computed for the local atoms only
+    (the ghost rows are zero)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model, len(model.interactions), 1)
@@ -224,12 +225,16 @@ class MACESplit(_Split):
             if k == stage:
                 a, skip = interaction(h, onehot, edge_sh, edge_radial, sender, receiver,
                                       self.inv_neighbors, dense, False, edge_cutoff, edge_valid)
-                h = product(a, species, skip)
+                # the symmetric contraction and readout are per atom: local atoms only
+                # (ghost rows are the owners' business), zero rows for the ghosts
+                if skip is not None:
+                    skip = skip[:num_local]
+                h = product(a[:num_local], species[:num_local], skip)
         energy = h.new_zeros(num_nodes)
         for k, readout in enumerate(self.model.readouts):
             if self.readout_layers[k] == stage:
-                energy = readout(h).squeeze(-1)
-        return h, energy
+                energy = torch.cat([readout(h).squeeze(-1), h.new_zeros(num_nodes - num_local)])
+        return torch.cat([h, h.new_zeros((num_nodes - num_local, h.shape[1]))]), energy
 
 
 _SPLITS = {"SchNet": SchNetSplit, "PaiNN": PaiNNSplit, "NequIP": NequIPSplit,
