@@ -66,6 +66,7 @@ def run(directory: Path, model: Path, shape: tuple[int, int, int], ranks: int, m
     from mlff.calculators.lammps.deploy import write_data_file
     from mlff.calculators.lammps.runtime import lammps_environment, lmp_executable, mpirun_executable
 
+    directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     data = write_data_file(cu_atoms(shape), directory / "data.lammps", ["Cu"])
     source = directory / "in.lammps"

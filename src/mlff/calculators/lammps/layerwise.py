@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlff.nn import gather, scatter_sum
+from mlff.models.mace import MACEInteraction
 from mlff.nn.dense import dense_slots, to_dense, worth_padding
 
 
@@ -156,15 +156,28 @@ class NequIPSplit(_Split):
         num_nodes = species.shape[0]
         dense = False
         if self.use_dense:
-            dense, slots, width = _plan_dense(center, num_nodes, num_local)
+            # one row per local atom: every central atom is one
+            dense, slots, width = _plan_dense(center, num_local, num_local)
             if dense:
-                sh = to_dense(sh * envelope.unsqueeze(-1), slots, num_nodes, width)
-                basis = to_dense(basis, slots, num_nodes, width)
-                neighbor = to_dense(neighbor, slots, num_nodes, width)
+                sh = to_dense(sh * envelope.unsqueeze(-1), slots, num_local, width)
+                basis = to_dense(basis, slots, num_local, width)
+                neighbor = to_dense(neighbor, slots, num_local, width)
         x = self.model.embedding(attrs) if stage == 0 else features
         for k, layer in enumerate(self.model.layers):
             if k == stage:
-                x = layer(x, attrs, sh, basis, envelope, center, neighbor, dense, False)
+                if dense:
+                    # NequIPInteraction.forward, dense, with the atom-wise terms of the
+                    # local atoms only (the ghosts' rows are their owners' business)
+                    local = x[:num_local]
+                    self_connection = layer.self_connection(local, attrs[:num_local])
+                    h = layer.dense_tensor_product(layer.linear_in(x), neighbor, sh,
+                                                   layer._dense_weights(basis))
+                    h = layer.gate(layer.linear_out(h * layer.neighbor_norm) + self_connection)
+                    if layer.has_residual:
+                        h = h + local[:, layer.residual_start:layer.residual_stop]
+                    x = torch.cat([h, h.new_zeros((num_nodes - num_local, h.shape[1]))])
+                else:
+                    x = layer(x, attrs, sh, basis, envelope, center, neighbor, False, False)
         energy = x.new_zeros(num_nodes)
         if stage == self.num_stages - 1:
             energy = self.model.readout(self.model.readout_hidden(x)).squeeze(-1)
@@ -186,6 +199,12 @@ class MACESplit(_Split):
         self.apply_cutoff = bool(model.apply_cutoff)
         self.inv_neighbors = float(model.inv_neighbors)
         self.readout_layers: list[int] = [int(k) for k in model.readout_layers]
+        # layers whose messages can be summed for the local atoms alone (the dense layout
+        # then has a row per local atom, not per node): the residual kinds, whose
+        # receiver-side terms are all returned for the caller to cut (the skip)
+        self.local_rows: list[bool] = [
+            isinstance(block, MACEInteraction) and block.residual and len(block.down) == 0
+            for block in model.interactions]
 
     def forward(self, stage: int, features: torch.Tensor, species: torch.Tensor,
                 atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
@@ -207,18 +226,22 @@ class MACESplit(_Split):
             edge_cutoff = envelope
         num_nodes = species.shape[0]
         edge_valid: Optional[torch.Tensor] = None  # noqa: UP045
+        rows = num_nodes
+        for k, local_rows in enumerate(self.local_rows):
+            if k == stage and local_rows:
+                rows = num_local  # every receiver is a local atom
         if self.use_dense:
-            dense, slots, width = _plan_dense(receiver, num_nodes, num_local)
+            dense, slots, width = _plan_dense(receiver, rows, num_local)
         else:
             dense, slots, width = False, receiver, 0
         if dense:
-            sender = to_dense(sender, slots, num_nodes, width)
-            edge_sh = to_dense(edge_sh, slots, num_nodes, width)
-            edge_radial = to_dense(edge_radial, slots, num_nodes, width)
+            sender = to_dense(sender, slots, rows, width)
+            edge_sh = to_dense(edge_sh, slots, rows, width)
+            edge_radial = to_dense(edge_radial, slots, rows, width)
             if edge_cutoff is not None:
-                edge_cutoff = to_dense(edge_cutoff, slots, num_nodes, width)
+                edge_cutoff = to_dense(edge_cutoff, slots, rows, width)
             if self.needs_edge_valid:
-                edge_valid = to_dense(torch.ones_like(lengths), slots, num_nodes, width)
+                edge_valid = to_dense(torch.ones_like(lengths), slots, rows, width)
         h = self.model.embedding(onehot) if stage == 0 else features
         for k, (interaction, product) in enumerate(zip(self.model.interactions,
                                                        self.model.products)):
