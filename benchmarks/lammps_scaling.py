@@ -95,6 +95,10 @@ def main() -> int:
     parser.add_argument("--ranks", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--weak", type=int, default=0, help="cells per rank along x; 0: none")
+    parser.add_argument("--parallel", nargs="+", default=["halo", "exchange"],
+                        choices=["halo", "exchange"],
+                        help="schemes to run on more than one rank (halo: as much memory "
+                             "per rank as one rank needs for the whole system)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -118,7 +122,7 @@ def main() -> int:
         shapes = [(n, n, n) for n in args.sizes]
         for shape in shapes:
             for ranks in args.ranks:
-                for mode in (["halo"] if ranks == 1 else ["halo", "exchange"]):
+                for mode in (["halo"] if ranks == 1 else args.parallel):
                     tag = f"{key}-{shape[0]}x{shape[1]}x{shape[2]}-np{ranks}-{mode}"
                     record = {"model": key, **run(args.out / key / tag, model, shape, ranks,
                                                   mode, args.steps)}

@@ -27,6 +27,10 @@
    their owners (newton on, reverse communication). Virial: W = -sum r_ij (x) g, split
    half and half between the two atoms for the per-atom virial.
 
+   `parallel exchange` (the default on several ranks for models deployed with per-layer
+   stages) keeps ghosts to one cutoff + skin instead and exchanges node features between
+   layers: pair_mlff_exchange.cpp. The halo above is `parallel halo`, and the fallback.
+
    Large systems: with `chunk N`, or when the step's edges times the model's memory per
    edge exceed 85% of the available memory, the model evaluates ranges of N local nodes
    on their receptive-field subgraphs (deploy.py, LammpsModel.forward); same results. */
