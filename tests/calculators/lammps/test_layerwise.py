@@ -142,3 +142,26 @@ def test_strictly_local_models_deploy_without_stages():
     from mlff.calculators.lammps.deploy import script_model
 
     assert script_model(helpers.build_potential("allegro")).num_stages == 0
+
+
+@pytest.mark.parametrize("kind", ["plain", "density", "density_residual", "att_residual",
+                                  "nonlinear"])
+def test_every_mace_block_kind_splits_and_compiles(kind):
+    """Every MACE interaction block (with a distance transform, the envelope on the radial
+    MLP's output) gives exact stages, and they compile to TorchScript (deploy would
+    otherwise fall back to the halo without a word)."""
+    from mlff.calculators.lammps.deploy import _script_architecture
+
+    potential = helpers.build_potential("mace", seed=2, interaction=kind,
+                                        distance_transform="agnesi", apply_cutoff=False,
+                                        max_L=1, max_ell=2, use_so3=kind == "nonlinear")
+    atoms = crystal(2)
+    energies, forces, _, graph = whole_model(potential, atoms)
+    got_e, got_f, _ = run_partitioned(split_architecture(potential.model), graph[K.SPECIES],
+                                      graph[K.ATOMIC_NUMBERS], atoms.positions,
+                                      atoms.cell.array, atoms.pbc, partition(atoms, 2), 4.0)
+    # forces of ~1e3 eV/Å here (the transform at short range): relative rounding
+    np.testing.assert_allclose(got_e, energies, rtol=0, atol=1e-12 * np.abs(energies).max())
+    np.testing.assert_allclose(got_f, forces, rtol=0, atol=1e-12 * np.abs(forces).max())
+    _, splits = _script_architecture(potential.model)
+    assert len(splits) == 1

@@ -91,10 +91,15 @@ def _script_architecture(model: nn.Module) -> tuple[torch.jit.ScriptModule, list
 
     from mlff.calculators.lammps.layerwise import split_architecture
 
-    compiled = e3nn_compile(copy.deepcopy(model).eval())
-    split = split_architecture(compiled)
     with _quiet_scripting():
-        return torch.jit.script(compiled), [] if split is None else [torch.jit.script(split)]
+        compiled = e3nn_compile(copy.deepcopy(model).eval())
+        scripted = torch.jit.script(compiled)
+        split = split_architecture(compiled)
+        try:
+            splits = [] if split is None else [torch.jit.script(split)]
+        except Exception:  # an option the split does not know: the plugin keeps the halo
+            splits = []
+    return scripted, splits
 
 
 @contextlib.contextmanager
