@@ -135,7 +135,8 @@ class DenseUVUSum(nn.Module):
         """Neighbour sums (N, dim_out).
 
         Args:
-            x: (N, irreps_in1.dim) node features.
+            x: (M, irreps_in1.dim) node features, M >= N: the layout's N receivers are
+                nodes 0..N-1, and senders may be any of the M.
             sender: (N, D) int64 sender of every slot (any atom in empty slots).
             y: (N, D, irreps_in2.dim) edge attributes, zero in empty slots.
             weights: per input irrep with paths, (N, D, stop - start): the per-edge
@@ -143,13 +144,14 @@ class DenseUVUSum(nn.Module):
                 large tensor needs a full-size gradient buffer).
         """
         n, width = sender.shape[0], sender.shape[1]
+        rows = x.shape[0]
         # channels u innermost everywhere: the per-edge products vectorise over them
         y_first = y.transpose(1, 2)
         sums: list[torch.Tensor] = []  # per group: (N, dim2 of y, paths, dim1, mul)
         for g, group in enumerate(self.groups):
             start, stop, mul, dim = group[1], group[2], group[3], group[4]
             paths = (group[6] - group[5]) // mul
-            block = x[:, start:stop].reshape(n, mul, dim).transpose(1, 2).reshape(n, dim * mul)
+            block = x[:, start:stop].reshape(rows, mul, dim).transpose(1, 2).reshape(rows, dim * mul)
             features = gather(block, sender).reshape(n, width, 1, dim, mul)
             z = weights[g].reshape(n, width, paths, 1, mul) * features
             sums.append(torch.bmm(y_first, z.reshape(n, width, paths * dim * mul))

@@ -107,11 +107,13 @@ MD = ("velocity all create 600.0 4928459 mom yes rot no dist gaussian\n"
                           ("painn", "long"), ("nequip", "long"), ("mace", "long"),
                           ("painn", "slab"), ("mace", "molecule")])
 def test_mpi_equals_serial(deployed, tmp_path, architecture, structure):
-    """mpirun -np 2 gives the serial results: every per-atom value at step 0 and 10."""
+    """mpirun -np 2 gives the serial results: every per-atom value at step 0 and 10
+    (ghosts to the receptive field; the feature exchange: test_exchange.py)."""
     model, _ = deployed(architecture)
     atoms = STRUCTURES[structure]()
     serial = run_subprocess(model, atoms, SYMBOLS, tmp_path / "serial", 1, MD, "run 10")
-    parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2, MD, "run 10")
+    parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2,
+                              "pair_style mlff parallel halo\n" + MD, "run 10")
     assert "2 by 1 by 1" in parallel["stdout"] or "1 by 1 by 2" in parallel["stdout"] \
         or "1 by 2 by 1" in parallel["stdout"]
     for frame in ("first", "dump"):  # step 0 and step 10

@@ -24,7 +24,10 @@ numbers), ``symbols``, ``masses`` (amu), ``cutoff`` (Å), ``num_message_passing`
 whose messages travel one cutoff each; 1 for strictly local models), ``interaction_range``
 (``num_message_passing · cutoff``, Å: the receptive field; in a parallel run ghost atoms
 reach ``num_message_passing · (cutoff + skin)``), ``dtype``, ``committee_size`` and
-``format_version``, and for chunked evaluation ``max_atoms_per_chunk`` (0: whole; the
+``format_version``; for layer-wise evaluation with feature exchange between MPI ranks
+``num_stages`` (0: the model has no stages), ``center_index`` and ``feature_width``, and
+the exported method ``stage`` (:meth:`LammpsModel.stage`, the stages of
+:mod:`mlff.calculators.lammps.layerwise`); and for chunked evaluation ``max_atoms_per_chunk`` (0: whole; the
 plugin sets it, see :meth:`LammpsModel.forward`) and ``memory_per_edge`` (bytes of one
 evaluation per edge, measured at deployment, from which the plugin decides whether a
 step needs chunks).
@@ -78,12 +81,26 @@ EXTRA_METADATA = "mlff_metadata.json"  # inside the TorchScript archive, under e
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _script_architecture(model: nn.Module) -> torch.jit.ScriptModule:
-    """TorchScript of one architecture module (a copy), e3nn blocks compiled e3nn's way."""
+def _script_architecture(model: nn.Module) -> tuple[torch.jit.ScriptModule, list[torch.jit.ScriptModule]]:
+    """TorchScript of one architecture module (a copy), e3nn blocks compiled e3nn's way,
+    and of its per-layer split ([] if none; :mod:`mlff.calculators.lammps.layerwise`).
+
+    The split wraps the same compiled copy: its e3nn blocks are compiled once, and the two
+    share their parameters (stored once in the archive).
+    """
     from e3nn.util.jit import compile as e3nn_compile
 
+    from mlff.calculators.lammps.layerwise import split_architecture
+
     with _quiet_scripting():
-        return torch.jit.script(e3nn_compile(copy.deepcopy(model).eval()))
+        compiled = e3nn_compile(copy.deepcopy(model).eval())
+        scripted = torch.jit.script(compiled)
+        split = split_architecture(compiled)
+        try:
+            splits = [] if split is None else [torch.jit.script(split)]
+        except Exception:  # an option the split does not know: the plugin keeps the halo
+            splits = []
+    return scripted, splits
 
 
 @contextlib.contextmanager
@@ -105,13 +122,17 @@ class _Member(nn.Module):
 
     def __init__(self, potential: Potential) -> None:
         super().__init__()
-        self.model = _script_architecture(potential.model)
+        self.model, splits = _script_architecture(potential.model)
         self.register_buffer("e0s", potential.e0s.detach().clone())  # float64
         self.register_buffer("scale", potential.scale.detach().clone())
         self.register_buffer("shift", potential.shift.detach().clone())
         self.register_buffer("atomic_numbers", torch.tensor(potential.species, dtype=torch.int64))
         # physical pair terms (ZBL): plain torch, scripted with this module
         self.pair_terms = nn.ModuleList(copy.deepcopy(t).eval() for t in potential.pair_terms)
+        # the per-layer stages (mlff.calculators.lammps.layerwise): none or one
+        self.splits = nn.ModuleList(splits)
+        self.num_stages: int = int(self.splits[0].num_stages) if len(self.splits) else 0
+        self.center_index: int = int(self.splits[0].center_index) if len(self.splits) else 1
 
     def forward(
         self, species: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
@@ -130,6 +151,32 @@ class _Member(nn.Module):
         for term in self.pair_terms:
             interaction = interaction + term(lengths, edge_index, numbers)
         return interaction.to(torch.float64) + self.e0s[species]
+
+    def stage(
+        self, stage: int, features: torch.Tensor, species: torch.Tensor,
+        edge_index: torch.Tensor, edge_vectors: torch.Tensor, num_local: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One stage of the split model: features (N, D) and its node energies (N,) float64,
+        eV; the stages' energies add up to :meth:`forward`'s (E0, shift and pair terms
+        come with stage 0). The edges hold every edge of the nodes that count, as
+        ``center_index`` sees them (layerwise module docstring)."""
+        numbers = self.atomic_numbers[species]
+        out = features
+        energy = torch.zeros(species.shape[0], dtype=edge_vectors.dtype, device=edge_vectors.device)
+        for split in self.splits:
+            out, energy = split(stage, features, species, numbers, edge_index, edge_vectors,
+                                num_local)
+        energy = energy * self.scale
+        if stage == 0:
+            energy = energy + self.shift
+            if len(self.pair_terms) > 0:
+                lengths = torch.linalg.norm(edge_vectors, dim=-1)
+                # pair terms give each edge's share to its receiver: the central atom
+                centered = edge_index if self.center_index == 1 else edge_index.flip(0)
+                for term in self.pair_terms:
+                    energy = energy + term(lengths, centered, numbers)
+            return out, energy.to(torch.float64) + self.e0s[species]
+        return out, energy.to(torch.float64)
 
 
 class LammpsModel(nn.Module):
@@ -153,6 +200,14 @@ class LammpsModel(nn.Module):
         self.dtype: str = dtype_name(first.dtype)
         self.committee_size: int = len(members)
         self.format_version: int = DEPLOY_FORMAT_VERSION
+        # layer-wise evaluation with feature exchange (several MPI ranks): every member
+        # split into the same number of stages, 0 if not; the width of the features
+        # exchanged (set by script_model from a probe evaluation)
+        stages = {m.num_stages for m in self.members}
+        centers = {m.center_index for m in self.members}
+        self.num_stages: int = stages.pop() if len(stages) == 1 and len(centers) == 1 else 0
+        self.center_index: int = centers.pop() if len(centers) == 1 else 1
+        self.feature_width: int = 0
         # chunked evaluation (set by the plugin: `pair_style mlff chunk N`, or planned from
         # the memory per edge, bytes, measured at deployment; 0 = unknown)
         self.max_atoms_per_chunk: int = 0
@@ -200,6 +255,21 @@ class LammpsModel(nn.Module):
             energies[:, start:stop] = sub_energy[:, first:first + stop - start]
             grads.index_add_(1, edges, sub_grad)
         return energies, grads
+
+    @torch.jit.export
+    def stage(
+        self, member: int, stage: int, features: torch.Tensor, species: torch.Tensor,
+        edge_index: torch.Tensor, edge_vectors: torch.Tensor, num_local: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage ``stage`` of committee member ``member`` (:meth:`_Member.stage`): the
+        plugin's layer-wise evaluation with feature exchange (``num_stages`` > 0)."""
+        out = features
+        energy = torch.zeros(species.shape[0], dtype=torch.float64, device=species.device)
+        for k, candidate in enumerate(self.members):
+            if k == member:
+                out, energy = candidate.stage(stage, features, species, edge_index, edge_vectors,
+                                              num_local)
+        return out, energy
 
     def _evaluate(
         self,
@@ -256,6 +326,8 @@ def script_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.ji
             "driver (mlff.calculators.lammps.external) with this model, and report the error."
         ) from exc
     scripted.memory_per_edge = memory_per_edge(members)
+    if scripted.num_stages > 0:
+        scripted.feature_width = feature_width(scripted)
     return scripted
 
 
@@ -270,6 +342,26 @@ def prepared_members(model: Any, dtype: torch.dtype | str | None = None) -> list
         # tensors for weight gradients (about 10% of a MACE step, and memory)
         member.requires_grad_(False)
     return members
+
+def feature_width(scripted: torch.jit.ScriptModule) -> int:
+    """The widest node features any stage of any member passes on (per node, numbers),
+    from an evaluation on a small cluster: the size of the plugin's exchange buffers."""
+    atoms = _probe_structure(list(scripted.symbols))
+    edge_index, shifts = neighbor_list(atoms.positions, np.zeros((3, 3)), np.zeros(3, bool),
+                                       scripted.cutoff)
+    edges = torch.as_tensor(edge_index)
+    vectors = torch.as_tensor(atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]],
+                              dtype=_DTYPES[scripted.dtype])
+    species = torch.tensor([list(scripted.symbols).index(s) for s in atoms.get_chemical_symbols()])
+    widest = 0
+    for member in range(scripted.committee_size):
+        features = torch.zeros((len(atoms), 0), dtype=vectors.dtype)
+        for stage in range(scripted.num_stages):
+            features, _ = scripted.stage(member, stage, features, species, edges, vectors,
+                                           len(atoms))
+            if stage < scripted.num_stages - 1:
+                widest = max(widest, int(features.shape[1]))
+    return widest
 
 
 def memory_per_edge(members: Sequence[Potential], peak_factor: float = 2.0) -> float:
@@ -402,6 +494,8 @@ def deployed_metadata(scripted: torch.jit.ScriptModule, source: dict[str, Any]) 
         "interaction_range": float(scripted.interaction_range),
         "dtype": str(scripted.dtype),
         "committee_size": int(scripted.committee_size),
+        "num_stages": int(scripted.num_stages),
+        "feature_width": int(scripted.feature_width),
         "memory_per_edge": float(scripted.memory_per_edge),
         "torch_version": torch.__version__,
         "units": {"energy": "eV", "length": "Å", "LAMMPS": "metal"},

@@ -103,6 +103,8 @@ class TorchScriptRunner : public ModelRunner {
     if (module.hasattr("max_atoms_per_chunk")) module.setattr("max_atoms_per_chunk", atoms);
   }
 
+ torch::jit::Module *script_module() override { return &module; }
+
  private:
   torch::jit::Module module;
 };

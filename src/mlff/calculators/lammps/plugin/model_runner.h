@@ -17,6 +17,7 @@
 #ifndef MLFF_MODEL_RUNNER_H
 #define MLFF_MODEL_RUNNER_H
 
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -57,6 +58,9 @@ class ModelRunner {
                                                       int64_t num_local) = 0;
   // local nodes per chunk (0: whole)
   virtual void set_chunk(int64_t atoms) = 0;
+  // the TorchScript module, whose `stage` method the feature exchange between MPI ranks
+  // runs; nullptr for formats without stages (those keep the receptive-field halo)
+  virtual torch::jit::Module *script_module() { return nullptr; }
 
  protected:
   ModelInfo model_info;

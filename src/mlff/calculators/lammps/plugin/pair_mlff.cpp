@@ -27,6 +27,10 @@
    their owners (newton on, reverse communication). Virial: W = -sum r_ij (x) g, split
    half and half between the two atoms for the per-atom virial.
 
+   `parallel exchange` (the default on several ranks for models deployed with per-layer
+   stages) keeps ghosts to one cutoff + skin instead and exchanges node features between
+   layers: pair_mlff_exchange.cpp. The halo above is `parallel halo`, and the fallback.
+
    Large systems: with `chunk N`, or when the step's edges times the model's memory per
    edge exceed 85% of the available memory, the model evaluates ranges of N local nodes
    on their receptive-field subgraphs (deploy.py, LammpsModel.forward); same results. */
@@ -97,7 +101,9 @@ PairMLFF::PairMLFF(LAMMPS *lmp) :
     Pair(lmp), num_threads(1), chunk_atoms(-1), chunk_in_use(0), memory_per_edge(0.0),
     model_loaded(false), model_cutoff(0.0), model_cutoff_sq(0.0),
     model_layers(1), interaction_range(0.0), model_dtype(torch::kFloat64), committee_size(1),
-    num_nodes(0), nmax_committee(0), member_forces(nullptr), uncertainty(nullptr)
+    num_nodes(0), parallel_mode(PARALLEL_AUTO), exchange_active(false), model_stages(0),
+    model_center(1), model_feature_width(0), reverse_features(false), nmax_committee(0),
+    member_forces(nullptr), uncertainty(nullptr)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -158,10 +164,25 @@ void PairMLFF::settings(int narg, char **arg)
         error->all(FLERR, "pair_style mlff: chunk must be 0 (never) or positive, got {}",
                    chunk_atoms);
       iarg += 2;
+    } else if (strcmp(arg[iarg], "parallel") == 0) {
+      const char *mode = iarg + 1 < narg ? arg[iarg + 1] : "";
+      if (strcmp(mode, "auto") == 0)
+        parallel_mode = PARALLEL_AUTO;
+      else if (strcmp(mode, "exchange") == 0)
+        parallel_mode = PARALLEL_EXCHANGE;
+      else if (strcmp(mode, "halo") == 0)
+        parallel_mode = PARALLEL_HALO;
+      else
+        error->all(FLERR,
+                   "pair_style mlff: 'parallel' needs auto, exchange (ghosts to one cutoff, node "
+                   "features exchanged between layers) or halo (ghosts to the whole receptive "
+                   "field), got '{}'",
+                   mode);
+      iarg += 2;
     } else {
       error->all(FLERR,
                  "pair_style mlff: unknown keyword '{}'. Usage: pair_style mlff [threads N] "
-                 "[chunk ATOMS]; "
+                 "[chunk ATOMS] [parallel auto|exchange|halo]; "
                  "the model and elements go to pair_coeff * * model.pt El1 El2 ...",
                  arg[iarg]);
     }
@@ -246,6 +267,7 @@ void PairMLFF::load_model(const std::string &path)
 
   // committee: per-member forces travel with the reverse communication
   comm_reverse = committee_size > 1 ? 3 * committee_size : 0;
+  read_stages();
   model_loaded = true;
 
   if (comm->me == 0)
@@ -280,7 +302,8 @@ void PairMLFF::init_style()
 
   int flags = NeighConst::REQ_FULL;
   ghostneigh = 0;
-  if (comm->nprocs > 1) {
+  exchange_active = choose_exchange();
+  if (comm->nprocs > 1 && !exchange_active) {
     // other ranks' atoms must reach every local atom's receptive field: layers hops of
     // at most cutoff + skin each between two neighbour-list builds
     flags |= NeighConst::REQ_GHOST;
@@ -443,8 +466,23 @@ void PairMLFF::build_graph()
 void PairMLFF::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
-  build_graph();
+  const int nlocal = atom->nlocal;
+  torch::Tensor energies, grads;
+  if (exchange_active) {
+    evaluate_exchange(energies, grads);
+  } else {
+    evaluate_whole(energies, grads);
+  }
+  accumulate(energies, grads, nlocal);
+}
 
+/* ----------------------------------------------------------------------
+   the whole model on this rank's graph (one rank, or ghosts to the receptive field)
+------------------------------------------------------------------------- */
+
+void PairMLFF::evaluate_whole(torch::Tensor &energies, torch::Tensor &grads)
+{
+  build_graph();
   const int nlocal = atom->nlocal;
   const int64_t num_edges = static_cast<int64_t>(edge_i.size());
   const auto int64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -461,14 +499,23 @@ void PairMLFF::compute(int eflag, int vflag)
 
   plan_chunks(nlocal, num_edges);
 
-  torch::Tensor energies, grads;
   try {
     std::tie(energies, grads) = runner->run(species, edges, vectors, nlocal);
   } catch (const std::exception &exc) {
     error->one(FLERR, "pair_style mlff: the model failed at step {}: {}", update->ntimestep,
                first_line(exc));
   }
+}
+
+/* ----------------------------------------------------------------------
+   energies (K, nodes) and edge gradients (K, E, 3) to energy, forces and virial
+------------------------------------------------------------------------- */
+
+void PairMLFF::accumulate(const torch::Tensor &energies, const torch::Tensor &grads, int nlocal)
+{
+  const int64_t num_edges = static_cast<int64_t>(edge_i.size());
   const double *energy = energies.data_ptr<double>();
+  const int64_t energy_columns = energies.size(1);
   const double *grad = grads.data_ptr<double>();
   const int members = committee_size;
   const double inv_members = 1.0 / members;
@@ -476,7 +523,7 @@ void PairMLFF::compute(int eflag, int vflag)
   if (eflag_global || eflag_atom) {
     for (int i = 0; i < nlocal; i++) {
       double e = 0.0;
-      for (int k = 0; k < members; k++) e += energy[k * static_cast<int64_t>(num_nodes) + i];
+      for (int k = 0; k < members; k++) e += energy[k * energy_columns + i];
       e *= inv_members;
       if (eflag_global) eng_vdwl += e;
       if (eflag_atom) eatom[i] += e;
@@ -526,7 +573,7 @@ void PairMLFF::compute(int eflag, int vflag)
           member_forces[edge_j[e]][3 * k + c] -= g[c];
         }
       }
-    comm->reverse_comm(this);
+    comm->reverse_comm(this, 3 * members);
     for (int i = 0; i < nlocal; i++) {
       double mean[3] = {0.0, 0.0, 0.0};
       for (int k = 0; k < members; k++)
@@ -600,6 +647,7 @@ void PairMLFF::grow_committee_arrays()
 
 int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
 {
+  if (reverse_features) return pack_feature_gradients(n, first, buf);
   int m = 0;
   const int width = 3 * committee_size;
   for (int i = first; i < first + n; i++)
@@ -609,6 +657,10 @@ int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
 
 void PairMLFF::unpack_reverse_comm(int n, int *list_, double *buf)
 {
+  if (reverse_features) {
+    unpack_feature_gradients(n, list_, buf);
+    return;
+  }
   int m = 0;
   const int width = 3 * committee_size;
   for (int i = 0; i < n; i++)

@@ -1,7 +1,7 @@
 /* pair_style mlff: machine-learned force fields deployed by `mlff deploy` (AOTInductor
    package model.pt2, or TorchScript model.pt).
 
-   pair_style mlff [threads N]
+   pair_style mlff [threads N] [chunk ATOMS] [parallel auto|exchange|halo]
    pair_coeff * * model.pt Cu O ...        (one element per LAMMPS atom type)
 
    Units: metal (eV, Å). Needs newton pair on and atom IDs. See docs/lammps.md. */
@@ -42,15 +42,26 @@ class PairMLFF : public Pair {
   void *extract_peratom(const char *name, int &ncol) override;
   void *extract(const char *name, int &dim) override;
   double memory_usage() override;
+  // layer-wise evaluation: node features to ghost copies (pair_mlff_exchange.cpp)
+  int pack_forward_comm(int n, int *list, double *buf, int pbc_flag, int *pbc) override;
+  void unpack_forward_comm(int n, int first, double *buf) override;
 
  protected:
   void allocate();
   void load_model(const std::string &path);
   void build_graph();
+  void evaluate_whole(torch::Tensor &energies, torch::Tensor &grads);
+  void accumulate(const torch::Tensor &energies, const torch::Tensor &grads, int nlocal);
   void mark_complete_atoms();
   void grow_committee_arrays();
   void plan_chunks(int nlocal, int64_t num_edges);
   static double available_memory();
+  // layer-wise evaluation with feature exchange (pair_mlff_exchange.cpp)
+  void read_stages();
+  bool choose_exchange();
+  void evaluate_exchange(torch::Tensor &energies, torch::Tensor &grads);
+  int pack_feature_gradients(int n, int first, double *buf);
+  void unpack_feature_gradients(int n, int *list, double *buf);
 
   // settings
   int num_threads;
@@ -86,6 +97,16 @@ class PairMLFF : public Pair {
   std::vector<int64_t> receivers;
   std::vector<double> edge_vec;                 // (E, 3) x_j - x_i
   int num_nodes;
+
+  // layer-wise evaluation: ghosts to one cutoff + skin, features exchanged between stages
+  enum { PARALLEL_AUTO, PARALLEL_EXCHANGE, PARALLEL_HALO };
+  int parallel_mode;         // the pair_style keyword
+  bool exchange_active;      // chosen in init_style
+  int model_stages;          // 0: the model has no stages (only the halo works)
+  int model_center;          // the edge_index row of each edge's central atom
+  int model_feature_width;   // widest features exchanged, numbers per atom
+  torch::Tensor exchange_buffer;    // (atoms, width) float64, rows: LAMMPS atom indices
+  bool reverse_features;     // reverse comm carries feature gradients, not member forces
 
   // committee: per-member forces of local + ghost atoms, and their disagreement
   int nmax_committee;
