@@ -7,7 +7,7 @@ active-learning loop and ab initio MD are crash-safe; every DFT result of the va
 is kept in OUT/reference.db and never recomputed):
 
 1. ``test``: the held-out test set, ab initio MD (CP2K, Langevin 1000 K, 2 fs) of the
-   8-atom cube, the 12-atom (100) slab and the 15-atom vacancy cell, 20 steps each, every
+   8-atom cube, the 12-atom (100) slab and the 15-atom vacancy cell, 15 steps each, every
    5th step kept (``OUT/test/aimd_*.xyz``); never seen by training or selection.
 2. ``reference``: the DFT side of the crystal and phonon checks (below), which needs no
    model: run beside ``learn`` (``--stages reference``) on a second core.
@@ -53,7 +53,7 @@ import make_data  # noqa: E402  (the example's structures)
 
 STAGES = ("test", "reference", "learn", "validate", "report")
 TEST_KINDS = ("bulk", "surface_100", "vacancy")
-TEST_MD = {"temperature": 1000.0, "steps": 20, "timestep": 2.0, "every": 5, "seed": 7}
+TEST_MD = {"temperature": 1000.0, "steps": 15, "timestep": 2.0, "every": 5, "seed": 7}
 A0 = 5.43  # Å, start of the EOS search
 
 
