@@ -163,6 +163,8 @@ def validation_options():
     options.crystal.vacancy_tolerance_eV = 0.1
     options.phonons.supercell = (2, 2, 2)          # 16 atoms: Γ, X and L are exact
     options.phonons.path = "GXWKGLUWLK,UX"
+    options.phonons.eos_points = options.crystal.eos_points  # the same DFT volumes
+    options.phonons.eos_range = options.crystal.eos_range
     options.md.temperature_K = 300.0
     options.md.time_ps = 5.0
     options.md.nvt_time_ps = 1.0
