@@ -49,3 +49,27 @@ def test_shipped_seed_files_are_what_make_data_writes():
         for a, b in zip(shipped, frames, strict=True):
             np.testing.assert_allclose(a.positions, b.positions, atol=1e-6)
             np.testing.assert_allclose(a.cell.array, b.cell.array, atol=1e-6)
+
+
+def test_shipped_model_runs_in_ase_with_forces_the_gradient_of_its_energy():
+    from mlff.calculators.ase import MLFFCalculator
+    from mlff.models.io import read_metadata
+
+    made = read_metadata(EXAMPLE / "model.mlff")["active_learning"]
+    assert made["oracle"].startswith("cp2k:PBE") and made["labels"] >= 6
+    atoms = _make_data().cube()
+    atoms.rattle(0.05, seed=3)
+    atoms.calc = MLFFCalculator(str(EXAMPLE / "model.mlff"))
+    forces = atoms.get_forces()
+    assert np.abs(forces).max() > 0.05  # a rattled cell is not at a minimum
+    assert atoms.calc.results["forces_std"].shape == (len(atoms),)
+    h = 1e-4
+    for index, axis in ((0, 0), (3, 1), (6, 2)):
+        energies = []
+        for sign in (1, -1):
+            moved = atoms.copy()
+            moved.positions[index, axis] += sign * h
+            moved.calc = atoms.calc
+            energies.append(moved.get_potential_energy())
+        assert forces[index, axis] == pytest.approx(-(energies[0] - energies[1]) / (2 * h),
+                                                    abs=2e-4)
