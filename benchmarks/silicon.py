@@ -65,15 +65,15 @@ class CachedReference(Calculator):
 
     implemented_properties = ["energy", "forces", "stress"]
 
-    def __init__(self, inner: Calculator, path: Path) -> None:
+    def __init__(self, inner: Calculator, path: Path, settings: dict) -> None:
         super().__init__()
         self.inner = inner
+        self.settings = json.dumps(settings, sort_keys=True)  # part of every key
         self.db = ase.db.connect(str(path))
         self.hits = self.misses = 0
 
-    @staticmethod
-    def key(atoms: Atoms) -> str:
-        digest = hashlib.sha256()
+    def key(self, atoms: Atoms) -> str:
+        digest = hashlib.sha256(self.settings.encode())
         for array in (atoms.numbers, np.round(atoms.positions, 8), np.round(atoms.cell.array, 8),
                       atoms.pbc):
             digest.update(np.ascontiguousarray(array).tobytes())
@@ -134,10 +134,11 @@ def run_test_set(out: Path) -> list[Path]:
 
 
 def test_frames(out: Path) -> list[Atoms]:
-    """The held-out frames, each with ``config_type`` = its kind."""
+    """The held-out frames made so far, each with ``config_type`` = its kind."""
     frames = []
     for kind in TEST_KINDS:
-        for atoms in ase.io.read(out / "test" / f"aimd_{kind}.xyz", ":"):
+        path = out / "test" / f"aimd_{kind}.xyz"
+        for atoms in ase.io.read(path, ":") if path.exists() else []:
             atoms.info["config_type"] = kind
             frames.append(atoms)
     return frames
@@ -187,7 +188,8 @@ def run_reference(out: Path) -> None:
     from mlff.validate.checks import crystal, phonons
 
     oracle = load_oracle(EXAMPLE / "oracle.yaml")
-    reference = CachedReference(oracle.make_calculator(), out / "reference.db")
+    reference = CachedReference(oracle.make_calculator(), out / "reference.db",
+                                oracle.settings)
     options = validation_options()
     folder = out / "reference-only"
     crystal.run(reference, primitive(), folder, reference=reference, options=options.crystal)
@@ -207,7 +209,8 @@ def run_validate(out: Path) -> None:
     ase.io.write(test_file, test_frames(out))
     cube64 = bulk("Si", "diamond", a=A0, cubic=True).repeat(2)
     options = validation_options()
-    reference = CachedReference(oracle.make_calculator(), out / "reference.db")
+    reference = CachedReference(oracle.make_calculator(), out / "reference.db",
+                                oracle.settings)
     inputs = ValidationInputs(test_sets=[LabelledSet.from_file(test_file, "held-out AIMD")],
                               structure=cube64, crystal=primitive())
     name = f"{oracle.name} ({EXAMPLE.relative_to(ROOT) / 'oracle.yaml'})"

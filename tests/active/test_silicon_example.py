@@ -35,6 +35,7 @@ def test_learn_config_and_its_training_config_load():
 def test_oracle_is_cp2k_with_one_kpoint_across_the_slab_vacuum():
     oracle = load_oracle(EXAMPLE / "oracle.yaml")
     assert oracle.config.type == "cp2k" and oracle.config.cutoff == pytest.approx(2041.0)
+    assert oracle.config.kpoint_density == pytest.approx(2.8)
     meshes = {a.info["config_type"]: kpoint_mesh(oracle.config, a)
               for a in ase.io.read(EXAMPLE / "starts.xyz", ":")}
     assert meshes == {"bulk": [4, 4, 4], "bulk_npt": [4, 4, 4], "surface_100": [3, 5, 1],
