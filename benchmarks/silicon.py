@@ -14,12 +14,13 @@ is kept in OUT/reference.db and never recomputed):
 3. ``learn``: ``mlff learn examples/silicon/learn.yaml --out OUT/learn`` (seeds from the
    diamond unit cell, a committee of MACE models, walkers over bulk 300-1500 K, NPT, a
    (100) slab and a vacancy).
-4. ``validate``: ``mlff validate`` checks of the final committee against the same DFT:
-   test-set errors per structure kind, the lattice constant and bulk modulus (EOS of the
-   2-atom cell), the unrelaxed vacancy formation energy (54-atom cell), phonons at Γ, X
-   and L (exact from the 16-atom 2x2x2 supercell: one displaced DFT calculation), NVE
-   drift of the model (64 atoms), then the cost of one force call of the model and of
-   CP2K on the 64-atom cube (OUT/validate, OUT/cost).
+4. ``validate``, ``md``, ``cost`` (independent: run them at once on several cores):
+   ``mlff validate`` checks of the final committee against the same DFT: test-set errors
+   per structure kind, the lattice constant and bulk modulus (EOS of the 2-atom cell),
+   the unrelaxed vacancy formation energy (54-atom cell), phonons at Γ, X and L (exact
+   from the 16-atom 2x2x2 supercell: one displaced DFT calculation) in OUT/validate; NVE
+   drift of the model (64 atoms, 0.5 ps NVT then 2 ps NVE at 2 fs) in OUT/md; the cost
+   of one force call of the model and of CP2K on the 64-atom cube in OUT/cost.
 5. ``report``: OUT/report.md and OUT/campaign.png: the learning curve (held-out force
    and energy MAE of each iteration's committee against the DFT labels it had), the DFT
    time per label, the validation's headlines, the wall time of every stage.
@@ -51,7 +52,7 @@ EXAMPLE = ROOT / "examples" / "silicon"
 sys.path.insert(0, str(EXAMPLE))
 import make_data  # noqa: E402  (the example's structures)
 
-STAGES = ("test", "reference", "learn", "validate", "report")
+STAGES = ("test", "reference", "learn", "validate", "md", "cost", "report")
 TEST_KINDS = ("bulk", "surface_100", "vacancy")
 TEST_MD = {"temperature": 1000.0, "steps": 15, "timestep": 2.0, "every": 5, "seed": 7}
 A0 = 5.43  # Å, start of the EOS search
@@ -167,8 +168,9 @@ def validation_options():
     options.phonons.eos_points = options.crystal.eos_points  # the same DFT volumes
     options.phonons.eos_range = options.crystal.eos_range
     options.md.temperature_K = 300.0
-    options.md.time_ps = 5.0
-    options.md.nvt_time_ps = 1.0
+    options.md.timestep_fs = 2.0
+    options.md.time_ps = 2.0
+    options.md.nvt_time_ps = 0.5
     options.md.max_drift_meV_per_atom_per_ps = 0.1
     options.cost.reference_calls = 1
     options.cost.warmup_calls = 0
@@ -198,32 +200,40 @@ def run_reference(out: Path) -> None:
           f"{reference.misses} computed")
 
 
-def run_validate(out: Path) -> None:
-    from mlff.calculators.ase import MLFFCalculator
-    from mlff.oracles import load_oracle
-    from mlff.validate import LabelledSet, ValidationInputs, run_validation
+def validation_inputs(out: Path):
+    """The held-out test set (all frames made so far), the 64-atom cube (MD, cost) and the
+    2-atom cell (crystal, phonons)."""
+    from mlff.validate import LabelledSet, ValidationInputs
 
-    model_path = out / "learn" / "model.mlff"
-    oracle = load_oracle(EXAMPLE / "oracle.yaml")
     test_file = out / "test" / "heldout.xyz"
     ase.io.write(test_file, test_frames(out))
     cube64 = bulk("Si", "diamond", a=A0, cubic=True).repeat(2)
-    options = validation_options()
-    reference = CachedReference(oracle.make_calculator(), out / "reference.db",
-                                oracle.settings)
-    inputs = ValidationInputs(test_sets=[LabelledSet.from_file(test_file, "held-out AIMD")],
-                              structure=cube64, crystal=primitive())
+    return ValidationInputs(test_sets=[LabelledSet.from_file(test_file, "held-out AIMD")],
+                            structure=cube64, crystal=primitive())
+
+
+def run_validate(out: Path, checks: tuple[str, ...] = ("errors", "crystal", "phonons"),
+                 folder: str = "validate", model_path: Path | None = None) -> None:
+    """``mlff validate`` checks into OUT/<folder>: the DFT from OUT/reference.db, except
+    for the timed cost check, which always calls CP2K."""
+    from mlff.calculators.ase import MLFFCalculator
+    from mlff.oracles import load_oracle
+    from mlff.validate import run_validation
+
+    model_path = model_path or out / "learn" / "model.mlff"
+    oracle = load_oracle(EXAMPLE / "oracle.yaml")
+    if "cost" in checks:
+        reference = oracle.make_calculator()
+    else:
+        reference = CachedReference(oracle.make_calculator(), out / "reference.db",
+                                    oracle.settings)
     name = f"{oracle.name} ({EXAMPLE.relative_to(ROOT) / 'oracle.yaml'})"
-    run_validation(MLFFCalculator(str(model_path)), out / "validate", inputs,
-                   reference=reference, checks=["errors", "crystal", "phonons", "md"],
-                   options=options, model_name=str(model_path), reference_name=name,
-                   log=print)
-    print(f"reference: {reference.hits} results from {out / 'reference.db'}, "
-          f"{reference.misses} computed")
-    if not (out / "cost" / "report.json").exists():  # timed: never from the cache, done once
-        run_validation(MLFFCalculator(str(model_path)), out / "cost", inputs,
-                       reference=oracle.make_calculator(), checks=["cost"], options=options,
-                       model_name=str(model_path), reference_name=name, log=print)
+    run_validation(MLFFCalculator(str(model_path)), out / folder, validation_inputs(out),
+                   reference=reference, checks=list(checks), options=validation_options(),
+                   model_name=str(model_path), reference_name=name, log=print)
+    if isinstance(reference, CachedReference):
+        print(f"reference: {reference.hits} results from {out / 'reference.db'}, "
+              f"{reference.misses} computed")
 
 
 def learning_curve(out: Path) -> list[dict]:
@@ -312,7 +322,7 @@ def write_report(out: Path, walls: dict[str, float]) -> None:
                      f"{r['forces_mae_meV_per_A']:.1f} | "
                      + " | ".join(f"{r.get(f'forces_mae_{k}', float('nan')):.1f}"
                                   for k in TEST_KINDS) + " |")
-    for folder in ("validate", "cost"):
+    for folder in ("validate", "md", "cost"):
         report = out / folder / "report.json"
         if report.exists():
             data = json.loads(report.read_text())
@@ -349,7 +359,8 @@ def main() -> None:
             parser.error(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
         start = time.perf_counter()
         {"test": run_test_set, "reference": run_reference, "learn": run_learn,
-         "validate": run_validate,
+         "validate": run_validate, "md": lambda o: run_validate(o, ("md",), "md"),
+         "cost": lambda o: run_validate(o, ("cost",), "cost"),
          "report": lambda o: write_report(o, walls)}[stage](out)
         if stage != "report":
             walls[stage] = walls.get(stage, 0.0) + time.perf_counter() - start
