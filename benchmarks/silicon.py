@@ -253,10 +253,10 @@ def learning_curve(out: Path) -> list[dict]:
         calc = MLFFCalculator(str(model))
         de, df = [], []
         per_kind: dict[str, list[float]] = {}
-        for atoms in frames:
-            atoms = atoms.copy()
-            reference_e = atoms.get_potential_energy()
-            reference_f = atoms.get_forces()
+        for labelled in frames:
+            reference_e = labelled.get_potential_energy()
+            reference_f = labelled.get_forces()
+            atoms = labelled.copy()
             atoms.calc = calc
             de.append(abs(atoms.get_potential_energy() - reference_e) / len(atoms))
             err = np.abs(atoms.get_forces() - reference_f).ravel()
