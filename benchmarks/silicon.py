@@ -323,7 +323,7 @@ def write_report(out: Path, walls: dict[str, float]) -> None:
                      f"{r['forces_mae_meV_per_A']:.1f} | "
                      + " | ".join(f"{r.get(f'forces_mae_{k}', float('nan')):.1f}"
                                   for k in TEST_KINDS) + " |")
-    for folder in ("validate", "md", "cost"):
+    for folder in ("validate", "phonons", "md", "cost"):
         report = out / folder / "report.json"
         if report.exists():
             data = json.loads(report.read_text())
