@@ -16,6 +16,7 @@ from mlff.active.config import validate_learn_config
 from mlff.active.loop import learn
 from mlff.active.store import LabelStore
 from mlff.errors import ConfigError
+from mlff.models.io import read_metadata
 from mlff.uq import Committee
 from tests.active.conftest import learn_config
 
@@ -43,6 +44,9 @@ def test_learn_loop_labels_retrains_and_reports(tmp_path, cu_cells):
     assert first["train_labels"] == 3 and second["train_labels"] == 5
     assert first["test"]["forces_mae_meV_per_A"] > 0
     assert isinstance(load_model(result.model_path), Committee)
+    made = read_metadata(result.model_path)["active_learning"]  # how it was made, for mlff info
+    assert made["labels"] == 7 and made["iterations"] == 2 and made["oracle"] == "emt"
+    assert made["committee"] in ("final", "iteration 2") and made["explore"]["walkers"] == 2
     report = (tmp_path / "run" / "report.md").read_text()
     assert "| 2 | 5 |" in report and "iter_002/uncertainty.png" in report
     assert (tmp_path / "run" / "iter_002" / "uncertainty.png").stat().st_size > 5000

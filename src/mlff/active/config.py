@@ -48,7 +48,9 @@ class ExploreConfig(_Strict):
     structures: str = Field(description="start structures (any file ASE reads)")
     walkers: int = Field(4, ge=1, description="walkers per iteration")
     temperatures: list[float] = Field(default_factory=lambda: [300.0], min_length=1)
-    pressures: list[float] | None = Field(None, description="GPa; NPT (Berendsen) when given")
+    pressures: list[float | None] | None = Field(
+        None, description="GPa; NPT (Berendsen) when given; a null entry: that walker runs NVT "
+        "(e.g. [0.0, null] for bulk under NPT beside a slab under NVT)")
     steps: int = Field(500, ge=1, description="MD steps per walker")
     timestep: float = Field(1.0, gt=0, description="fs")
     sample_every: int = Field(10, ge=1, description="steps between sampled frames")

@@ -59,6 +59,7 @@ from mlff.train.config import validate_config
 from mlff.train.trainer import evaluate
 from mlff.uq.committee import Committee
 from mlff.uq.descriptors import structure_descriptors
+from mlff.models.io import add_metadata
 from mlff.uq.io import load_model
 from mlff.train.committee import train_committee
 
@@ -351,6 +352,7 @@ class ActiveLearning:
         n = last["iteration"]
         model = self.out_dir / "model.mlff"
         source = self.out_dir / f"iter_{n:03d}" / "train" / "model.mlff"
+        which = f"iteration {n}"
         if last["labelled"] > 0:
             folder = self.out_dir / "final"
             folder.mkdir(exist_ok=True)
@@ -368,13 +370,21 @@ class ActiveLearning:
                 _write_json(record_path, record)
             record = json.loads(record_path.read_text())
             if record.get("kept", "final") == "final":
-                source = trained
+                source, which = trained, "final"
             else:
                 self.console.print(f"final: the committee trained on all labels is worse on the "
                                    f"test set ({record['kept_reason']}); model.mlff is "
                                    f"{record['kept']}'s committee")
         tmp = model.with_name(".model.mlff.tmp")
         shutil.copyfile(source, tmp)
+        add_metadata(tmp, "active_learning", {
+            "iterations": n, "labels": self.store.count("ok"),
+            "failed_labels": self.store.count("failed"),
+            "committee": which,
+            "oracle": self.oracle.name, "oracle_settings": self.oracle.settings,
+            "oracle_versions": self.oracle.versions,
+            "explore": self.config.explore.model_dump(mode="json", exclude={"structures"}),
+            "select": self.config.select.model_dump(mode="json")})
         os.replace(tmp, model)
         return model
 

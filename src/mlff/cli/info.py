@@ -59,6 +59,16 @@ def run(args: argparse.Namespace) -> int:
     for name, value in (metadata.get("provenance") or {}).items():
         if value is not None:
             table.add_row(f"imported: {name}", str(value))
+    learned = metadata.get("active_learning")
+    if learned:
+        table.add_row("made by", f"mlff learn: {learned['labels']} labels of {learned['oracle']} "
+                                 f"over {learned['iterations']} iteration(s); committee: "
+                                 f"{learned['committee']}")
+        table.add_row("oracle settings", json.dumps(learned.get("oracle_settings", {})))
+        explore = learned.get("explore") or {}
+        table.add_row("explored", f"{explore.get('walkers')} walkers, "
+                                  f"{explore.get('temperatures')} K, pressures "
+                                  f"{explore.get('pressures')} GPa, {explore.get('steps')} steps")
     for name, value in (metadata.get("test_metrics") or {}).items():
         table.add_row(f"test: {name}", f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)

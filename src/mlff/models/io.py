@@ -37,7 +37,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _MAX_METADATA_BYTES = 64 * 2**20
 # provenance a loaded model keeps, so that saving it again (export, committee) keeps it
 # "dispersion": the D3 settings of a model trained on labels minus D3 (mlff.data.dispersion)
-KEPT_METADATA = ("data_fingerprint", "test_metrics", "training", "provenance", "dispersion")
+KEPT_METADATA = ("data_fingerprint", "test_metrics", "training", "provenance", "dispersion",
+                 "active_learning")
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -108,6 +109,20 @@ def write_archive(path: str | Path, metadata: dict[str, Any], state: dict[str, t
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(METADATA_NAME, json.dumps(metadata, indent=2))
         archive.writestr(WEIGHTS_NAME, save_safetensors(state))
+    os.replace(tmp, path)
+    return path
+
+
+def add_metadata(path: str | Path, key: str, value: Any) -> Path:
+    """Set ``metadata[key] = value`` (plain JSON data) in the model file ``path``, in place
+    and atomically; the weights are copied unchanged."""
+    path = Path(path)
+    metadata, data = read_archive(path, weights=True)
+    metadata[key] = value
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(METADATA_NAME, json.dumps(metadata, indent=2))
+        archive.writestr(WEIGHTS_NAME, data)
     os.replace(tmp, path)
     return path
 

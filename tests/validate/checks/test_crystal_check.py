@@ -83,6 +83,25 @@ def test_surface_energy_is_positive_and_below_its_unrelaxed_value(emt_result):
     assert 0.5 < row["relaxed_J_m2"] <= row["unrelaxed_J_m2"] + 1e-9
 
 
+def test_unrelaxed_defects_are_compared_when_relaxation_is_off(tmp_path, emt_result):
+    options = crystal.CrystalOptions(parts=("eos", "vacancy", "surfaces"), vacancy_min_atoms=32,
+                                     surfaces=((1, 1, 1),), surface_layers=5,
+                                     relax_defects=False)
+    result = crystal.run(EMT(), bulk("Cu", "fcc", a=3.6), tmp_path, reference=EMT(),
+                         options=options)
+    model = result.summary["model"]
+    relaxed = emt_result.summary["model"]
+    assert "relaxed_eV" not in model["vacancy"]["Cu"]
+    assert model["vacancy"]["Cu"]["unrelaxed_eV"] == pytest.approx(
+        relaxed["vacancy"]["Cu"]["unrelaxed_eV"], abs=1e-9)
+    assert model["surfaces"]["111"]["unrelaxed_J_m2"] == pytest.approx(
+        relaxed["surfaces"]["111"]["unrelaxed_J_m2"], abs=1e-9)
+    names = {h.quantity: h for h in result.headlines}
+    assert names["vacancy formation energy (Cu), unrelaxed"].model == pytest.approx(
+        model["vacancy"]["Cu"]["unrelaxed_eV"])
+    assert "surface energy (111), unrelaxed" in names
+
+
 def test_birch_murnaghan_fit_recovers_its_parameters():
     volumes = np.linspace(10.0, 13.0, 9)
     energies = eos.birch_murnaghan(volumes, -3.5, 11.6, 140.0 * GPa, 4.8)

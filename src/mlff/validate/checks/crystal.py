@@ -61,6 +61,9 @@ class CrystalOptions:
         vacuum: vacuum on each side of a slab, Å.
         relax_fmax: force threshold of every relaxation, eV/Å.
         relax_steps: steps allowed per relaxation.
+        relax_defects: relax the vacancy cells and the slabs; ``False`` (for a costly
+            reference such as DFT, where a relaxation costs tens of calls on the largest
+            cells) compares the unrelaxed energies instead.
         lattice_tolerance: accepted relative deviation of the lattice parameters.
         bulk_modulus_tolerance: accepted relative deviation of B0.
         elastic_tolerance: accepted relative deviation of the elastic constants.
@@ -79,6 +82,7 @@ class CrystalOptions:
     vacuum: float = 8.0
     relax_fmax: float = 0.005
     relax_steps: int = 300
+    relax_defects: bool = True
     lattice_tolerance: float = 0.005
     bulk_modulus_tolerance: float = 0.05
     elastic_tolerance: float = 0.10
@@ -198,12 +202,13 @@ def vacancy_energies(atoms: Atoms, calculator: BaseCalculator, options: CrystalO
         del defect[defect.get_chemical_symbols().index(symbol)]
         defect.calc = calculator
         unrelaxed = float(defect.get_potential_energy())
-        relaxation = relax(defect, calculator, options.relax_fmax, options.relax_steps)
         baseline = perfect * (n - 1) / n if elemental else perfect
-        out[symbol] = {"relaxed_eV": relaxation.energy - baseline,
-                       "unrelaxed_eV": unrelaxed - baseline, "supercell_atoms": n,
-                       "relax_converged": relaxation.converged,
+        out[symbol] = {"unrelaxed_eV": unrelaxed - baseline, "supercell_atoms": n,
                        "kind": "formation" if elemental else "removal"}
+        if options.relax_defects:
+            relaxation = relax(defect, calculator, options.relax_fmax, options.relax_steps)
+            out[symbol] |= {"relaxed_eV": relaxation.energy - baseline,
+                            "relax_converged": relaxation.converged}
     return out
 
 
@@ -237,13 +242,14 @@ def surface_energies(atoms: Atoms, energy_per_atom: float, calculator: BaseCalcu
         area = float(np.linalg.norm(np.cross(slab.cell[0], slab.cell[1])))
         slab.calc = calculator
         unrelaxed = float(slab.get_potential_energy())
-        relaxation = relax(slab, calculator, options.relax_fmax, options.relax_steps)
         bulk = len(slab) * energy_per_atom
-        out["".join(str(i) for i in index)] = {
-            "relaxed_J_m2": (relaxation.energy - bulk) / (2.0 * area) / J_PER_M2,
-            "unrelaxed_J_m2": (unrelaxed - bulk) / (2.0 * area) / J_PER_M2,
-            "slab_atoms": len(slab), "relax_converged": relaxation.converged,
-        }
+        row = {"unrelaxed_J_m2": (unrelaxed - bulk) / (2.0 * area) / J_PER_M2,
+               "slab_atoms": len(slab)}
+        if options.relax_defects:
+            relaxation = relax(slab, calculator, options.relax_fmax, options.relax_steps)
+            row |= {"relaxed_J_m2": (relaxation.energy - bulk) / (2.0 * area) / J_PER_M2,
+                    "relax_converged": relaxation.converged}
+        out["".join(str(i) for i in index)] = row
     return out
 
 
@@ -295,7 +301,7 @@ def run(model: BaseCalculator, crystal: Atoms, out_dir, reference: BaseCalculato
     if "elastic" in options.parts:
         result.figures.append(_elastic_figure(found, sink))
     if {"vacancy", "surfaces"} & set(options.parts):
-        result.figures.append(_defect_figure(found, sink))
+        result.figures.append(_defect_figure(found, sink, options.relax_defects))
     result.notes.append(
         f"Crystal {crystal.get_chemical_formula()} ({found['model'].lattice_name}); each "
         "calculator at its own equilibrium volume; isotropic EOS over "
@@ -322,13 +328,18 @@ def headlines(model: CrystalProperties, reference: CrystalProperties | None,
             if key.startswith("C"):
                 out.append(compare(f"elastic constant {key}", "GPa", value, theirs.get(key),
                                    relative_tolerance=options.elastic_tolerance))
+    state = "relaxed" if options.relax_defects else "unrelaxed"
     for symbol, row in model.vacancy_eV.items():
-        other = ref.vacancy_eV[symbol]["relaxed_eV"] if ref else None
-        out.append(compare(f"vacancy {row['kind']} energy ({symbol})", "eV", row["relaxed_eV"],
-                           other, absolute_tolerance=options.vacancy_tolerance_eV))
+        other = ref.vacancy_eV[symbol][f"{state}_eV"] if ref else None
+        name = f"vacancy {row['kind']} energy ({symbol})"
+        out.append(compare(name if options.relax_defects else f"{name}, unrelaxed", "eV",
+                           row[f"{state}_eV"], other,
+                           absolute_tolerance=options.vacancy_tolerance_eV))
     for index, row in model.surface_J_m2.items():
-        other = ref.surface_J_m2[index]["relaxed_J_m2"] if ref else None
-        out.append(compare(f"surface energy ({index})", "J/m²", row["relaxed_J_m2"], other,
+        other = ref.surface_J_m2[index][f"{state}_J_m2"] if ref else None
+        name = f"surface energy ({index})"
+        out.append(compare(name if options.relax_defects else f"{name}, unrelaxed", "J/m²",
+                           row[f"{state}_J_m2"], other,
                            relative_tolerance=options.surface_tolerance))
     return out
 
@@ -383,11 +394,12 @@ def _elastic_figure(found: dict[str, CrystalProperties], sink: FigureSink):
     return sink.save(figure, "elastic", "Elastic constants (GPa) of each calculator.", data)
 
 
-def _defect_figure(found: dict[str, CrystalProperties], sink: FigureSink):
+def _defect_figure(found: dict[str, CrystalProperties], sink: FigureSink, relaxed: bool = True):
     figure, (vacancy_ax, surface_ax) = new_figure(2, 1, width=4.2, height=3.6)
     data: dict[str, Any] = {}
-    for ax, key, value_key, unit in ((vacancy_ax, "vacancy_eV", "relaxed_eV", "eV"),
-                                     (surface_ax, "surface_J_m2", "relaxed_J_m2", "J/m²")):
+    state = "relaxed" if relaxed else "unrelaxed"
+    for ax, key, value_key, unit in ((vacancy_ax, "vacancy_eV", f"{state}_eV", "eV"),
+                                     (surface_ax, "surface_J_m2", f"{state}_J_m2", "J/m²")):
         names = list(getattr(found["model"], key))
         x = np.arange(len(names))
         for offset, (who, props) in zip((-0.2, 0.2), found.items(), strict=False):
@@ -404,5 +416,5 @@ def _defect_figure(found: dict[str, CrystalProperties], sink: FigureSink):
         ax.margins(y=0.12)
         if names:
             ax.legend(fontsize="small", loc="lower right")
-    return sink.save(figure, "defects", "Relaxed vacancy formation energies (eV) and surface "
-                     "energies (J/m²) of each calculator.", data)
+    return sink.save(figure, "defects", f"{state.capitalize()} vacancy formation energies (eV) "
+                     "and surface energies (J/m²) of each calculator.", data)

@@ -49,6 +49,9 @@ class PhononOptions:
         mesh: q-point mesh of the density of states.
         relax_at_equilibrium: use each calculator's own equilibrium volume (EOS fit);
             otherwise the crystal as given.
+        eos_points, eos_range: volumes of that EOS fit and their relative half-width (the
+            crystal check's defaults; set both checks alike and a caching reference
+            computes each volume once).
         tolerance: accepted relative deviation of the frequencies at special points.
     """
 
@@ -59,6 +62,8 @@ class PhononOptions:
     points: int = 150
     mesh: tuple[int, int, int] = (20, 20, 20)
     relax_at_equilibrium: bool = True
+    eos_points: int = 11
+    eos_range: float = 0.06
     tolerance: float = 0.05
 
     def check(self) -> None:
@@ -176,7 +181,7 @@ def run(model: BaseCalculator, crystal: Atoms, out_dir, reference: BaseCalculato
     for who, calc in calculators.items():
         cell = crystal
         if options.relax_at_equilibrium:
-            _, cell = equation_of_state(crystal, calc)
+            _, cell = equation_of_state(crystal, calc, options.eos_points, options.eos_range)
         found[who] = compute_phonons(cell, calc, options)
     result = CheckResult(NAME, TITLE, summary=_summary(found))
     result.headlines = _headlines(found, options)

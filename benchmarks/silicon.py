@@ -1,0 +1,372 @@
+"""A silicon force field from nothing with CP2K (PBE), validated against CP2K itself.
+
+    OMP_NUM_THREADS=1 python benchmarks/silicon.py --out bench-out/silicon
+
+Stages, each resumed where it stopped when the command is run again after a kill (the
+active-learning loop and ab initio MD are crash-safe; every DFT result of the validation
+is kept in OUT/reference.db and never recomputed):
+
+1. ``test``: the held-out test set, ab initio MD (CP2K, Langevin 1000 K, 2 fs) of the
+   8-atom cube, the 12-atom (100) slab (15 steps each) and the 15-atom vacancy cell (10
+   steps), every 5th step kept (``OUT/test/aimd_*.xyz``); never seen by training or selection.
+2. ``reference``: the DFT side of the crystal and phonon checks (below), which needs no
+   model: run beside ``learn`` (``--stages reference``) on a second core.
+3. ``learn``: ``mlff learn examples/silicon/learn.yaml --out OUT/learn`` (seeds from the
+   diamond unit cell, a committee of MACE models, walkers over bulk 300-1500 K, NPT, a
+   (100) slab and a vacancy).
+4. ``validate``, ``md``, ``cost`` (independent: run them at once on several cores):
+   ``mlff validate`` checks of the final committee against the same DFT: test-set errors
+   per structure kind, the lattice constant and bulk modulus (EOS of the 2-atom cell),
+   the unrelaxed vacancy formation energy (54-atom cell), phonons at Γ, X and L (exact
+   from the 16-atom 2x2x2 supercell: one displaced DFT calculation) in OUT/validate; NVE
+   drift of the model (64 atoms, 0.5 ps NVT then 2 ps NVE at 2 fs) in OUT/md; the cost
+   of one force call of the model and of CP2K on the 64-atom cube in OUT/cost.
+5. ``report``: OUT/report.md and OUT/campaign.png: the learning curve (held-out force
+   and energy MAE of each iteration's committee against the DFT labels it had), the DFT
+   time per label, the validation's headlines, the wall time of every stage.
+
+``--stages`` runs some of them (``--stages learn``); the machine's load changes the
+times (the DFT times are recorded per label in OUT/learn/labels.db).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import ase.db
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "silicon"
+sys.path.insert(0, str(EXAMPLE))
+import make_data  # noqa: E402  (the example's structures)
+
+STAGES = ("test", "reference", "learn", "validate", "md", "cost", "report")
+TEST_KINDS = ("bulk", "surface_100", "vacancy")
+TEST_MD = {"temperature": 1000.0, "timestep": 2.0, "every": 5, "seed": 7}
+TEST_STEPS = {"bulk": 15, "surface_100": 15, "vacancy": 10}  # 3, 3 and 2 frames
+A0 = 5.43  # Å, start of the EOS search
+
+
+class CachedReference(Calculator):
+    """An ASE calculator that answers from an ASE database of earlier results, keyed by
+    the exact structure (numbers, positions and cell to 1e-8 Å, periodicity), and asks the
+    wrapped calculator otherwise; every new result is stored at once, so a validation
+    killed midway recomputes nothing. Not for timing (the cost check gets the bare one)."""
+
+    implemented_properties = ["energy", "forces", "stress"]
+
+    def __init__(self, inner: Calculator, path: Path, settings: dict) -> None:
+        super().__init__()
+        self.inner = inner
+        self.settings = json.dumps(settings, sort_keys=True)  # part of every key
+        self.db = ase.db.connect(str(path))
+        self.hits = self.misses = 0
+
+    def key(self, atoms: Atoms) -> str:
+        digest = hashlib.sha256(self.settings.encode())
+        for array in (atoms.numbers, np.round(atoms.positions, 8), np.round(atoms.cell.array, 8),
+                      atoms.pbc):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        key = self.key(self.atoms)
+        wanted = {"energy", "forces"} | ({"stress"} if "stress" in properties else set())
+        row = next(iter(self.db.select(key=key)), None)
+        if row is not None and all(p in row.data for p in wanted):
+            self.hits += 1
+            self.results = {p: np.asarray(row.data[p]) if p != "energy" else float(row.data[p])
+                            for p in row.data}
+            return
+        self.misses += 1
+        copy = self.atoms.copy()
+        copy.calc = self.inner
+        start = time.perf_counter()
+        results = {"energy": float(copy.get_potential_energy()), "forces": copy.get_forces()}
+        if "stress" in wanted:
+            results["stress"] = copy.get_stress()
+        seconds = time.perf_counter() - start
+        if row is not None:
+            self.db.delete([row.id])
+        self.db.write(copy, key=key, seconds=seconds,
+                      data={p: (v if p == "energy" else np.asarray(v)) for p, v in results.items()})
+        self.results = results
+
+
+def run_test_set(out: Path) -> list[Path]:
+    """Ab initio MD of each kind (resumed by ``mlff generate`` itself)."""
+    import subprocess
+
+    folder = out / "test"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, kind in enumerate(TEST_KINDS):
+        start = folder / f"start_{kind}.xyz"
+        if not start.exists():
+            atoms = {"bulk": make_data.cube, "surface_100": make_data.slab,
+                     "vacancy": make_data.vacancy}[kind]()
+            atoms.rattle(0.03, seed=100 + i)
+            atoms.info["config_type"] = kind
+            ase.io.write(start, atoms)
+        target = folder / f"aimd_{kind}.xyz"
+        expected = TEST_STEPS[kind] // TEST_MD["every"]
+        if not (target.exists() and len(ase.io.read(target, ":")) >= expected):
+            subprocess.run([str(Path(sys.executable).with_name("mlff")), "generate", start.name,
+                            "--oracle", str(EXAMPLE / "oracle.yaml"), "--out", target.name,
+                            "--temperature", str(TEST_MD["temperature"]),
+                            "--steps", str(TEST_STEPS[kind]),
+                            "--timestep", str(TEST_MD["timestep"]),
+                            "--every", str(TEST_MD["every"]), "--seed", str(TEST_MD["seed"])],
+                           cwd=folder, check=True)
+        paths.append(target)
+    return paths
+
+
+def test_frames(out: Path) -> list[Atoms]:
+    """The held-out frames made so far, each with ``config_type`` = its kind."""
+    frames = []
+    for kind in TEST_KINDS:
+        path = out / "test" / f"aimd_{kind}.xyz"
+        for atoms in ase.io.read(path, ":") if path.exists() else []:
+            atoms.info["config_type"] = kind
+            frames.append(atoms)
+    return frames
+
+
+def run_learn(out: Path) -> None:
+    from mlff.active.config import load_learn_config
+    from mlff.active.loop import learn
+
+    learn(load_learn_config(EXAMPLE / "learn.yaml"), out / "learn", progress=True)
+
+
+def validation_options():
+    """The settings of every check (DFT-sized cells; see the module docstring)."""
+    from mlff.validate.runner import ValidationOptions
+
+    options = ValidationOptions()
+    options.crystal.parts = ("eos", "vacancy")
+    options.crystal.eos_points = 9
+    options.crystal.eos_range = 0.05
+    options.crystal.vacancy_supercell = (3, 3, 3)  # 54 atoms, 2x2x2 k-points
+    options.crystal.relax_defects = False
+    options.crystal.vacancy_tolerance_eV = 0.1
+    options.phonons.supercell = (2, 2, 2)          # 16 atoms: Γ, X and L are exact
+    options.phonons.path = "GXWKGLUWLK,UX"
+    options.phonons.eos_points = options.crystal.eos_points  # the same DFT volumes
+    options.phonons.eos_range = options.crystal.eos_range
+    options.md.temperature_K = 300.0
+    options.md.timestep_fs = 2.0
+    options.md.time_ps = 2.0
+    options.md.nvt_time_ps = 0.5
+    options.md.max_drift_meV_per_atom_per_ps = 0.1
+    options.cost.reference_calls = 1
+    options.cost.warmup_calls = 0
+    options.cost.min_speedup = 1e4
+    return options
+
+
+def primitive() -> Atoms:
+    return bulk("Si", "diamond", a=A0)
+
+
+def run_reference(out: Path) -> None:
+    """The DFT side of the crystal and phonon checks, before any model exists: the checks
+    of the DFT against itself, which fill OUT/reference.db so that ``validate`` finds
+    every DFT result there (the DFT's structures do not depend on the model)."""
+    from mlff.oracles import load_oracle
+    from mlff.validate.checks import crystal, phonons
+
+    oracle = load_oracle(EXAMPLE / "oracle.yaml")
+    reference = CachedReference(oracle.make_calculator(), out / "reference.db",
+                                oracle.settings)
+    options = validation_options()
+    folder = out / "reference-only"
+    crystal.run(reference, primitive(), folder, reference=reference, options=options.crystal)
+    phonons.run(reference, primitive(), folder, reference=reference, options=options.phonons)
+    print(f"reference: {reference.hits} results from {out / 'reference.db'}, "
+          f"{reference.misses} computed")
+
+
+def validation_inputs(out: Path):
+    """The held-out test set (all frames made so far), the 64-atom cube (MD, cost) and the
+    2-atom cell (crystal, phonons)."""
+    from mlff.validate import LabelledSet, ValidationInputs
+
+    test_file = out / "test" / "heldout.xyz"
+    ase.io.write(test_file, test_frames(out))
+    cube64 = bulk("Si", "diamond", a=A0, cubic=True).repeat(2)
+    return ValidationInputs(test_sets=[LabelledSet.from_file(test_file, "held-out AIMD")],
+                            structure=cube64, crystal=primitive())
+
+
+def run_validate(out: Path, checks: tuple[str, ...] = ("errors", "crystal", "phonons"),
+                 folder: str = "validate", model_path: Path | None = None) -> None:
+    """``mlff validate`` checks into OUT/<folder>: the DFT from OUT/reference.db, except
+    for the timed cost check, which always calls CP2K."""
+    from mlff.calculators.ase import MLFFCalculator
+    from mlff.oracles import load_oracle
+    from mlff.validate import run_validation
+
+    model_path = model_path or out / "learn" / "model.mlff"
+    oracle = load_oracle(EXAMPLE / "oracle.yaml")
+    if "cost" in checks:
+        reference = oracle.make_calculator()
+    else:
+        reference = CachedReference(oracle.make_calculator(), out / "reference.db",
+                                    oracle.settings)
+    name = f"{oracle.name} ({EXAMPLE.relative_to(ROOT) / 'oracle.yaml'})"
+    run_validation(MLFFCalculator(str(model_path)), out / folder, validation_inputs(out),
+                   reference=reference, checks=list(checks), options=validation_options(),
+                   model_name=str(model_path), reference_name=name, log=print)
+    if isinstance(reference, CachedReference):
+        print(f"reference: {reference.hits} results from {out / 'reference.db'}, "
+              f"{reference.misses} computed")
+
+
+def learning_curve(out: Path) -> list[dict]:
+    """Held-out errors of each iteration's committee (and the final one) against its labels."""
+    from mlff.calculators.ase import MLFFCalculator
+
+    frames = test_frames(out)
+    rows = []
+    folders = sorted((out / "learn").glob("iter_*")) + [out / "learn" / "final"]
+    for folder in folders:
+        model = folder / "train" / "model.mlff"
+        train = folder / "train.xyz"
+        if not model.exists():
+            continue
+        labels = len(ase.io.read(train, ":")) if train.exists() else None
+        calc = MLFFCalculator(str(model))
+        de, df = [], []
+        per_kind: dict[str, list[float]] = {}
+        for labelled in frames:
+            reference_e = labelled.get_potential_energy()
+            reference_f = labelled.get_forces()
+            atoms = labelled.copy()
+            atoms.calc = calc
+            de.append(abs(atoms.get_potential_energy() - reference_e) / len(atoms))
+            err = np.abs(atoms.get_forces() - reference_f).ravel()
+            df.extend(err)
+            per_kind.setdefault(atoms.info["config_type"], []).extend(err)
+        rows.append({"model": folder.name, "labels": labels,
+                     "energy_mae_meV_per_atom": 1000 * float(np.mean(de)),
+                     "forces_mae_meV_per_A": 1000 * float(np.mean(df)),
+                     **{f"forces_mae_{k}": 1000 * float(np.mean(v)) for k, v in per_kind.items()}})
+    return rows
+
+
+def label_times(out: Path) -> list[tuple[int, float]]:
+    """(atoms, seconds) of every DFT label of the campaign, from the label store."""
+    times = []
+    with ase.db.connect(str(out / "learn" / "labels.db")) as db:
+        for row in db.select():
+            seconds = row.get("wall_time")
+            if seconds is not None:
+                times.append((row.natoms, float(seconds)))
+    return times
+
+
+def write_report(out: Path, walls: dict[str, float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = learning_curve(out)
+    times = label_times(out)
+    (out / "learning_curve.json").write_text(json.dumps(curve, indent=2))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    labelled = [r for r in curve if r["labels"] is not None]
+    x = [r["labels"] for r in labelled]
+    left.plot(x, [r["forces_mae_meV_per_A"] for r in labelled], "o-", label="forces (meV/Å)")
+    left.plot(x, [r["energy_mae_meV_per_atom"] for r in labelled], "s-",
+              label="energy (meV/atom)")
+    left.axhline(50, color="grey", lw=0.8, ls="--")
+    left.axhline(2, color="grey", lw=0.8, ls=":")
+    left.set_xlabel("DFT labels in training")
+    left.set_ylabel("held-out MAE")
+    left.set_yscale("log")
+    left.legend(fontsize="small")
+    left.set_title("held-out AIMD test set", fontsize="medium")
+    if times:
+        atoms, seconds = np.array(times).T
+        right.scatter(atoms, seconds, s=12)
+        right.set_xlabel("atoms per label")
+        right.set_ylabel("CP2K wall time per label (s)")
+        right.set_title(f"{len(times)} labels, {seconds.sum() / 60:.0f} min of DFT",
+                        fontsize="medium")
+    figure.tight_layout()
+    figure.savefig(out / "campaign.png", dpi=120)
+    lines = ["# Silicon from nothing with CP2K", "",
+             f"`{' '.join(sys.argv)}` on {platform.node()} ({os.cpu_count()} cores, "
+             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}).", "",
+             "![campaign](campaign.png)", "",
+             "| model | labels | held-out E MAE (meV/atom) | held-out F MAE (meV/Å) | "
+             + " | ".join(f"F MAE {k}" for k in TEST_KINDS) + " |",
+             "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in TEST_KINDS) + " |"]
+    for r in curve:
+        lines.append(f"| {r['model']} | {r['labels']} | {r['energy_mae_meV_per_atom']:.2f} | "
+                     f"{r['forces_mae_meV_per_A']:.1f} | "
+                     + " | ".join(f"{r.get(f'forces_mae_{k}', float('nan')):.1f}"
+                                  for k in TEST_KINDS) + " |")
+    for folder in ("validate", "phonons", "md", "cost"):
+        report = out / folder / "report.json"
+        if report.exists():
+            data = json.loads(report.read_text())
+            lines += ["", f"## {folder} ({folder}/report.md)", "",
+                      "| quantity | model | reference | deviation | target met |",
+                      "| --- | ---: | ---: | ---: | --- |"]
+            for check in data["checks"].values():
+                for h in check.get("headlines", []):
+                    lines.append(f"| {h.get('quantity')} | {_fmt(h.get('model'))} {h.get('unit', '')}"
+                                 f" | {_fmt(h.get('reference'))} | {_fmt(h.get('deviation'))} "
+                                 f"{h.get('deviation_unit', '')} | {h.get('passed')} |")
+    lines += ["", "| stage | wall (min) |", "| --- | ---: |"]
+    lines += [f"| {k} | {v / 60:.1f} |" for k, v in walls.items()]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="bench-out/silicon")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help=f"comma-separated, out of {','.join(STAGES)}")
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    walls_path = out / "walls.json"
+    walls = json.loads(walls_path.read_text()) if walls_path.exists() else {}
+    for stage in args.stages.split(","):
+        if stage not in STAGES:
+            parser.error(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
+        start = time.perf_counter()
+        {"test": run_test_set, "reference": run_reference, "learn": run_learn,
+         "validate": run_validate, "md": lambda o: run_validate(o, ("md",), "md"),
+         "cost": lambda o: run_validate(o, ("cost",), "cost"),
+         "report": lambda o: write_report(o, walls)}[stage](out)
+        if stage != "report":
+            walls[stage] = walls.get(stage, 0.0) + time.perf_counter() - start
+            walls_path.write_text(json.dumps(walls, indent=2))
+
+
+if __name__ == "__main__":
+    main()

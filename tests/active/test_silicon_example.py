@@ -1,0 +1,76 @@
+"""The silicon example: its configs load and its seed files are what make_data.py writes."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+
+from mlff.active.config import load_learn_config
+from mlff.oracles import load_oracle
+from mlff.oracles.cp2k import kpoint_mesh
+from mlff.train.config import validate_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "silicon"
+
+
+def _make_data():
+    spec = importlib.util.spec_from_file_location("silicon_make_data", EXAMPLE / "make_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learn_config_and_its_training_config_load():
+    config = load_learn_config(EXAMPLE / "learn.yaml")
+    assert Path(config.initial.structures).exists() and Path(config.explore.structures).exists()
+    assert config.explore.pressures == [None, 0.0, None, None]
+    train = validate_config({**config.train, "data": {**config.train["data"], "train": "x.xyz"}})
+    assert train.model["architecture"] == "mace" and train.committee.size == 3
+
+
+def test_oracle_is_cp2k_with_one_kpoint_across_the_slab_vacuum():
+    oracle = load_oracle(EXAMPLE / "oracle.yaml")
+    assert oracle.config.type == "cp2k" and oracle.config.cutoff == pytest.approx(2041.0)
+    assert oracle.config.kpoint_density == pytest.approx(2.8)
+    meshes = {a.info["config_type"]: kpoint_mesh(oracle.config, a)
+              for a in ase.io.read(EXAMPLE / "starts.xyz", ":")}
+    assert meshes == {"bulk": [4, 4, 4], "bulk_npt": [4, 4, 4], "surface_100": [3, 5, 1],
+                      "vacancy": [2, 4, 4]}
+
+
+def test_shipped_seed_files_are_what_make_data_writes():
+    module = _make_data()
+    for name, frames in (("initial.xyz", module.initial()), ("starts.xyz", module.starts())):
+        shipped = ase.io.read(EXAMPLE / name, ":")
+        assert [a.info["config_type"] for a in shipped] == [a.info["config_type"] for a in frames]
+        for a, b in zip(shipped, frames, strict=True):
+            np.testing.assert_allclose(a.positions, b.positions, atol=1e-6)
+            np.testing.assert_allclose(a.cell.array, b.cell.array, atol=1e-6)
+
+
+def test_shipped_model_runs_in_ase_with_forces_the_gradient_of_its_energy():
+    from mlff.calculators.ase import MLFFCalculator
+    from mlff.models.io import read_metadata
+
+    made = read_metadata(EXAMPLE / "model.mlff")["active_learning"]
+    assert made["oracle"].startswith("cp2k:PBE") and made["labels"] >= 6
+    atoms = _make_data().cube()
+    atoms.rattle(0.05, seed=3)
+    atoms.calc = MLFFCalculator(str(EXAMPLE / "model.mlff"))
+    forces = atoms.get_forces()
+    assert np.abs(forces).max() > 0.05  # a rattled cell is not at a minimum
+    assert atoms.calc.results["forces_std"].shape == (len(atoms),)
+    h = 1e-4
+    for index, axis in ((0, 0), (3, 1), (6, 2)):
+        energies = []
+        for sign in (1, -1):
+            moved = atoms.copy()
+            moved.positions[index, axis] += sign * h
+            moved.calc = atoms.calc
+            energies.append(moved.get_potential_energy())
+        assert forces[index, axis] == pytest.approx(-(energies[0] - energies[1]) / (2 * h),
+                                                    abs=2e-4)
