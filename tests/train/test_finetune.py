@@ -18,12 +18,13 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlff.data.dataset import GraphDataset
 from mlff.errors import ConfigError, ModelFileError
-from mlff.models.io import load_model, read_metadata
+from mlff.models.io import read_metadata
 from mlff.train.checkpoint import load_checkpoint
 from mlff.train.config import load_config, validate_config
 from mlff.train.data import load_training_data
 from mlff.train.finetune import potential_from_pretrained, resolve_config
 from mlff.train.trainer import Trainer, evaluate, train
+from mlff.uq.io import load_model
 
 from .conftest import ETHANOL
 

@@ -9,6 +9,7 @@ import torch
 from mlff.data.readers import LabelKeys
 from mlff.errors import ConfigError
 from mlff.models.potential import Potential
+from mlff.uq.committee import Committee
 from mlff.uq.io import load_model
 
 
@@ -66,6 +67,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_potential(args: argparse.Namespace) -> Potential:
-    """Load ``args.model`` on ``args.device`` in ``args.dtype`` (see :func:`add_device_options`)."""
+def model_from_args(args: argparse.Namespace) -> Potential | Committee:
+    """:func:`~mlff.uq.io.load_model` of ``args.model`` on ``args.device`` in ``args.dtype``
+    (see :func:`add_device_options`)."""
     return load_model(args.model, device=resolve_device(args.device), dtype=args.dtype)

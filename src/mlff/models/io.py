@@ -118,34 +118,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return metadata
 
 
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None
-) -> Potential:
-    """Load a ``.mlff`` model file.
+def potential_from_archive(metadata: dict[str, Any], weights: bytes, path: Path) -> Potential:
+    """The Potential a single-model archive (:func:`read_archive`) holds, in its saved dtype.
 
-    Args:
-        path: the model file.
-        device: where to put the model.
-        dtype: ``torch.float32``/``"float32"`` or float64; default: the dtype it was saved in.
+    Files are loaded with :func:`mlff.uq.io.load_model`, which also reads committees; this
+    is its single-model part.
 
     Raises:
-        ModelFileError: the file is missing, not a model file, corrupt, or newer than
-            this version of mlff understands.
+        ModelFileError: the weights do not fit the metadata, or either is damaged.
     """
-    path = Path(path)
-    metadata, weights = read_archive(path, weights=True)
-    if "committee" in metadata:
-        raise ModelFileError(
-            f"{path}: a committee of {metadata['committee']} models; load it with "
-            "mlff.load_model (mlff.uq.io.load_model), not mlff.models.io.load_model."
-        )
     shapes = weight_shapes(weights, path)
     check_sizes(metadata["hyperparameters"], shapes, path)
     potential = potential_from_metadata(metadata, path)
     load_weights(potential, weights, shapes, path)
-    if dtype is not None:
-        potential.to(dtype=_DTYPES[dtype] if isinstance(dtype, str) else dtype)
-    return potential.to(device).eval()
+    return potential
 
 
 def weight_shapes(data: bytes, path: Path) -> dict[str, tuple[int, ...]]:

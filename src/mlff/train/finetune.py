@@ -46,13 +46,14 @@ from mlff.data import keys as K
 from mlff.data.dataset import GraphDataset, file_fingerprint
 from mlff.data.readers import LabelKeys
 from mlff.errors import ConfigError, DataError, ModelFileError
-from mlff.models.io import load_model, read_metadata
+from mlff.models.contract import Architecture
+from mlff.models.io import read_metadata
 from mlff.models.potential import Potential
 from mlff.models.predict import batched_outputs
-from mlff.models.contract import Architecture
 from mlff.models.registry import build_model, get_architecture
 from mlff.train.config import TrainConfig
 from mlff.train.pretrained import e0s_to_refit, finetune_species
+from mlff.uq.io import load_model
 
 if TYPE_CHECKING:
     from mlff.train.data import TrainingData
@@ -311,7 +312,7 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
     config = resolve_config(config)
     assert config.finetune is not None
     try:
-        old = load_model(config.finetune.init_from)
+        old = load_model(config.finetune.init_from, single=True)
     except ModelFileError as exc:
         raise ModelFileError(f"finetune.init_from: {exc}") from None
     _PROVENANCE[config.finetune.init_from] = _provenance(config)
