@@ -6,6 +6,7 @@ ethylamine with the new element N) come from one potential-energy surface, as a 
 fine-tuning run needs: the shipped ethanol labels are DFT and no DFT code ships with ASE.
 """
 
+import importlib
 import json
 
 import ase.io
@@ -266,6 +267,24 @@ def test_model_section_optional_or_matching(emt_sets, pretrained, tmp_path):
         raw = _config(emt_sets["methanol"], model={"architecture": "schnet"},
                       init_from=str(pretrained))
         resolve_config(validate_config(raw))
+
+
+def test_a_finetuning_run_reads_the_pretrained_metadata_once(emt_sets, pretrained, tmp_path,
+                                                             monkeypatch):
+    finetune = importlib.import_module("mlff.train.finetune")  # mlff.train is a function
+    reads = []
+
+    def counting(path):
+        reads.append(str(path))
+        return read_metadata(path)
+
+    monkeypatch.setattr(finetune, "read_metadata", counting)
+    config = _config(emt_sets["methanol"], max_epochs=1, init_from=str(pretrained))
+    result = train(config, tmp_path / "run", progress=False)
+    assert reads == [str(pretrained)]
+    assert read_metadata(result.model_path)["training"]["finetune"]["init_from"] == str(pretrained)
+    resolved = resolve_config(validate_config(config))
+    assert resolve_config(resolved) is resolved and len(reads) == 2
 
 
 def test_freeze_prefix_that_matches_nothing(emt_sets, pretrained, tmp_path):

@@ -21,7 +21,6 @@ structure with a stored label or failure is never sent to the oracle again.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ import torch
 import yaml
 from ase import Atoms
 
-from mlff.active.config import LearnConfig, load_learn_config
+from mlff.active.config import LearnConfig, load_learn_config, train_config
 from mlff.active.explore import Walker, run_walker
 from mlff.active.report import uncertainty_histogram, write_report
 from mlff.active.select import (
@@ -55,7 +54,6 @@ from mlff.data.readers import Structure
 from mlff.errors import DataError
 from mlff.oracles import LabelResult, label_many, load_oracle, make_executor, run_reference_md
 from mlff.oracles.sanity import EnergyGuard
-from mlff.train.config import validate_config
 from mlff.train.trainer import evaluate
 from mlff.uq.committee import Committee
 from mlff.uq.descriptors import structure_descriptors
@@ -196,17 +194,10 @@ class ActiveLearning:
             tmp = folder / ".train.xyz.tmp.xyz"
             self.store.write_extxyz(tmp)
             os.replace(tmp, data)
-        raw = copy.deepcopy(self.config.train)
-        raw.setdefault("data", {})["train"] = str(data)
-        raw.setdefault("seed", self.config.seed)
-        retrain = self.config.retrain
         previous = self.out_dir / f"iter_{n - 1:03d}" / "train"
-        if retrain.warm_start and n > 1 and (previous / "model.mlff").exists():
-            raw["finetune"] = {"init_from": str(previous / "member_{member}" / "model.mlff"),
-                               "lr_factor": retrain.warm_lr_factor}
-            if retrain.warm_max_epochs is not None:
-                raw.setdefault("training", {})["max_epochs"] = retrain.warm_max_epochs
-        config = validate_config(raw, "learn config: train")
+        warm = self.config.retrain.warm_start and n > 1 and (previous / "model.mlff").exists()
+        config = train_config(self.config, str(data),
+                              str(previous / "member_{member}" / "model.mlff") if warm else None)
         self.console.print(f"{name or f'iteration {n}'}: training a committee of "
                            f"{config.committee.size} on {self.store.count('ok')} labels")
         result = train_committee(config, out_dir=folder / "train", resume=True, progress=False)

@@ -73,8 +73,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--skin", metavar="ANGSTROM", type=float, default=0.5,
                         help="neighbour-list buffer: the list is rebuilt only after an atom "
                              "has moved skin/2 (default: 0.5; 0 rebuilds every step)")
-    # float32 by default for MD (faster; see docs/performance.md), --dtype float64 available
-    add_device_options(parser, dtype="float32")
+    add_device_options(parser)
     parser.set_defaults(func=run)
 
 

@@ -21,8 +21,9 @@ from pydantic import ValidationError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from mlff.errors import ModelFileError
+from mlff.errors import ConfigError, ModelFileError
 from mlff.models.potential import Potential
+from mlff.models.precision import PRECISIONS, dtype_name, torch_dtype
 from mlff.models.registry import build_model
 
 # 2: a file may hold a committee (``"committee": K``, weights ``members.{k}.*``, read by
@@ -32,17 +33,11 @@ from mlff.models.registry import build_model
 FORMAT_VERSION = 3
 METADATA_NAME = "metadata.json"
 WEIGHTS_NAME = "weights.safetensors"
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # metadata.json of a real model is kilobytes; a larger entry is damaged or hostile
 _MAX_METADATA_BYTES = 64 * 2**20
 # provenance a loaded model keeps, so that saving it again (export, committee) keeps it
 # "dispersion": the D3 settings of a model trained on labels minus D3 (mlff.data.dispersion)
 KEPT_METADATA = ("data_fingerprint", "test_metrics", "training", "provenance", "dispersion")
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """``torch.float32`` -> ``"float32"``."""
-    return str(dtype).removeprefix("torch.")
 
 
 def conventions(model: torch.nn.Module) -> dict[str, str]:
@@ -242,8 +237,8 @@ def potential_from_metadata(metadata: dict[str, Any], path: Path) -> Potential:
             metadata["scale"],
             metadata["shift"],
         )
-        saved_dtype = _DTYPES[metadata["dtype"]]
-    except (KeyError, ValidationError, ValueError, TypeError, IndexError) as exc:
+        saved_dtype = torch_dtype(metadata["dtype"])
+    except (KeyError, ValidationError, ValueError, TypeError, IndexError, ConfigError) as exc:
         raise ModelFileError(f"{path}: the metadata does not describe a valid model ({exc}).") from None
     except (RuntimeError, MemoryError) as exc:  # e.g. sizes too large to allocate
         raise ModelFileError(f"{path}: the model the metadata describes cannot be built "
@@ -361,8 +356,8 @@ def check_metadata(metadata: dict[str, Any], path: Path, where: str = "metadata.
         if not (isinstance(value, (int, float)) and not isinstance(value, bool)
                 and math.isfinite(value)):
             fail(f"'{key}' = {value!r} is not a finite number")
-    if metadata["dtype"] not in _DTYPES:
-        fail(f"'dtype' = {metadata['dtype']!r} is not one of {', '.join(_DTYPES)}")
+    if metadata["dtype"] not in PRECISIONS:
+        fail(f"'dtype' = {metadata['dtype']!r} is not one of {', '.join(PRECISIONS)}")
     if "committee" in metadata:
         members = metadata.get("members")
         size = metadata["committee"]

@@ -71,6 +71,8 @@ def pretrained_metadata(config: TrainConfig) -> dict[str, Any]:
     """
     assert config.finetune is not None
     path = config.finetune.init_from
+    if config._pretrained is not None and config._pretrained[0] == path:
+        return config._pretrained[1]  # read once, by resolve_config
     try:
         return read_metadata(path)
     except ModelFileError as exc:
@@ -85,13 +87,16 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
 
     Keys the config's ``model`` section gives explicitly must equal the pretrained
     model's hyperparameters (``null`` values, meaning "automatic", are not compared).
-    Idempotent; a config without ``finetune`` is returned unchanged.
+    The result is a copy that keeps the pretrained metadata, so that the pretrained file
+    is read once per run: resolving it again returns it unchanged, and
+    :func:`pretrained_metadata` of it reads nothing. A config without ``finetune`` is
+    returned unchanged.
 
     Raises:
         ConfigError: a model key differs from the pretrained model's, naming each key.
         ModelFileError: ``finetune.init_from`` is missing or not a model file.
     """
-    if config.finetune is None:
+    if config.finetune is None or is_resolved(config):
         return config
     metadata = pretrained_metadata(config)
     path = config.finetune.init_from
@@ -119,9 +124,17 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
                 f"model: {'; '.join(mismatched)}. Fine-tuning keeps the architecture: remove "
                 "these keys (or the whole model section) or set them to the pretrained values."
             )
-    if config.model == pretrained:
-        return config
-    return config.model_copy(update={"model": pretrained})
+    resolved = config.model_copy(update={"model": pretrained}, deep=True)
+    resolved._pretrained = (path, metadata)
+    return resolved
+
+
+def is_resolved(config: TrainConfig) -> bool:
+    """Whether ``config`` is :func:`resolve_config`'s result for its current ``init_from``
+    (always true without ``finetune``)."""
+    if config.finetune is None:
+        return True
+    return config._pretrained is not None and config._pretrained[0] == config.finetune.init_from
 
 
 def learning_rate(config: TrainConfig) -> float:

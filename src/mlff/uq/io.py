@@ -16,7 +16,6 @@ import torch
 
 from mlff.errors import ModelFileError
 from mlff.models.io import (
-    _DTYPES,
     KEPT_METADATA,
     check_sizes,
     load_weights,
@@ -28,6 +27,7 @@ from mlff.models.io import (
     write_archive,
 )
 from mlff.models.potential import Potential
+from mlff.models.precision import Precision, torch_dtype
 from mlff.uq.committee import Committee
 
 
@@ -46,15 +46,16 @@ def save_committee(committee: Committee, path: str | Path) -> Path:
 
 @overload
 def load_model(path: str | Path, device: str | torch.device = ...,
-               dtype: torch.dtype | str | None = ..., *, single: Literal[True]) -> Potential: ...
+               dtype: torch.dtype | Precision | None = ..., *,
+               single: Literal[True]) -> Potential: ...
 @overload
 def load_model(path: str | Path, device: str | torch.device = ...,
-               dtype: torch.dtype | str | None = ..., *, single: bool = ...
+               dtype: torch.dtype | Precision | None = ..., *, single: bool = ...
                ) -> Potential | Committee: ...
 def load_model(
     path: str | Path,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype | str | None = None,
+    dtype: torch.dtype | Precision | None = None,
     *,
     single: bool = False,
 ) -> Potential | Committee:
@@ -83,7 +84,7 @@ def load_model(
     else:
         model = _committee_from_archive(metadata, weights, path)
     if dtype is not None:
-        model.to(dtype=_DTYPES[dtype] if isinstance(dtype, str) else dtype)
+        model.to(dtype=torch_dtype(dtype))
     return model.to(device).eval()
 
 
