@@ -45,6 +45,7 @@ from torch import nn
 from mlff.data import keys as K
 from mlff.data.dataset import GraphDataset, file_fingerprint
 from mlff.data.readers import LabelKeys
+from mlff.data.statistics import resolve_e0s
 from mlff.errors import ConfigError, DataError, ModelFileError
 from mlff.models.contract import Architecture
 from mlff.models.io import read_metadata
@@ -200,8 +201,6 @@ def finetune_e0s(
     :func:`potential_from_pretrained` refines against the network's own prediction
     (:func:`fit_e0s_to_model`).
     """
-    from mlff.train.data import _resolve_e0s  # data.py imports this module
-
     assert config.finetune is not None
     metadata = pretrained_metadata(config)
     old = {symbol_numbers[symbol]: float(value) for symbol, value in metadata["e0s"].items()}
@@ -217,7 +216,7 @@ def finetune_e0s(
     if spec == "least_squares":
         e0s.update(_least_squares_with_fixed(train, needed, fixed, float(metadata["shift"])))
     else:
-        resolved = _resolve_e0s(spec, train, needed, keys)
+        resolved = resolve_e0s(spec, train, needed, keys)
         e0s.update({z: resolved[z] for z in needed})
     return e0s
 
