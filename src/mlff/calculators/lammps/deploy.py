@@ -66,7 +66,7 @@ from mlff.data.neighbors import neighbor_list
 from mlff.errors import ConfigError, ModelFileError
 from mlff.models.io import dtype_name
 from mlff.models.potential import NodeEnergies, Potential
-from mlff.models.precision import torch_dtype
+from mlff.models.precision import PRECISIONS, torch_dtype
 
 DEPLOY_FORMAT_VERSION = 1
 MODEL_NAME = "model.pt"
@@ -74,6 +74,8 @@ METADATA_NAME = "model.json"
 INPUT_NAME = "in.lammps"
 DATA_NAME = "data.lammps"
 EXTRA_METADATA = "mlff_metadata.json"  # inside the TorchScript archive, under extra/
+
+_DTYPES = {name: torch_dtype(name) for name in PRECISIONS}
 
 
 def _script_architecture(model: nn.Module) -> torch.jit.ScriptModule:
@@ -245,7 +247,7 @@ def script_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.ji
     """
     members = [copy.deepcopy(m).cpu().eval() for m in members_of(model)]
     if dtype is not None:
-        dtype = torch_dtype(dtype)
+        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
         members = [m.to(dtype=dtype) for m in members]
     for member in members:
         # frozen parameters, as in the ASE calculator: the forward pass then saves no
@@ -315,7 +317,7 @@ def evaluate(
     unknown = sorted(set(atoms.get_chemical_symbols()) - set(symbols))
     if unknown:
         raise ConfigError(f"elements {unknown} are not in the deployed model ({symbols}).")
-    dtype = torch_dtype(scripted.dtype)
+    dtype = _DTYPES[scripted.dtype]
     edge_index, shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, scripted.cutoff)
     cell = atoms.cell.array if atoms.pbc.any() else np.zeros((3, 3))
     vectors = atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]] + shifts @ cell
@@ -362,7 +364,7 @@ def check_against_potential(
 
     members = members_of(model)
     atoms = _probe_structure(list(scripted.symbols))
-    dtype = torch_dtype(scripted.dtype)
+    dtype = _DTYPES[scripted.dtype]
     got = evaluate(scripted, atoms)
     worst = 0.0
     for k, member in enumerate(members):
@@ -535,7 +537,7 @@ def deploy(
 
 
 def _cast(model: Any, dtype: torch.dtype | str) -> Any:
-    dtype = torch_dtype(dtype)
+    dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
     return copy.deepcopy(model).to(dtype=dtype)
 
 
