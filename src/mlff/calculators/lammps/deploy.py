@@ -251,7 +251,7 @@ def script_model(model: Any, dtype: torch.dtype | str | None = None) -> torch.ji
         members = [m.to(dtype=dtype) for m in members]
     for member in members:
         # frozen parameters, as in the ASE calculator: the forward pass then saves no
-        # tensors for weight gradients (about 10% of an equivariant model's step, and memory)
+        # tensors for weight gradients (about 10% of a MACE step, and memory)
         member.requires_grad_(False)
     try:
         with _quiet_scripting():
