@@ -91,3 +91,75 @@ def test_the_graph_keys_table_is_keys_py():
     defined = {value for name, value in vars(K).items()
                if name.isupper() and isinstance(value, str)}
     assert documented == defined
+
+
+def _module_name(path: Path, source: Path) -> str:
+    parts = path.relative_to(source).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_imports(source: Path) -> dict[str, set[str]]:
+    """Module -> the modules of the tree at ``source`` it imports at run time (function
+    level too; ``if TYPE_CHECKING:`` blocks are not run). ``from package import module``
+    counts as importing the module."""
+    modules = {_module_name(p, source): p for p in source.rglob("*.py")}
+    root = source.name
+
+    def known(name: str) -> str | None:
+        name = name.removeprefix(f"{root}.") if name != root else ""
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                node.body = []
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                children = [f"{node.module}.{alias.name}" for alias in node.names]
+                names = [c for c in children if known(c) == c.removeprefix(f"{root}.")]
+                if len(names) < len(children):
+                    names.append(node.module)
+            else:
+                continue
+            found |= {m for n in names if n.startswith(f"{root}.") and (m := known(n))}
+        graph[module] = found - {module}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other, directly or through others."""
+    reach = {m: set(deps) for m, deps in graph.items()}
+    changed = True
+    while changed:  # transitive closure: the trees are small
+        changed = False
+        for deps in reach.values():
+            more = set().union(*(reach[d] for d in deps)) - deps
+            if more:
+                deps |= more
+                changed = True
+    circles = {frozenset({m} | {d for d in reach[m] if m in reach[d]})
+               for m in graph if m in reach[m]}
+    return sorted(sorted(c) for c in circles)
+
+
+def test_no_module_imports_itself_through_others():
+    assert import_circles(module_imports(SOURCE)) == []
+
+
+def test_an_import_circle_is_caught(tmp_path):
+    package = tmp_path / "mlff"
+    (package / "data").mkdir(parents=True)
+    (package / "data" / "__init__.py").write_text("")
+    (package / "data" / "a.py").write_text("from mlff.data import b\n")
+    (package / "data" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mlff.data import c\n"
+        "def f():\n    from mlff.data.a import g\n")
+    (package / "data" / "c.py").write_text("import mlff.data.b\n")
+    assert import_circles(module_imports(package)) == [["data.a", "data.b"]]

@@ -180,6 +180,15 @@ def test_float64_option_upcasts_a_float32_model(architecture):
     assert np.isfinite(calc.get_property("energy", helpers.water()))
 
 
+def test_the_callers_model_is_not_moved_cast_or_switched_to_eval():
+    potential = helpers.build_potential("schnet").train()  # float64, in training mode
+    calc = MLFFCalculator(potential, dtype="float32")
+    assert calc.model.dtype == torch.float32 and not calc.model.training
+    assert potential.dtype == torch.float64 and potential.training
+    ready = potential.eval()
+    assert MLFFCalculator(ready).model is ready  # nothing to change: no copy
+
+
 def test_many_calls_leave_no_objects_behind():
     """No leak: after warm-up, a few hundred MD-like calls keep the live object count flat."""
     import gc

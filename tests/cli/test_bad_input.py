@@ -359,8 +359,8 @@ def xyz_forces_wrong_shape(inputs, tmp):
 
 @case("mlff evaluate (no labels)", "unlabelled.xyz: no frame has an energy ... --energy-key")
 def xyz_missing_labels(inputs, tmp):
+    from mlff.uq.io import load_model
     from mlff.validate.evaluate import evaluate_file
-    from mlff.models.io import load_model
 
     path = tmp / "unlabelled.xyz"
     ase.io.write(path, [helpers.water(), helpers.ethanol()], format="extxyz")
@@ -1209,7 +1209,7 @@ def deployed_model(inputs, tmp_path_factory):
     """The tiny model deployed for LAMMPS, with the plugin (skipped without a compiler)."""
     from mlff.calculators.lammps import build
     from mlff.calculators.lammps.deploy import deployed_metadata, save_deployed, script_model
-    from mlff.models.io import load_model
+    from mlff.uq.io import load_model
 
     try:
         build.build_plugin()

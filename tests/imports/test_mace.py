@@ -23,7 +23,8 @@ import pytest
 
 from mlff.calculators.ase import MLFFCalculator
 from mlff.imports.mace import load_mace
-from mlff.models.io import load_model, save_model
+from mlff.models.io import save_model
+from mlff.uq.io import load_model
 from tests.imports import mace_cases
 
 HERE = Path(__file__).parent

@@ -25,7 +25,7 @@ import torch
 from mlff.calculators.ase import MLFFCalculator
 from mlff.errors import MLFFError, ModelFileError
 from mlff.imports.mace import load_mace
-from mlff.models.io import load_model
+from mlff.uq.io import load_model
 from tests import helpers
 from tests.imports import mace_cases
 

@@ -19,7 +19,8 @@ from scipy.stats import special_ortho_group
 from mlff.calculators import MLFFCalculator
 from mlff.data import collate
 from mlff.data import keys as K
-from mlff.models import Potential, build_model, load_model, save_model
+from mlff.models import Potential, build_model, save_model
+from mlff.uq.io import load_model
 from tests import helpers
 
 DTYPE = torch.float64

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -10,8 +9,9 @@ from ase import Atoms
 
 from mlff.data import collate
 from mlff.data import keys as K
-from mlff.models import load_model, save_model
+from mlff.models import save_model
 from mlff.models.deeppot import smooth_inverse_distance
+from mlff.uq.io import load_model
 from tests import helpers
 
 CUTOFF = 4.0

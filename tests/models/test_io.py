@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from mlff.errors import MLFFError, ModelFileError
-from mlff.models import load_model, read_metadata, save_model
+from mlff.models import read_metadata, save_model
 from mlff.models.io import FORMAT_VERSION, METADATA_NAME, WEIGHTS_NAME
+from mlff.uq.io import load_model
 from tests import helpers
 
 

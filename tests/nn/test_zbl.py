@@ -11,8 +11,9 @@ from ase import Atoms
 from ase.data import covalent_radii
 
 from mlff.data import keys as K
-from mlff.models.io import load_model, save_model
+from mlff.models.io import save_model
 from mlff.nn.zbl import ZBLRepulsion
+from mlff.uq.io import load_model
 from tests import helpers
 
 

@@ -6,6 +6,7 @@ ethylamine with the new element N) come from one potential-energy surface, as a 
 fine-tuning run needs: the shipped ethanol labels are DFT and no DFT code ships with ASE.
 """
 
+import importlib
 import json
 
 import ase.io
@@ -18,12 +19,13 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlff.data.dataset import GraphDataset
 from mlff.errors import ConfigError, ModelFileError
-from mlff.models.io import load_model, read_metadata
+from mlff.models.io import read_metadata
 from mlff.train.checkpoint import load_checkpoint
 from mlff.train.config import load_config, validate_config
 from mlff.train.data import load_training_data
 from mlff.train.finetune import potential_from_pretrained, resolve_config
 from mlff.train.trainer import Trainer, evaluate, train
+from mlff.uq.io import load_model
 
 from .conftest import ETHANOL
 
@@ -265,6 +267,24 @@ def test_model_section_optional_or_matching(emt_sets, pretrained, tmp_path):
         raw = _config(emt_sets["methanol"], model={"architecture": "schnet"},
                       init_from=str(pretrained))
         resolve_config(validate_config(raw))
+
+
+def test_a_finetuning_run_reads_the_pretrained_metadata_once(emt_sets, pretrained, tmp_path,
+                                                             monkeypatch):
+    finetune = importlib.import_module("mlff.train.finetune")  # mlff.train is a function
+    reads = []
+
+    def counting(path):
+        reads.append(str(path))
+        return read_metadata(path)
+
+    monkeypatch.setattr(finetune, "read_metadata", counting)
+    config = _config(emt_sets["methanol"], max_epochs=1, init_from=str(pretrained))
+    result = train(config, tmp_path / "run", progress=False)
+    assert reads == [str(pretrained)]
+    assert read_metadata(result.model_path)["training"]["finetune"]["init_from"] == str(pretrained)
+    resolved = resolve_config(validate_config(config))
+    assert resolve_config(resolved) is resolved and len(reads) == 2
 
 
 def test_freeze_prefix_that_matches_nothing(emt_sets, pretrained, tmp_path):

@@ -18,11 +18,11 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlff.data import keys as K
 from mlff.models import save_model
-from mlff.models.io import load_model
 from mlff.train.config import validate_config
 from mlff.train.data import load_training_data
 from mlff.train.finetune import potential_from_pretrained
 from mlff.train.trainer import train
+from mlff.uq.io import load_model
 from tests import helpers
 
 H, C, N, O = 1, 6, 7, 8

@@ -20,7 +20,7 @@ from mlff.data.dataset import BatchLoader
 from mlff.data.graph import to_device
 from mlff.errors import ConfigError, DataError, DataWarning
 from mlff.imports.common import imported_potential, provenance
-from mlff.models.io import load_model, read_metadata, save_model
+from mlff.models.io import read_metadata, save_model
 from mlff.models.registry import build_model
 from mlff.train.config import REPLAY_CONFIG_TYPE, validate_config
 from mlff.train.data import load_training_data
@@ -29,6 +29,7 @@ from mlff.train.guards import ZeroLossError
 from mlff.train.loss import compute_loss
 from mlff.train.pretrained import energy_offset
 from mlff.train.trainer import Trainer, train
+from mlff.uq.io import load_model
 
 from .conftest import ETHANOL
 

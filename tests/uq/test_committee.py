@@ -7,7 +7,6 @@ from ase.md.verlet import VelocityVerlet
 from mlff import MLFFCalculator, load_model
 from mlff.data import keys as K
 from mlff.errors import ModelFileError
-from mlff.models.io import load_model as load_potential
 from mlff.uq import Committee, save_committee
 from mlff.uq.calibration import Calibration
 from tests import helpers
@@ -60,7 +59,7 @@ def test_save_load_gives_identical_outputs(tmp_path, architecture):
     for key in (K.ENERGY, K.FORCES, K.STRESS, "forces_std"):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     with pytest.raises(ModelFileError, match="committee"):
-        load_potential(path)
+        load_model(path, single=True)
 
 
 def test_calculator_reports_disagreement_and_calibrated_error(tmp_path):

@@ -5,6 +5,7 @@ Paths are relative to the config file. Units: eV/Å for trust levels, K, GPa, fs
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mlff.errors import ConfigError
 from mlff.oracles.executors import ExecutorConfig
-from mlff.train.config import read_yaml
+from mlff.train.config import TrainConfig, read_yaml, validate_config
 
 
 class _Strict(BaseModel):
@@ -135,11 +136,13 @@ def load_learn_config(path: str | Path) -> LearnConfig:
 
 
 def validate_learn_config(raw: Any, source: str = "learn config") -> LearnConfig:
-    """Validate a config dict, with errors that name each bad key."""
+    """Validate a config dict, with errors that name each bad key; the ``train`` section is
+    checked as the training config of an iteration (:func:`train_config`), so that a bad
+    training setting fails here, before anything is labelled."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values.")
     try:
-        return LearnConfig.model_validate(raw)
+        config = LearnConfig.model_validate(raw)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -149,6 +152,32 @@ def validate_learn_config(raw: Any, source: str = "learn config") -> LearnConfig
             else:
                 problems.append(f"{source}: '{where}': {error['msg']}.")
         raise ConfigError("\n".join(problems)) from None
+    train_config(config, "train.xyz", source=f"{source}: train")
+    if config.retrain.warm_start:
+        train_config(config, "train.xyz", warm_from="model.mlff", source=f"{source}: train")
+    return config
+
+
+def train_config(config: LearnConfig, data: str, warm_from: str | None = None,
+                 source: str = "learn config: train") -> TrainConfig:
+    """The validated training config of one iteration: the ``train`` section with
+    ``data.train`` = ``data``, the run's seed unless the section sets its own, and, with
+    ``warm_from`` (the members' model files, ``{member}`` in the name), a warm start as
+    ``retrain`` says.
+
+    Raises:
+        ConfigError: a bad setting of the ``train`` section, named.
+    """
+    raw = copy.deepcopy(config.train)
+    if isinstance(raw.get("data", {}), dict):
+        raw.setdefault("data", {})["train"] = data
+    raw.setdefault("seed", config.seed)
+    retrain = config.retrain
+    if warm_from is not None:
+        raw["finetune"] = {"init_from": warm_from, "lr_factor": retrain.warm_lr_factor}
+        if retrain.warm_max_epochs is not None and isinstance(raw.get("training", {}), dict):
+            raw.setdefault("training", {})["max_epochs"] = retrain.warm_max_epochs
+    return validate_config(raw, source)
 
 
 def resolve(config: LearnConfig, base: Path) -> LearnConfig:

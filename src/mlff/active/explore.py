@@ -14,6 +14,7 @@ nonsense far from its data, so a walker whose nearest-neighbour distance drops b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from ase import Atoms, units
@@ -44,6 +45,27 @@ class Walker:
     seed: int
 
 
+@dataclass(frozen=True)
+class WalkerSettings:
+    """What every walker of an iteration shares.
+
+    Attributes:
+        steps, timestep_fs, sample_every: MD length, step (fs) and sampling interval.
+        upper: the watchdog's trust level on ``max_forces_std``, eV/Å.
+        friction_per_fs: Langevin friction, 1/fs.
+        threads: torch threads in a walker's task.
+        min_distance: stop when two atoms come closer than this, Å; ``None``: no check.
+    """
+
+    steps: int
+    timestep_fs: float
+    sample_every: int
+    upper: float
+    friction_per_fs: float = 0.01
+    threads: int = 1
+    min_distance: float | None = None
+
+
 @dataclass
 class WalkerResult:
     """Frames sampled by a walker, and whether the watchdog stopped it (at which step)."""
@@ -53,30 +75,22 @@ class WalkerResult:
     stopped_at: int | None = None
 
 
-def run_walker(
-    model_path: str,
-    walker: Walker,
-    steps: int,
-    timestep_fs: float,
-    sample_every: int,
-    upper: float,
-    friction_per_fs: float = 0.01,
-    threads: int = 1,
-    min_distance: float | None = None,
-) -> WalkerResult:
+def run_walker(model_path: str, walker: Walker, settings: WalkerSettings | None = None,
+               **fields: Any) -> WalkerResult:
     """Run one walker (an executor task; arguments are picklable).
 
     Args:
         model_path: the committee file.
         walker: start structure, thermostat/barostat targets and seed.
-        steps, timestep_fs, sample_every: MD length, step (fs) and sampling interval.
-        upper: the watchdog's trust level on ``max_forces_std``, eV/Å.
-        friction_per_fs: Langevin friction, 1/fs.
-        threads: torch threads in this task.
-        min_distance: stop when two atoms come closer than this, Å; ``None``: no check.
+        settings: what the walkers share; or give its fields as keywords instead.
     """
-
     from mlff.calculators.ase import MLFFCalculator
+
+    if settings is not None and fields:
+        raise TypeError(f"run_walker: settings given, and {sorted(fields)} besides")
+    s = settings if settings is not None else WalkerSettings(**fields)
+    steps, timestep_fs, sample_every, upper = s.steps, s.timestep_fs, s.sample_every, s.upper
+    friction_per_fs, threads, min_distance = s.friction_per_fs, s.threads, s.min_distance
 
     atoms = walker.start.copy()
     atoms.calc = MLFFCalculator(model_path, threads=threads)

@@ -14,16 +14,14 @@ Output folder (``out_dir``):
     report.md              one table over the iterations, with the figures
 
 Each phase writes its output atomically (temporary file, then rename) and is skipped when
-that output exists, so a run killed at any moment (SIGKILL included) and started again
+that output exists (:class:`~mlff.active.step.Step`), so a run killed at any moment (SIGKILL included) and started again
 continues where it stopped. Labels are committed one transaction each as they arrive; a
 structure with a stored label or failure is never sent to the oracle again.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -36,8 +34,8 @@ import torch
 import yaml
 from ase import Atoms
 
-from mlff.active.config import LearnConfig, load_learn_config
-from mlff.active.explore import Walker, run_walker
+from mlff.active.config import LearnConfig, load_learn_config, train_config
+from mlff.active.explore import Walker, WalkerSettings, run_walker
 from mlff.active.report import uncertainty_histogram, write_report
 from mlff.active.select import (
     ACCURATE,
@@ -47,6 +45,7 @@ from mlff.active.select import (
     select_random,
     select_uncertain,
 )
+from mlff.active.step import Step
 from mlff.active.store import LabelStore, structure_key
 from mlff.console import plain_console
 from mlff.data.dataset import GraphDataset
@@ -55,7 +54,6 @@ from mlff.data.readers import Structure
 from mlff.errors import DataError
 from mlff.oracles import LabelResult, label_many, load_oracle, make_executor, run_reference_md
 from mlff.oracles.sanity import EnergyGuard
-from mlff.train.config import validate_config
 from mlff.train.trainer import evaluate
 from mlff.uq.committee import Committee
 from mlff.uq.descriptors import structure_descriptors
@@ -72,22 +70,6 @@ class LearnResult:
     model_path: Path
     summaries: list[dict[str, Any]]
     stop_reason: str
-
-
-def _write_frames(path: Path, frames: list[Atoms]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    ase.io.write(tmp, frames, format="extxyz")
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-def _read_frames(path: Path) -> list[Atoms]:
-    return ase.io.read(path, ":", format="extxyz") if path.stat().st_size else []
 
 
 class ActiveLearning:
@@ -129,9 +111,9 @@ class ActiveLearning:
 
     def _iteration(self, n: int) -> dict[str, Any]:
         folder = self.out_dir / f"iter_{n:03d}"
-        done = folder / "summary.json"
-        if done.exists():
-            return json.loads(done.read_text())
+        return Step.json(folder / "summary.json").run(lambda: self._run_iteration(n, folder))
+
+    def _run_iteration(self, n: int, folder: Path) -> dict[str, Any]:
         folder.mkdir(exist_ok=True)
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -145,10 +127,8 @@ class ActiveLearning:
         start = time.perf_counter()
         labelled, failed = self._label(n, candidates)
         timings["label_s"] = time.perf_counter() - start
-        summary = self._summarize(n, folder, committee, explored, stopped, candidates,
-                                  labelled, failed, timings)
-        _write_json(done, summary)
-        return summary
+        return self._summarize(n, folder, committee, explored, stopped, candidates,
+                               labelled, failed, timings)
 
     # ---------------------------------------------------------------- phases
     def _initial(self) -> None:
@@ -179,44 +159,35 @@ class ActiveLearning:
     def _generated(self) -> list[Atoms]:
         """Frames of reference MD (run once; kept in initial_generated.xyz)."""
         g = self.config.initial.generate
-        path = self.out_dir / "initial_generated.xyz"
-        if not path.exists():
+        step = Step.frames(self.out_dir / "initial_generated.xyz")
+        if not step.done():
             self.console.print(f"reference MD with {self.oracle.name}: {g.steps} steps at "
                                f"{g.temperature} K")
-            frames = run_reference_md(ase.io.read(g.structure, 0), self.oracle,
-                                      temperature_K=g.temperature, steps=g.steps,
-                                      timestep_fs=g.timestep, every=g.every, seed=self.rng_seed)
-            _write_frames(path, frames)
-        return _read_frames(path)
+            step.save(run_reference_md(ase.io.read(g.structure, 0), self.oracle,
+                                       temperature_K=g.temperature, steps=g.steps,
+                                       timestep_fs=g.timestep, every=g.every, seed=self.rng_seed))
+        return step.load()  # as a resumed run reads them (the labels' keys match)
 
     def _train(self, n: int, folder: Path, name: str | None = None) -> Path:
         """Train iteration ``n``'s committee in ``folder`` (``name`` in messages: default
         ``iteration n``), warm-started from iteration n-1's when the config says so."""
         data = folder / "train.xyz"
-        if not data.exists():
-            tmp = folder / ".train.xyz.tmp.xyz"
-            self.store.write_extxyz(tmp)
-            os.replace(tmp, data)
-        raw = copy.deepcopy(self.config.train)
-        raw.setdefault("data", {})["train"] = str(data)
-        raw.setdefault("seed", self.config.seed)
-        retrain = self.config.retrain
+        labels = Step(data, lambda path, _: self.store.write_extxyz(path), Step.frames(data).read)
+        if not labels.done():
+            labels.save(None)
         previous = self.out_dir / f"iter_{n - 1:03d}" / "train"
-        if retrain.warm_start and n > 1 and (previous / "model.mlff").exists():
-            raw["finetune"] = {"init_from": str(previous / "member_{member}" / "model.mlff"),
-                               "lr_factor": retrain.warm_lr_factor}
-            if retrain.warm_max_epochs is not None:
-                raw.setdefault("training", {})["max_epochs"] = retrain.warm_max_epochs
-        config = validate_config(raw, "learn config: train")
+        warm = self.config.retrain.warm_start and n > 1 and (previous / "model.mlff").exists()
+        config = train_config(self.config, str(data),
+                              str(previous / "member_{member}" / "model.mlff") if warm else None)
         self.console.print(f"{name or f'iteration {n}'}: training a committee of "
                            f"{config.committee.size} on {self.store.count('ok')} labels")
         result = train_committee(config, out_dir=folder / "train", resume=True, progress=False)
         return result.model_path
 
     def _explore(self, n: int, folder: Path, model_path: Path) -> tuple[list[Atoms], list[int]]:
-        path, record = folder / "explored.xyz", folder / "explore.json"
-        if path.exists() and record.exists():
-            return _read_frames(path), json.loads(record.read_text())["stopped_walkers"]
+        path, record = Step.frames(folder / "explored.xyz"), Step.json(folder / "explore.json")
+        if path.done() and record.done():
+            return path.load(), record.load()["stopped_walkers"]
         e = self.config.explore
         starts = ase.io.read(e.structures, ":")
         walkers = [
@@ -229,24 +200,26 @@ class ActiveLearning:
             )
             for w in range(e.walkers)
         ]
-        futures = [self.executor.submit(run_walker, str(model_path), walker, e.steps, e.timestep,
-                                        e.sample_every, self.config.select.upper, e.friction,
-                                        1, e.min_distance)
+        settings = WalkerSettings(steps=e.steps, timestep_fs=e.timestep,
+                                  sample_every=e.sample_every, upper=self.config.select.upper,
+                                  friction_per_fs=e.friction, threads=1,
+                                  min_distance=e.min_distance)
+        futures = [self.executor.submit(run_walker, str(model_path), walker, settings)
                    for walker in walkers]
         results = [f.result() for f in futures]
         frames = [frame for r in results for frame in r.frames]
         stopped = [r.index for r in results if r.stopped_at is not None]
-        _write_frames(path, frames)
-        _write_json(record, {"stopped_walkers": stopped,
-                             "stopped_at": {r.index: r.stopped_at for r in results}})
+        path.save(frames)
+        record.save({"stopped_walkers": stopped,
+                     "stopped_at": {r.index: r.stopped_at for r in results}})
         self.console.print(f"iteration {n}: {len(frames)} frames from {len(walkers)} walkers "
                            f"({len(stopped)} stopped by the watchdog)")
         return frames, stopped
 
     def _select(self, n: int, folder: Path, explored: list[Atoms], committee: Committee) -> list[Atoms]:
-        path = folder / "candidates.xyz"
-        if path.exists():
-            return _read_frames(path)
+        step = Step.frames(folder / "candidates.xyz")
+        if step.done():
+            return step.load()
         s, stop = self.config.select, self.config.stop
         budget = s.max_labels
         if stop.max_labels is not None:
@@ -259,9 +232,7 @@ class ActiveLearning:
         else:
             descriptors = self._descriptors(committee, fresh)
             chosen = select_uncertain(fresh, descriptors, s.lower, s.upper, budget)
-        selected = [fresh[i] for i in chosen]
-        _write_frames(path, selected)
-        return selected
+        return step.save([fresh[i] for i in chosen])
 
     def _descriptors(self, committee: Committee, frames: list[Atoms], batch: int = 16) -> np.ndarray:
         blocks = []
@@ -310,7 +281,7 @@ class ActiveLearning:
         batch = [self.store.status(structure_key(a)) for a in candidates]
         return {
             "iteration": n,
-            "train_labels": len(_read_frames(folder / "train.xyz")),
+            "train_labels": len(Step.frames(folder / "train.xyz").load()),
             "explored_frames": int(len(explored)),
             "walkers_stopped": len(stopped),
             "walkers_collapsed": int(collapsed.sum()),
@@ -359,33 +330,34 @@ class ActiveLearning:
             trained = folder / "train" / "model.mlff"
             if not trained.exists():  # trained like an iteration n+1, warm-started from n
                 trained = self._train(n + 1, folder, name="final")
-            record_path = folder / "final.json"
-            if not record_path.exists():
+            record_step = Step.json(folder / "final.json")
+            if not record_step.done():
                 test = self._test_metrics(load_model(trained))
                 kept = worse_than(test, last.get("test"))
                 record = {"test": test, "total_labels": self.store.count("ok"),
                           "kept": f"iteration {n}" if kept else "final"}
                 if kept:
                     record["kept_reason"] = kept
-                _write_json(record_path, record)
-            record = json.loads(record_path.read_text())
+                record_step.save(record)
+            record = record_step.load()
             if record.get("kept", "final") == "final":
                 source, which = trained, "final"
             else:
                 self.console.print(f"final: the committee trained on all labels is worse on the "
                                    f"test set ({record['kept_reason']}); model.mlff is "
                                    f"{record['kept']}'s committee")
-        tmp = model.with_name(".model.mlff.tmp")
-        shutil.copyfile(source, tmp)
-        add_metadata(tmp, "active_learning", {
-            "iterations": n, "labels": self.store.count("ok"),
-            "failed_labels": self.store.count("failed"),
-            "committee": which,
-            "oracle": self.oracle.name, "oracle_settings": self.oracle.settings,
-            "oracle_versions": self.oracle.versions,
-            "explore": self.config.explore.model_dump(mode="json", exclude={"structures"}),
-            "select": self.config.select.model_dump(mode="json")})
-        os.replace(tmp, model)
+        def write_model(path: Path, _: None) -> None:
+            shutil.copyfile(source, path)
+            add_metadata(path, "active_learning", {
+                "iterations": n, "labels": self.store.count("ok"),
+                "failed_labels": self.store.count("failed"),
+                "committee": which,
+                "oracle": self.oracle.name, "oracle_settings": self.oracle.settings,
+                "oracle_versions": self.oracle.versions,
+                "explore": self.config.explore.model_dump(mode="json", exclude={"structures"}),
+                "select": self.config.select.model_dump(mode="json")})
+
+        Step(model, write_model, lambda path: path).save(None)
         return model
 
     def _final_record(self, model_path: Path, reason: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ and its disagreement:
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from mlff.data.readers import Structure
 from mlff.errors import ConfigError, DataError
 from mlff.models.chunked import evaluate_in_chunks, plan_chunk_size
 from mlff.models.potential import Potential
+from mlff.models.precision import Precision, torch_dtype
 from mlff.threads import governor
 from mlff.uq.calibration import Calibration
 from mlff.uq.committee import ENERGY_STD, FORCES_STD, MEMBER_ENERGY, Committee
@@ -58,7 +60,9 @@ class MLFFCalculator(Calculator):
     """An ASE calculator backed by an mlff :class:`~mlff.models.Potential` or committee.
 
     Args:
-        model: a loaded Potential or Committee, or the path of a ``.mlff`` file.
+        model: a loaded Potential or Committee, or the path of a ``.mlff`` file. A model
+            already on ``device``, in ``dtype`` and in eval mode is used as it is;
+            otherwise the calculator runs a copy, so the caller's model never moves.
         device: torch device to run on (``"cpu"``, ``"cuda"``, ...).
         dtype: ``"float32"``/``"float64"`` or a torch dtype; default: the model's own.
         skin: neighbour-list buffer, Å: the list is built at ``cutoff + skin`` and reused
@@ -97,7 +101,7 @@ class MLFFCalculator(Calculator):
         self,
         model: Potential | Committee | str | Path,
         device: str | torch.device = "cpu",
-        dtype: torch.dtype | str | None = None,
+        dtype: torch.dtype | Precision | None = None,
         skin: float = 0.5,
         max_atoms_per_chunk: int | None = None,
         keep_freed_memory: bool = True,
@@ -115,10 +119,12 @@ class MLFFCalculator(Calculator):
             model = load_model(model, device=device, dtype=dtype)
             # the calculator owns this model: no parameter gradients, less autograd state
             model.requires_grad_(False)
-        else:
-            model = model.to(device)
+        elif (model.device != torch.device(device) or model.training
+              or (dtype is not None and model.dtype != torch_dtype(dtype))):
+            # the caller's model stays where, in which dtype and in which mode it is
+            model = copy.deepcopy(model).to(device=device)
             if dtype is not None:
-                model = model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+                model = model.to(dtype=torch_dtype(dtype))
         self.model = model.eval()
         self.dispersion = model_dispersion(model, dispersion)
         self.device = torch.device(device)

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 
+from mlff.cli.options import add_dtype_option
 from mlff.console import plain_console
 
 DESCRIPTION = """\
@@ -41,8 +42,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help="the .mlff model (or committee) file")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                        help="precision in LAMMPS (default: the model's own)")
+    add_dtype_option(parser, "precision in LAMMPS or GROMACS")
     parser.add_argument("--structure", metavar="FILE", default=None,
                         help="starting structure of the example input (any file ASE reads)")
     parser.add_argument("--frame", metavar="INDEX", type=int, default=-1,

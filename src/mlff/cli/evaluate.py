@@ -13,7 +13,7 @@ from mlff.cli.options import (
     add_device_options,
     add_label_key_options,
     label_keys,
-    load_potential,
+    model_from_args,
 )
 from mlff.console import plain_console
 from mlff.models.io import dtype_name
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate ``args.model`` on each of ``args.data``; print tables, write JSON and plots."""
     from mlff.validate.evaluate import evaluate_file  # matplotlib: keep `mlff --help` fast
 
-    potential = load_potential(args)
+    potential = model_from_args(args)
     keys = label_keys(args)
     console = plain_console()
     prefixes = _plot_prefixes([Path(p) for p in args.data])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mlff.cli.options import add_dtype_option
 from mlff.errors import ConfigError
 from mlff.models.io import dtype_name, read_metadata, save_model
 from mlff.uq.committee import Committee
@@ -26,8 +27,7 @@ def add_parser(subparsers) -> None:
         description=DESCRIPTION,
     )
     parser.add_argument("model", help="the .mlff model file")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                        help="precision of the weights in the new file (default: float32)")
+    add_dtype_option(parser, "precision of the weights in the new file")
     parser.add_argument("--out", required=True, help="the new .mlff file (not MODEL itself)")
     parser.set_defaults(func=run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mlff.errors import ConfigError
+from mlff.models.precision import PRECISIONS
 
 DESCRIPTION = """\
 Import a model trained by another code and write it as an ordinary .mlff file, which
@@ -28,7 +29,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--head", default=None,
                         help="head or fidelity of a multi-head model "
                              "(SevenNet-MF-0: PBE or R2SCAN)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+    parser.add_argument("--dtype", choices=PRECISIONS, default="float64",
                         help="precision of the stored weights (default: float64)")
     parser.set_defaults(func=run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mlff.cli.options import add_dtype_option
 from mlff.console import plain_console
 
 DESCRIPTION = """\
@@ -35,8 +36,7 @@ def add_parser(subparsers) -> None:
                         help="connect over TCP/IP to this port instead (i-PI mode='inet')")
     parser.add_argument("--host", default="localhost", help="i-PI's host for --port")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                        help="precision (default: the model's own)")
+    add_dtype_option(parser)
     group = parser.add_argument_group("writing an i-PI input instead of serving")
     group.add_argument("--write-input", metavar="DIR", default=None,
                        help="write DIR/init.xyz and DIR/input.xml (PIMD NVT) and exit")

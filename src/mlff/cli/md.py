@@ -10,7 +10,7 @@ import torch
 from rich.table import Table
 
 from mlff.calculators.ase import MLFFCalculator
-from mlff.cli.options import add_device_options, load_potential
+from mlff.cli.options import add_device_options, model_from_args
 from mlff.console import plain_console
 from mlff.md import ENSEMBLES, THERMOSTATS, read_start_structure, run_md
 
@@ -73,14 +73,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--skin", metavar="ANGSTROM", type=float, default=0.5,
                         help="neighbour-list buffer: the list is rebuilt only after an atom "
                              "has moved skin/2 (default: 0.5; 0 rebuilds every step)")
-    # float32 by default for MD (faster; see docs/performance.md), --dtype float64 available
-    add_device_options(parser, dtype="float32")
+    add_device_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Read the structure, run MD, write the outputs and print the summary."""
-    potential = load_potential(args)
+    potential = model_from_args(args)
     atoms = read_start_structure(args.structure, args.frame)
     potential.check_species(torch.as_tensor(atoms.numbers), f"{args.structure}:{args.frame}")
     potential.requires_grad_(False)  # inference only: no parameter gradients

@@ -9,16 +9,24 @@ import torch
 from mlff.data.readers import LabelKeys
 from mlff.errors import ConfigError
 from mlff.models.potential import Potential
+from mlff.models.precision import PRECISIONS
+from mlff.uq.committee import Committee
 from mlff.uq.io import load_model
 
 
-def add_device_options(parser: argparse.ArgumentParser, dtype: str | None = None) -> None:
-    """Add ``--device`` and ``--dtype`` (default ``dtype``; None: the model file's own)."""
+def add_dtype_option(parser: argparse.ArgumentParser,
+                     what: str = "floating-point precision to run the model in") -> None:
+    """Add ``--dtype``, one of :data:`~mlff.models.precision.PRECISIONS`; its default, None,
+    is always the model's own dtype (a float64 model is never cast down unasked)."""
+    parser.add_argument("--dtype", choices=PRECISIONS, default=None,
+                        help=f"{what} (default: the model's own)")
+
+
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--device`` and ``--dtype`` (:func:`add_dtype_option`)."""
     parser.add_argument("--device", default="cpu",
                         help="torch device to run on: cpu, cuda, cuda:1, ... (default: cpu)")
-    default = dtype or "the one the model was saved in"
-    parser.add_argument("--dtype", choices=("float32", "float64"), default=dtype,
-                        help=f"floating-point precision (default: {default})")
+    add_dtype_option(parser)
 
 
 def add_label_key_options(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +74,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_potential(args: argparse.Namespace) -> Potential:
-    """Load ``args.model`` on ``args.device`` in ``args.dtype`` (see :func:`add_device_options`)."""
+def model_from_args(args: argparse.Namespace) -> Potential | Committee:
+    """:func:`~mlff.uq.io.load_model` of ``args.model`` on ``args.device`` in ``args.dtype``
+    (see :func:`add_device_options`)."""
     return load_model(args.model, device=resolve_device(args.device), dtype=args.dtype)

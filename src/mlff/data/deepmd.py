@@ -128,7 +128,7 @@ def _load(set_dir: Path, name: str, required: bool, frames: int | None, width: i
 
 
 def _iter_system(system: Path, require: Sequence[str]) -> Iterator:
-    from mlff.data.readers import structure_from_atoms
+    from mlff.data.structure import structure_from_atoms
 
     types, type_map = _read_types(system)
     natoms = len(types)
@@ -251,7 +251,7 @@ def write_deepmd_dir(
             directions (deepmd/npy knows only fully periodic or non-periodic frames), or
             ``type_map`` lacks an element.
     """
-    from mlff.data.readers import Structure, structure_from_atoms
+    from mlff.data.structure import Structure, structure_from_atoms
 
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):

@@ -13,14 +13,15 @@ import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from ase.data import chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols
 
 from mlff.data import keys as K
 from mlff.data.graph import Graph, collate
 from mlff.data.readers import LabelKeys, read_structures
-from mlff.errors import DataError, DataWarning
+from mlff.errors import ConfigError, DataError, DataWarning
 
 
 class DataSummary:
@@ -239,3 +240,29 @@ def mean_num_neighbors(dataset: Iterable[Graph] | DataSummary) -> float:
 def per_atom_energy_std(dataset: Iterable[Graph] | DataSummary, e0s: dict[int, float]) -> float:
     """Standard deviation of the per-atom energy after E0s, eV/atom (1.0 below 2 energies)."""
     return summarize(dataset).per_atom_energy_std(e0s)
+
+
+def resolve_e0s(spec: str | dict[str, float], train: Any, species: Sequence[int],
+                keys: LabelKeys) -> dict[int, float]:
+    """The E0s (eV, by atomic number) of ``species`` that a ``data.e0s`` setting gives:
+    ``"least_squares"`` (fitted to the energies of ``train``), a mapping of element
+    symbols to eV, or the path of an isolated-atoms file read with ``keys``.
+
+    Raises:
+        ConfigError: a mapping key that is not an element symbol.
+        DataError: an element of ``species`` without an E0.
+    """
+    if spec == "least_squares":
+        return e0s_least_squares(train, species)
+    if isinstance(spec, dict):
+        e0s = {}
+        for symbol, value in spec.items():
+            if symbol not in atomic_numbers:
+                raise ConfigError(f"data.e0s: {symbol!r} is not an element symbol.")
+            e0s[atomic_numbers[symbol]] = float(value)
+        check_e0s(e0s, species, "data.e0s")
+        return e0s
+    path = Path(spec)
+    e0s = e0s_from_file(path, keys)
+    check_e0s(e0s, species, str(path))
+    return {z: e0s[z] for z in species}

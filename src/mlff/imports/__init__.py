@@ -18,12 +18,10 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from mlff.errors import ConfigError, ModelFileError
+from mlff.errors import ModelFileError
 from mlff.models.potential import Potential
+from mlff.models.precision import Precision, torch_dtype
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _MACE_SUFFIXES = (".model", ".pt")
 
 
@@ -64,7 +62,7 @@ def load_source(source: str | Path, head: str | None = None) -> tuple[Potential,
 
 
 def import_model(source: str | Path, out: str | Path | None = None, head: str | None = None,
-                 dtype: str = "float64") -> Path | Potential:
+                 dtype: Precision = "float64") -> Path | Potential:
     """Import a foreign model (see module doc).
 
     Args:
@@ -76,10 +74,9 @@ def import_model(source: str | Path, out: str | Path | None = None, head: str | 
     Returns:
         The written path when ``out`` is given, else the Potential (eval mode, CPU).
     """
-    if dtype not in _DTYPES:
-        raise ConfigError(f"dtype {dtype!r}: choose float32 or float64.")
+    target = torch_dtype(dtype)
     potential, _ = load_source(source, head)
-    potential = potential.to(_DTYPES[dtype])
+    potential = potential.to(target)
     if out is None:
         return potential
     from mlff.models.io import save_model

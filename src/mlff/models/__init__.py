@@ -1,6 +1,9 @@
-"""Architectures, the Potential wrapper, the registry and the model file."""
+"""Architectures, the Potential wrapper, the registry and the model file.
 
-from mlff.models.io import load_model, read_metadata, save_model
+Model files (single models and committees) are loaded with :func:`mlff.load_model`.
+"""
+
+from mlff.models.io import read_metadata, save_model
 from mlff.models.potential import Potential
 from mlff.models.registry import architectures, build_model, get_architecture
 
@@ -9,7 +12,6 @@ __all__ = [
     "architectures",
     "build_model",
     "get_architecture",
-    "load_model",
     "read_metadata",
     "save_model",
 ]

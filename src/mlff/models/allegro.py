@@ -47,8 +47,13 @@ from pydantic import Field
 from torch import nn
 
 from mlff.data import keys as K
-from mlff.models.contract import Architecture, e3nn_conventions, radial_histogram
-from mlff.models.registry import ModelConfig, register
+from mlff.models.contract import (
+    Architecture,
+    ModelConfig,
+    e3nn_conventions,
+    radial_histogram,
+    register,
+)
 from mlff.nn import MLP, BesselBasis, PolynomialCutoff, scatter_sum
 from mlff.nn.equivariant import (
     PerSpeciesScaleShift,

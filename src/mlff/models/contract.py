@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from mlff.nn.dtype import default_dtype
 from mlff.nn.species import SpeciesIndex, carry
 
 PRESET_SIZES = ("small", "medium", "large")
@@ -32,6 +34,44 @@ PRESET_SIZES = ("small", "medium", "large")
 # order; its Wigner 3j symbols couple them. Weights trained under one convention are
 # meaningless under another.
 E3NN_COUPLING = "e3nn-o3 (real spherical harmonics, component normalisation, l=1 as y,z,x)"
+
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+
+
+class ModelConfig(BaseModel):
+    """Hyperparameters every architecture has."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    architecture: str = Field(description="registry name of the architecture")
+    cutoff: float = Field(5.0, gt=0, description="interaction cutoff, Å")
+    zbl: bool = Field(False, description="add ZBL nuclear repulsion (mlff.nn.zbl) to the energy")
+    zbl_envelope_exponent: int = Field(
+        5, ge=2, description="p of the ZBL envelope that ends at the covalent radii sum")
+
+
+def register(name: str):
+    """Class decorator: make a model class available under ``name``."""
+
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        if not hasattr(cls, "Config"):
+            raise TypeError(f"{cls.__name__} needs a nested pydantic Config class")
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def build_architecture(cls: type[nn.Module], hyperparameters: dict[str, Any],
+                       num_species: int) -> nn.Module:
+    """Validate ``hyperparameters`` with ``cls.Config`` and build ``cls`` for ``num_species``
+    species, its parameters in float64 (cast it with ``.to(dtype)``)."""
+    config = cls.Config.model_validate(hyperparameters)
+    # built in float64 and cast later: e3nn's coupling coefficients made in float32 and
+    # cast up would carry 1e-8 errors into float64 models
+    with default_dtype(torch.float64):
+        return cls(config, num_species)
 
 
 class Grown(NamedTuple):
@@ -50,7 +90,7 @@ class Grown(NamedTuple):
 class Architecture(nn.Module):
     """Base class of the registered architectures (see the module docstring).
 
-    A subclass has a nested pydantic ``Config`` (a :class:`mlff.models.registry.ModelConfig`),
+    A subclass has a nested pydantic ``Config`` (a :class:`ModelConfig`),
     a class attribute ``presets`` (``{"small": {...}, "medium": {...}, "large": {...}}``,
     hyperparameters over the Config's defaults), is built as ``cls(config, num_species)``
     and keeps ``config`` and ``num_species`` as attributes.
@@ -104,13 +144,11 @@ class Architecture(nn.Module):
         model's dtype and device. Every other entry is carried over, so predictions for
         structures of the old species do not change.
         """
-        from mlff.models.registry import build_model
-
         if len(positions) != self.num_species or len(set(positions)) != len(positions):
             raise ValueError(f"positions {list(positions)} for {self.num_species} species")
         reference = next(iter(self.state_dict().values()))
         dtype = next((p.dtype for p in self.parameters() if p.is_floating_point()), reference.dtype)
-        grown = build_model(self.config.model_dump(), num_species).to(
+        grown = build_architecture(type(self), self.config.model_dump(), num_species).to(
             device=reference.device, dtype=dtype)
         old_index, new_index = self.species_parameters(), grown.species_parameters()
         old_state = self.state_dict()

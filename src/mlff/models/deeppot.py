@@ -44,8 +44,14 @@ from torch import nn
 
 from mlff.data import keys as K
 from mlff.data.edges import edge_vectors
-from mlff.models.contract import Architecture, Grown, radial_histogram
-from mlff.models.registry import ModelConfig, register
+from mlff.models.contract import (
+    Architecture,
+    Grown,
+    ModelConfig,
+    build_architecture,
+    radial_histogram,
+    register,
+)
 from mlff.nn import activation, scatter_sum
 from mlff.nn.species import SpeciesIndex, carry, per_species, rows
 
@@ -226,11 +232,9 @@ class DeepPot(Architecture):
         """See :meth:`Architecture.grow_species`: the nets of the old species (and pairs) are
         renumbered, those of new ones are fresh; the new species' environment statistics
         start at mean 0 and deviation 1."""
-        from mlff.models.registry import build_model
-
         old_state = self.state_dict()
         reference = old_state["env_mean"]
-        grown = build_model(self.config.model_dump(), num_species).to(
+        grown = build_architecture(type(self), self.config.model_dump(), num_species).to(
             device=reference.device, dtype=reference.dtype)
         state = {name: value.clone() for name, value in grown.state_dict().items()}
         fresh: dict[str, torch.Tensor] = {}

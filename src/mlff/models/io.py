@@ -21,8 +21,9 @@ from pydantic import ValidationError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from mlff.errors import ModelFileError
+from mlff.errors import ConfigError, ModelFileError
 from mlff.models.potential import Potential
+from mlff.models.precision import PRECISIONS, dtype_name, torch_dtype
 from mlff.models.registry import build_model
 
 # 2: a file may hold a committee (``"committee": K``, weights ``members.{k}.*``, read by
@@ -32,18 +33,12 @@ from mlff.models.registry import build_model
 FORMAT_VERSION = 3
 METADATA_NAME = "metadata.json"
 WEIGHTS_NAME = "weights.safetensors"
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # metadata.json of a real model is kilobytes; a larger entry is damaged or hostile
 _MAX_METADATA_BYTES = 64 * 2**20
 # provenance a loaded model keeps, so that saving it again (export, committee) keeps it
 # "dispersion": the D3 settings of a model trained on labels minus D3 (mlff.data.dispersion)
 KEPT_METADATA = ("data_fingerprint", "test_metrics", "training", "provenance", "dispersion",
                  "active_learning")
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """``torch.float32`` -> ``"float32"``."""
-    return str(dtype).removeprefix("torch.")
 
 
 def conventions(model: torch.nn.Module) -> dict[str, str]:
@@ -133,34 +128,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return metadata
 
 
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None
-) -> Potential:
-    """Load a ``.mlff`` model file.
+def potential_from_archive(metadata: dict[str, Any], weights: bytes, path: Path) -> Potential:
+    """The Potential a single-model archive (:func:`read_archive`) holds, in its saved dtype.
 
-    Args:
-        path: the model file.
-        device: where to put the model.
-        dtype: ``torch.float32``/``"float32"`` or float64; default: the dtype it was saved in.
+    Files are loaded with :func:`mlff.uq.io.load_model`, which also reads committees; this
+    is its single-model part.
 
     Raises:
-        ModelFileError: the file is missing, not a model file, corrupt, or newer than
-            this version of mlff understands.
+        ModelFileError: the weights do not fit the metadata, or either is damaged.
     """
-    path = Path(path)
-    metadata, weights = read_archive(path, weights=True)
-    if "committee" in metadata:
-        raise ModelFileError(
-            f"{path}: a committee of {metadata['committee']} models; load it with "
-            "mlff.load_model (mlff.uq.io.load_model), not mlff.models.io.load_model."
-        )
     shapes = weight_shapes(weights, path)
     check_sizes(metadata["hyperparameters"], shapes, path)
     potential = potential_from_metadata(metadata, path)
     load_weights(potential, weights, shapes, path)
-    if dtype is not None:
-        potential.to(dtype=_DTYPES[dtype] if isinstance(dtype, str) else dtype)
-    return potential.to(device).eval()
+    return potential
 
 
 def weight_shapes(data: bytes, path: Path) -> dict[str, tuple[int, ...]]:
@@ -271,8 +252,8 @@ def potential_from_metadata(metadata: dict[str, Any], path: Path) -> Potential:
             metadata["scale"],
             metadata["shift"],
         )
-        saved_dtype = _DTYPES[metadata["dtype"]]
-    except (KeyError, ValidationError, ValueError, TypeError, IndexError) as exc:
+        saved_dtype = torch_dtype(metadata["dtype"])
+    except (KeyError, ValidationError, ValueError, TypeError, IndexError, ConfigError) as exc:
         raise ModelFileError(f"{path}: the metadata does not describe a valid model ({exc}).") from None
     except (RuntimeError, MemoryError) as exc:  # e.g. sizes too large to allocate
         raise ModelFileError(f"{path}: the model the metadata describes cannot be built "
@@ -390,8 +371,8 @@ def check_metadata(metadata: dict[str, Any], path: Path, where: str = "metadata.
         if not (isinstance(value, (int, float)) and not isinstance(value, bool)
                 and math.isfinite(value)):
             fail(f"'{key}' = {value!r} is not a finite number")
-    if metadata["dtype"] not in _DTYPES:
-        fail(f"'dtype' = {metadata['dtype']!r} is not one of {', '.join(_DTYPES)}")
+    if metadata["dtype"] not in PRECISIONS:
+        fail(f"'dtype' = {metadata['dtype']!r} is not one of {', '.join(PRECISIONS)}")
     if "committee" in metadata:
         members = metadata.get("members")
         size = metadata["committee"]

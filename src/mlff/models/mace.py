@@ -42,13 +42,12 @@ from pydantic import Field
 from torch import nn
 
 from mlff.data import keys as K
-from mlff.models.contract import Architecture, e3nn_conventions
-from mlff.models.registry import ModelConfig, register
+from mlff.models.contract import Architecture, ModelConfig, e3nn_conventions, register
 from mlff.nn import BesselBasis, GaussianBasis, PolynomialCutoff, gather, scatter_sum
-from mlff.nn.gate import Gate
 from mlff.nn.cueq import cueq_sum_for
 from mlff.nn.cueq import wanted as cueq_wanted
 from mlff.nn.dense import DenseUVUSum, plan_dense, to_dense
+from mlff.nn.gate import Gate
 from mlff.nn.mlp import folded_fully_connected, folded_scales, layer_norm_mlp
 from mlff.nn.radial import AgnesiTransform, ChebyshevBasis, SoftTransform
 from mlff.nn.species import SpeciesIndex, e3nn_weights, rows

@@ -34,8 +34,7 @@ from pydantic import Field
 from torch import nn
 
 from mlff.data import keys as K
-from mlff.models.contract import Architecture, e3nn_conventions
-from mlff.models.registry import ModelConfig, register
+from mlff.models.contract import Architecture, ModelConfig, e3nn_conventions, register
 from mlff.nn import MLP, BesselBasis, PolynomialCutoff, gather, scatter_sum
 from mlff.nn.cueq import cueq_sum_for
 from mlff.nn.cueq import wanted as cueq_wanted

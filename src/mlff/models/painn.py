@@ -15,8 +15,7 @@ from pydantic import Field
 from torch import nn
 
 from mlff.data import keys as K
-from mlff.models.contract import Architecture, hooked_features
-from mlff.models.registry import ModelConfig, register
+from mlff.models.contract import Architecture, ModelConfig, hooked_features, register
 from mlff.nn import MLP, PolynomialCutoff, activation, gather, radial_basis, scatter_sum
 from mlff.nn.species import SpeciesIndex, rows
 

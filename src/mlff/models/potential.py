@@ -49,7 +49,26 @@ def receptive_hops(hyperparameters: dict[str, Any]) -> int:
     return architecture.receptive_hops(config)
 
 
-class Potential(nn.Module):
+class NodeEnergies:
+    """Per-atom energies ``E0(Z_i) + shift + scale · ε_i + V_i`` (eV, float64) of a potential.
+
+    One definition for :class:`Potential` and the module deployed for LAMMPS
+    (:mod:`mlff.calculators.lammps.deploy`, where TorchScript compiles it), which mix it in
+    beside ``model`` (the architecture), ``scale``, ``shift``, ``e0s`` (float64, one per
+    species) and ``pair_terms`` (modules of edge lengths, edge index, atomic numbers).
+    """
+
+    def node_energies(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(N,) float64 node energies, eV, of the architecture's inputs (a graph dict with
+        ``species``, ``atomic_numbers``, ``edge_index``, ``edge_vectors``, ``edge_lengths``)."""
+        interaction = self.model(inputs) * self.scale + self.shift
+        for term in self.pair_terms:
+            interaction = interaction + term(inputs[K.EDGE_LENGTHS], inputs[K.EDGE_INDEX],
+                                             inputs[K.ATOMIC_NUMBERS])
+        return interaction.to(torch.float64) + self.e0s[inputs[K.SPECIES]]
+
+
+class Potential(NodeEnergies, nn.Module):
     """Wrap an architecture into a potential energy surface (an
     :class:`mlff.models.predict.EnergyModel`).
 
@@ -214,12 +233,7 @@ class Potential(nn.Module):
             cell = cell + torch.bmm(cell, symmetric)
 
         inputs = self.inputs(graph, positions, cell)
-        species = inputs[K.SPECIES]
-        interaction = self.model(inputs) * self.scale + self.shift
-        for term in self.pair_terms:
-            interaction = interaction + term(inputs[K.EDGE_LENGTHS], graph[K.EDGE_INDEX],
-                                             graph[K.ATOMIC_NUMBERS])
-        node_energy = interaction.to(torch.float64) + self.e0s[species]
+        node_energy = self.node_energies(inputs)
         counted = node_energy
         if energy_mask is not None:
             counted = torch.where(energy_mask, node_energy, torch.zeros_like(node_energy))

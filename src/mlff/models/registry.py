@@ -10,37 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from mlff.nn.dtype import default_dtype
+# what an architecture declares (its Config base, the decorator that registers it, the table
+# of registered classes) lives in mlff.models.contract, which the architectures import: this
+# module looks names up and imports the built-in architectures, so the import runs one way
+from mlff.models.contract import _REGISTRY, ModelConfig, build_architecture, register
 
-_REGISTRY: dict[str, type[nn.Module]] = {}
-
-
-class ModelConfig(BaseModel):
-    """Hyperparameters every architecture has."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    architecture: str = Field(description="registry name of the architecture")
-    cutoff: float = Field(5.0, gt=0, description="interaction cutoff, Å")
-    zbl: bool = Field(False, description="add ZBL nuclear repulsion (mlff.nn.zbl) to the energy")
-    zbl_envelope_exponent: int = Field(
-        5, ge=2, description="p of the ZBL envelope that ends at the covalent radii sum")
-
-
-def register(name: str):
-    """Class decorator: make a model class available under ``name``."""
-
-    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
-        if not hasattr(cls, "Config"):
-            raise TypeError(f"{cls.__name__} needs a nested pydantic Config class")
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
+__all__ = ["ModelConfig", "architectures", "build_model", "get_architecture", "register"]
 
 
 def architectures() -> list[str]:
@@ -65,12 +42,8 @@ def build_model(hyperparameters: dict[str, Any], num_species: int) -> nn.Module:
     """Validate ``hyperparameters`` with the architecture's Config and build the model.
 
     The model's parameters come out in float64; cast it with ``.to(dtype)``."""
-    cls = get_architecture(hyperparameters["architecture"])
-    config = cls.Config.model_validate(hyperparameters)
-    # built in float64 and cast later: e3nn's coupling coefficients made in float32 and
-    # cast up would carry 1e-8 errors into float64 models
-    with default_dtype(torch.float64):
-        return cls(config, num_species)
+    return build_architecture(get_architecture(hyperparameters["architecture"]),
+                              hyperparameters, num_species)
 
 
 def _import_builtin() -> None:

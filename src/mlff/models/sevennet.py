@@ -38,8 +38,13 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from mlff.data import keys as K
-from mlff.models.contract import Architecture, e3nn_conventions, hooked_features
-from mlff.models.registry import ModelConfig, register
+from mlff.models.contract import (
+    Architecture,
+    ModelConfig,
+    e3nn_conventions,
+    hooked_features,
+    register,
+)
 from mlff.nn import PolynomialCutoff, gather, scatter_sum
 from mlff.nn.dense import DenseUVUSum, plan_dense, to_dense
 from mlff.nn.equivariant import PerSpeciesScaleShift, settle_codegen

@@ -13,6 +13,7 @@ stored as a failure whose reason starts with ``suspect`` instead of as a label:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -79,15 +80,13 @@ class EnergyGuard:
 
     def screen(self, result: LabelResult) -> LabelResult:
         """``result``, or a failure if its label is suspect; accepted labels join the fit."""
-        from mlff.oracles.compute import LabelResult
-
         if not result.ok or result.atoms is None:
             return result
         numbers = result.atoms.numbers
         energy = float(result.atoms.get_potential_energy())
         reason = self.check(numbers, energy)
         if reason is not None:
-            return LabelResult(False, None, reason, result.wall_time)
+            return dataclasses.replace(result, ok=False, atoms=None, reason=reason)
         self.add(numbers, energy)
         return result
 

@@ -31,16 +31,14 @@ from mlff.console import plain_console
 from mlff.data.example import example_record
 from mlff.errors import ConfigError
 from mlff.interface import argument
-from mlff.models.io import load_model
 from mlff.train.config import TrainConfig, load_config, validate_config
 from mlff.train.data import load_training_data
 from mlff.train.trainer import evaluate, train
 from mlff.uq.calibration import calibration_metrics, fit_calibration, structure_values
 from mlff.uq.committee import Committee
 from mlff.uq.evaluate import committee_errors
-from mlff.uq.io import save_committee
+from mlff.uq.io import load_model, save_committee
 from mlff.uq.plots import calibration_plot
-
 
 # below this many validation structures a power law or isotonic fit is not meaningful
 _MIN_CALIBRATION_STRUCTURES = 5
@@ -154,7 +152,7 @@ def train_committee(
                 console.print(f"member {k} done")
 
     member_paths = [member_dir(out_dir, k) / "model.mlff" for k in range(size)]
-    committee = Committee([load_model(p) for p in member_paths])
+    committee = Committee([load_model(p, single=True) for p in member_paths])
     return _combine(config, committee, out_dir, member_paths, console)
 
 

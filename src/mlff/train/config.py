@@ -23,6 +23,7 @@ from pydantic import (
 from mlff.data.dispersion import D3Settings
 from mlff.errors import ConfigError
 from mlff.interface import argument
+from mlff.models.precision import Precision
 from mlff.models.registry import ModelConfig, architectures, get_architecture
 
 
@@ -257,7 +258,7 @@ class TrainConfig(_Strict):
     """A whole training run."""
 
     seed: int = 0
-    dtype: Literal["float32", "float64"] = "float32"
+    dtype: Precision = "float32"
     device: str = "cpu"
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: the free cores, re-checked as the load changes (mlff.threads)")
     data: DataConfig
@@ -272,6 +273,9 @@ class TrainConfig(_Strict):
     # the model keys written in the config (not filled in by defaults): with finetune only
     # these must agree with the pretrained model
     _given_model_keys: frozenset[str] | None = PrivateAttr(None)
+    # set by mlff.train.finetune.resolve_config: finetune.init_from and its metadata, read
+    # once per run (None: not resolved)
+    _pretrained: tuple[str, dict[str, Any]] | None = PrivateAttr(None)
 
     @model_validator(mode="wrap")
     @classmethod

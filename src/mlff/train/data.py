@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from ase.data import atomic_numbers
 
 from mlff.data.dataset import GraphDataset, default_cache_dir
 from mlff.data.dispersion import dispersion_settings
@@ -14,13 +12,7 @@ from mlff.data.dispersion_labels import subtract_dispersion
 from mlff.data.packed import PackedDataset, is_packed, open_packed
 from mlff.data.readers import LabelKeys
 from mlff.data.split import random_split
-from mlff.data.statistics import (
-    check_e0s,
-    check_units,
-    e0s_from_file,
-    e0s_least_squares,
-    summarize,
-)
+from mlff.data.statistics import check_units, resolve_e0s, summarize
 from mlff.errors import ConfigError, DataError
 from mlff.train.config import TrainConfig
 from mlff.train.finetune import add_replay, finetune_e0s, pretrained_metadata, resolve_config
@@ -183,7 +175,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     if config.finetune is not None:
         e0s = finetune_e0s(config, train, species, keys)
     else:
-        e0s = _resolve_e0s(data.e0s, summary, species, keys)
+        e0s = resolve_e0s(data.e0s, summary, species, keys)
     return TrainingData(
         train=train,
         valid=valid,
@@ -195,21 +187,3 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         avg_num_neighbors=summary.mean_num_neighbors(),
         fingerprints=fingerprints,
     )
-
-
-def _resolve_e0s(spec, train: GraphDataset, species: list[int], keys: LabelKeys) -> dict[int, float]:
-    if spec == "least_squares":
-        return e0s_least_squares(train, species)
-    if isinstance(spec, dict):
-        e0s = {}
-        for symbol, value in spec.items():
-            if symbol not in atomic_numbers:
-                raise ConfigError(f"data.e0s: {symbol!r} is not an element symbol.")
-            e0s[atomic_numbers[symbol]] = float(value)
-        check_e0s(e0s, species, "data.e0s")
-        return e0s
-    path = Path(spec)
-    e0s = e0s_from_file(path, keys)
-    check_e0s(e0s, species, str(path))
-    return {z: e0s[z] for z in species}
-

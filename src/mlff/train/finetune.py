@@ -45,14 +45,16 @@ from torch import nn
 from mlff.data import keys as K
 from mlff.data.dataset import GraphDataset, file_fingerprint
 from mlff.data.readers import LabelKeys
+from mlff.data.statistics import resolve_e0s
 from mlff.errors import ConfigError, DataError, ModelFileError
-from mlff.models.io import load_model, read_metadata
+from mlff.models.contract import Architecture
+from mlff.models.io import read_metadata
 from mlff.models.potential import Potential
 from mlff.models.predict import batched_outputs
-from mlff.models.contract import Architecture
 from mlff.models.registry import build_model, get_architecture
 from mlff.train.config import TrainConfig
 from mlff.train.pretrained import e0s_to_refit, finetune_species
+from mlff.uq.io import load_model
 
 if TYPE_CHECKING:
     from mlff.train.data import TrainingData
@@ -70,6 +72,8 @@ def pretrained_metadata(config: TrainConfig) -> dict[str, Any]:
     """
     assert config.finetune is not None
     path = config.finetune.init_from
+    if config._pretrained is not None and config._pretrained[0] == path:
+        return config._pretrained[1]  # read once, by resolve_config
     try:
         return read_metadata(path)
     except ModelFileError as exc:
@@ -84,13 +88,16 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
 
     Keys the config's ``model`` section gives explicitly must equal the pretrained
     model's hyperparameters (``null`` values, meaning "automatic", are not compared).
-    Idempotent; a config without ``finetune`` is returned unchanged.
+    The result is a copy that keeps the pretrained metadata, so that the pretrained file
+    is read once per run: resolving it again returns it unchanged, and
+    :func:`pretrained_metadata` of it reads nothing. A config without ``finetune`` is
+    returned unchanged.
 
     Raises:
         ConfigError: a model key differs from the pretrained model's, naming each key.
         ModelFileError: ``finetune.init_from`` is missing or not a model file.
     """
-    if config.finetune is None:
+    if config.finetune is None or is_resolved(config):
         return config
     metadata = pretrained_metadata(config)
     path = config.finetune.init_from
@@ -118,9 +125,17 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
                 f"model: {'; '.join(mismatched)}. Fine-tuning keeps the architecture: remove "
                 "these keys (or the whole model section) or set them to the pretrained values."
             )
-    if config.model == pretrained:
-        return config
-    return config.model_copy(update={"model": pretrained})
+    resolved = config.model_copy(update={"model": pretrained}, deep=True)
+    resolved._pretrained = (path, metadata)
+    return resolved
+
+
+def is_resolved(config: TrainConfig) -> bool:
+    """Whether ``config`` is :func:`resolve_config`'s result for its current ``init_from``
+    (always true without ``finetune``)."""
+    if config.finetune is None:
+        return True
+    return config._pretrained is not None and config._pretrained[0] == config.finetune.init_from
 
 
 def learning_rate(config: TrainConfig) -> float:
@@ -186,8 +201,6 @@ def finetune_e0s(
     :func:`potential_from_pretrained` refines against the network's own prediction
     (:func:`fit_e0s_to_model`).
     """
-    from mlff.train.data import _resolve_e0s  # data.py imports this module
-
     assert config.finetune is not None
     metadata = pretrained_metadata(config)
     old = {symbol_numbers[symbol]: float(value) for symbol, value in metadata["e0s"].items()}
@@ -203,7 +216,7 @@ def finetune_e0s(
     if spec == "least_squares":
         e0s.update(_least_squares_with_fixed(train, needed, fixed, float(metadata["shift"])))
     else:
-        resolved = _resolve_e0s(spec, train, needed, keys)
+        resolved = resolve_e0s(spec, train, needed, keys)
         e0s.update({z: resolved[z] for z in needed})
     return e0s
 
@@ -311,7 +324,7 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
     config = resolve_config(config)
     assert config.finetune is not None
     try:
-        old = load_model(config.finetune.init_from)
+        old = load_model(config.finetune.init_from, single=True)
     except ModelFileError as exc:
         raise ModelFileError(f"finetune.init_from: {exc}") from None
     _PROVENANCE[config.finetune.init_from] = _provenance(config)

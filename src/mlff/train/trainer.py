@@ -36,6 +36,7 @@ from mlff.models.contract import hyperparameters_from_data
 from mlff.models.io import save_model
 from mlff.models.metrics import ErrorAccumulator
 from mlff.models.potential import Potential
+from mlff.models.precision import torch_dtype
 from mlff.models.predict import batched_outputs
 from mlff.models.registry import build_model, get_architecture
 from mlff.threads import ThreadGovernor
@@ -63,7 +64,6 @@ from mlff.train.replay import add_pseudo_labelled_replay, loss_factors
 from mlff.train.schedule import LRSchedule
 from mlff.train.summary import training_summary
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # keys whose change does not prevent resuming (they only decide when to stop)
 # a validation loss counts as better only when it is lower by this fraction
 _MIN_RELATIVE_IMPROVEMENT = 1e-6
@@ -198,7 +198,7 @@ class Trainer:
         # a live bar only on a terminal; elsewhere (logs, CI) the per-epoch lines suffice
         self.show_bar = progress and self.console.is_terminal
         self.device = self.context.device
-        self.dtype = _DTYPES[config.dtype]
+        self.dtype = torch_dtype(config.dtype)
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.context.world_size)) \
             if self.context.enabled and self.device.type == "cpu" else 1
         self.threads = ThreadGovernor(config.threads, share=per_node)

@@ -10,24 +10,24 @@ as ``members.{k}.{name}``. The top-level ``species``, ``cutoff``, ``architecture
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
 from mlff.errors import ModelFileError
 from mlff.models.io import (
-    _DTYPES,
     KEPT_METADATA,
     check_sizes,
     load_weights,
     model_metadata,
+    potential_from_archive,
     potential_from_metadata,
     read_archive,
     weight_shapes,
     write_archive,
 )
-from mlff.models.io import load_model as load_potential
 from mlff.models.potential import Potential
+from mlff.models.precision import Precision, torch_dtype
 from mlff.uq.committee import Committee
 
 
@@ -44,23 +44,52 @@ def save_committee(committee: Committee, path: str | Path) -> Path:
     return write_archive(path, metadata, committee.state_dict())
 
 
+@overload
+def load_model(path: str | Path, device: str | torch.device = ...,
+               dtype: torch.dtype | Precision | None = ..., *,
+               single: Literal[True]) -> Potential: ...
+@overload
+def load_model(path: str | Path, device: str | torch.device = ...,
+               dtype: torch.dtype | Precision | None = ..., *, single: bool = ...
+               ) -> Potential | Committee: ...
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | Precision | None = None,
+    *,
+    single: bool = False,
 ) -> Potential | Committee:
-    """Load a ``.mlff`` file: a :class:`Potential`, or a :class:`Committee` for committee files.
+    """Load a ``.mlff`` file: a :class:`Potential`, or a :class:`Committee` for committee
+    files (both are :class:`~mlff.models.predict.EnergyModel`). The one loader of model files.
 
     Args:
         path: the model file.
         device: where to put the model.
         dtype: ``"float32"``/``"float64"`` or a torch dtype; default: as saved.
+        single: the caller needs one model: a committee file is refused.
 
     Raises:
-        ModelFileError: missing, corrupt or incompatible file.
+        ModelFileError: missing, corrupt or incompatible file; a committee file when
+            ``single``.
     """
     path = Path(path)
     metadata, weights = read_archive(path, weights=True)
     if "committee" not in metadata:
-        return load_potential(path, device=device, dtype=dtype)
+        model: Potential | Committee = potential_from_archive(metadata, weights, path)
+    elif single:
+        raise ModelFileError(
+            f"{path}: a committee of {metadata['committee']} models, where one model is "
+            "needed; give the model file of one member."
+        )
+    else:
+        model = _committee_from_archive(metadata, weights, path)
+    if dtype is not None:
+        model.to(dtype=torch_dtype(dtype))
+    return model.to(device).eval()
+
+
+def _committee_from_archive(metadata: dict[str, Any], weights: bytes, path: Path) -> Committee:
+    """The Committee a committee archive holds, in its saved dtype."""
     shapes = weight_shapes(weights, path)
     for member in metadata["members"]:
         check_sizes(member["hyperparameters"], shapes, path)
@@ -70,9 +99,5 @@ def load_model(
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: the committee metadata is not valid ({exc}).") from None
     load_weights(committee, weights, shapes, path)
-    committee.metadata = {
-        k: v for k, v in metadata.items() if k in KEPT_METADATA
-    }
-    if dtype is not None:
-        committee.to(dtype=_DTYPES[dtype] if isinstance(dtype, str) else dtype)
-    return committee.to(device).eval()
+    committee.metadata = {k: v for k, v in metadata.items() if k in KEPT_METADATA}
+    return committee

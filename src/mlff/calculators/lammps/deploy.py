@@ -69,7 +69,8 @@ from mlff.data.dispersion import dispersion_settings
 from mlff.data.neighbors import neighbor_list
 from mlff.errors import ConfigError, ModelFileError
 from mlff.models.io import dtype_name
-from mlff.models.potential import Potential
+from mlff.models.potential import NodeEnergies, Potential
+from mlff.models.precision import PRECISIONS, torch_dtype
 
 DEPLOY_FORMAT_VERSION = 1
 MODEL_NAME = "model.pt"
@@ -78,7 +79,7 @@ INPUT_NAME = "in.lammps"
 DATA_NAME = "data.lammps"
 EXTRA_METADATA = "mlff_metadata.json"  # inside the TorchScript archive, under extra/
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_DTYPES = {name: torch_dtype(name) for name in PRECISIONS}
 
 
 def _script_architecture(model: nn.Module) -> tuple[torch.jit.ScriptModule, list[torch.jit.ScriptModule]]:
@@ -117,8 +118,9 @@ def _quiet_scripting() -> Iterator[None]:
         yield
 
 
-class _Member(nn.Module):
-    """One potential as the plugin needs it: per-node energies of a graph given by edges."""
+class _Member(NodeEnergies, nn.Module):
+    """One potential as the plugin needs it: per-node energies of a graph given by edges
+    (:meth:`~mlff.models.potential.NodeEnergies.node_energies`, the Potential's own)."""
 
     def __init__(self, potential: Potential) -> None:
         super().__init__()
@@ -147,10 +149,7 @@ class _Member(nn.Module):
             K.EDGE_VECTORS: edge_vectors,
             K.EDGE_LENGTHS: lengths,
         }
-        interaction = self.model(graph) * self.scale + self.shift
-        for term in self.pair_terms:
-            interaction = interaction + term(lengths, edge_index, numbers)
-        return interaction.to(torch.float64) + self.e0s[species]
+        return self.node_energies(graph)
 
     def stage(
         self, stage: int, features: torch.Tensor, species: torch.Tensor,
