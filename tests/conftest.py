@@ -24,7 +24,8 @@ def pytest_configure(config):
 LONG_FILES = ("tests/calculators/lammps/test_aoti.py",
               "tests/test_docs_commands.py", "tests/train/test_matrix.py",
               "tests/cli/test_label_dft.py", "tests/oracles/test_cp2k.py",
-              "tests/test_install.py", "tests/imports/test_mace.py", "tests/oracles/test_gpaw.py")
+              "tests/test_install.py", "tests/imports/test_mace.py", "tests/oracles/test_gpaw.py",
+              "tests/calculators/lammps/test_exchange.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -174,7 +174,9 @@ def train_config(config: LearnConfig, data: str, warm_from: str | None = None,
     raw.setdefault("seed", config.seed)
     retrain = config.retrain
     if warm_from is not None:
-        raw["finetune"] = {"init_from": warm_from, "lr_factor": retrain.warm_lr_factor}
+        # the user's fine-tuning settings (freeze, replay, E0s) hold for warm starts too
+        raw["finetune"] = {**(raw.get("finetune") or {}), "init_from": warm_from,
+                           "lr_factor": retrain.warm_lr_factor}
         if retrain.warm_max_epochs is not None and isinstance(raw.get("training", {}), dict):
             raw.setdefault("training", {})["max_epochs"] = retrain.warm_max_epochs
     return validate_config(raw, source)

@@ -98,6 +98,12 @@ class Architecture(nn.Module):
 
     # no class annotations here: TorchScript would read them as module attributes
     presets = {}  # type: dict[str, dict[str, Any]]
+    # why torch.export cannot capture the architecture (None: it can, and AOTInductor
+    # packages for LAMMPS can be built from it)
+    export_blocker = None  # type: str | None
+    # the LAMMPS deployment format measured faster for it (benchmarks/lammps_speed.py
+    # --formats): "torchscript" or "aoti"
+    deploy_format = "torchscript"
 
     @classmethod
     def receptive_hops(cls, config: Any) -> int:

@@ -145,6 +145,9 @@ def ungroup_rows(out_sorted: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 class DeepPot(Architecture):
     """DeepPot-SE (se_e2_a) mapped to per-atom energies (N,), in the units the Potential scales."""
 
+    export_blocker = ("its per-type networks split the atoms by data-dependent counts "
+                      "(torch.bincount(...).tolist()), which torch.export cannot trace")
+
     class Config(ModelConfig):
         """DeepPot-SE hyperparameters (DeePMD-kit's se_e2_a descriptor with an energy fit)."""
 

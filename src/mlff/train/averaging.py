@@ -23,7 +23,7 @@ class WeightAverage(nn.Module):
     ``module.*`` and ``n_averaged``, as ``torch.optim.swa_utils.AveragedModel`` does.
 
     With ``warmup``, the EMA's decay at the n-th update is ``min(decay, (1 + n) / (10 + n))``
-    (as torch_ema's ``use_num_updates``, which mace-torch uses): a short run (a
+    (as torch_ema's ``use_num_updates`` does): a short run (a
     fine-tuning of a few hundred steps) is not averaged with its starting weights, whose
     share would otherwise still be ``decay ** steps`` (0.99 ** 100 = 37 %) at the end.
     """

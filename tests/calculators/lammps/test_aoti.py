@@ -19,12 +19,14 @@ from mlff.calculators.ase import MLFFCalculator
 from mlff.calculators.lammps import aoti
 from mlff.calculators.lammps.deploy import check_against_potential, prepared_members
 from mlff.errors import ModelFileError
+from mlff.models.registry import get_architecture
 from tests import helpers
 from tests.calculators.lammps.conftest import SYMBOLS
 from tests.calculators.lammps.support import run_in_process, run_subprocess
 from tests.calculators.lammps.test_pair_style import STRUCTURES, assert_close, long_cell
 
-EXPORTABLE = sorted(set(helpers.TINY_HYPERPARAMETERS) - set(aoti.NOT_EXPORTABLE))
+EXPORTABLE = sorted(name for name in helpers.TINY_HYPERPARAMETERS
+                    if get_architecture(name).export_blocker is None)
 # smaller than the tiny models of the TorchScript tests where it shortens the compilation
 SMALLER = {"nequip": {"l_max": 1}, "allegro": {"l_max": 1}, "sevennet": {"l_max": 1},
            "mace": {"correlation": 2}}
@@ -157,6 +159,6 @@ def test_default_format_is_the_faster_one_that_exports():
     from mlff.uq.committee import Committee
 
     painn, deeppot = helpers.build_potential("painn"), helpers.build_potential("deeppot")
-    assert aoti.default_format(painn) == aoti.FASTER_FORMAT.get("painn", "torchscript")
+    assert aoti.default_format(painn) == get_architecture("painn").deploy_format
     assert aoti.default_format(deeppot) == "torchscript"
     assert aoti.default_format(Committee([painn, deeppot])) == "torchscript"

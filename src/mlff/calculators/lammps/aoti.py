@@ -48,23 +48,29 @@ import torch
 from ase import Atoms
 from torch import nn
 
+from mlff.calculators.lammps.members import (
+    DEPLOY_FORMAT_VERSION,
+    deployed_metadata,
+    members_of,
+    memory_per_edge,
+)
 from mlff.data import keys as K
 from mlff.errors import ModelFileError
-from mlff.models.potential import Potential
+from mlff.models.potential import NodeEnergies, Potential
 
 AOTI_NAME = "model.pt2"
 METADATA_KEY = "mlff_metadata"
 # the metadata fields the plugin reads (package metadata holds strings only)
 PLUGIN_FIELDS = ("format_version", "symbols", "masses", "cutoff", "num_message_passing",
                  "interaction_range", "dtype", "committee_size", "memory_per_edge")
-# architectures torch.export cannot capture (see the module docstring), with the reason
-NOT_EXPORTABLE = {
-    "deeppot": "its per-type networks split the atoms by data-dependent counts "
-               "(torch.bincount(...).tolist()), which torch.export cannot trace",
-}
 
 
-class _EagerMember(nn.Module):
+def export_blocker(potential: Potential) -> str | None:
+    """Why torch.export cannot capture ``potential``'s architecture (None: it can)."""
+    return getattr(type(potential.model), "export_blocker", None)
+
+
+class _EagerMember(NodeEnergies, nn.Module):
     """One potential as the exported graph needs it: per-node energies, eager PyTorch."""
 
     def __init__(self, potential: Potential) -> None:
@@ -82,15 +88,12 @@ class _EagerMember(nn.Module):
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
                 edge_vectors: torch.Tensor) -> torch.Tensor:
-        """(N,) float64 node energies, eV: ``E0 + shift + scale · ε + V`` as in the Potential."""
-        numbers = self.atomic_numbers[species]
-        lengths = torch.linalg.norm(edge_vectors, dim=-1)
-        graph = {K.SPECIES: species, K.ATOMIC_NUMBERS: numbers, K.EDGE_INDEX: edge_index,
-                 K.EDGE_VECTORS: edge_vectors, K.EDGE_LENGTHS: lengths}
-        interaction = self.model(graph) * self.scale + self.shift
-        for term in self.pair_terms:
-            interaction = interaction + term(lengths, edge_index, numbers)
-        return interaction.to(torch.float64) + self.e0s[species]
+        """(N,) float64 node energies, eV: the Potential's own
+        :meth:`~mlff.models.potential.NodeEnergies.node_energies`."""
+        graph = {K.SPECIES: species, K.ATOMIC_NUMBERS: self.atomic_numbers[species],
+                 K.EDGE_INDEX: edge_index, K.EDGE_VECTORS: edge_vectors,
+                 K.EDGE_LENGTHS: torch.linalg.norm(edge_vectors, dim=-1)}
+        return self.node_energies(graph)
 
 
 class ExportableModel(nn.Module):
@@ -155,9 +158,10 @@ def export_model(members: Sequence[Potential], device: torch.device | str = "cpu
     from torch.fx.experimental.proxy_tensor import make_fx
 
     architecture = members[0].hyperparameters.get("architecture", "?")
-    if architecture in NOT_EXPORTABLE:
+    blocker = export_blocker(members[0])
+    if blocker is not None:
         raise ModelFileError(f"the {architecture} architecture cannot be deployed as AOTI: "
-                             f"{NOT_EXPORTABLE[architecture]}. Deploy it with --format torchscript.")
+                             f"{blocker}. Deploy it with --format torchscript.")
     device = torch.device(device)
     module = ExportableModel(members).to(device).eval()
     inputs = _example_inputs(members, device)
@@ -257,7 +261,6 @@ def package_attributes(members: Sequence[Potential]) -> Any:
 
     from ase.data import atomic_masses, chemical_symbols
 
-    from mlff.calculators.lammps.deploy import DEPLOY_FORMAT_VERSION, memory_per_edge
     from mlff.models.io import dtype_name
 
     first = members[0]
@@ -269,7 +272,7 @@ def package_attributes(members: Sequence[Potential]) -> Any:
         masses=[float(atomic_masses[z]) for z in species], cutoff=float(first.cutoff),
         num_message_passing=layers, interaction_range=layers * float(first.cutoff),
         dtype=dtype_name(first.dtype), committee_size=len(members),
-        memory_per_edge=memory_per_edge(members))
+        memory_per_edge=memory_per_edge(members), num_stages=0, feature_width=0)
 
 
 def deploy_package(members: Sequence[Potential], path: str | Path, source: dict[str, Any],
@@ -284,8 +287,6 @@ def deploy_package(members: Sequence[Potential], path: str | Path, source: dict[
     Raises:
         ModelFileError: the architecture cannot be exported.
     """
-    from mlff.calculators.lammps.deploy import deployed_metadata
-
     started = time.perf_counter()
     metadata = deployed_metadata(package_attributes(members), source)
     metadata["format"] = "aoti"
@@ -296,27 +297,14 @@ def deploy_package(members: Sequence[Potential], path: str | Path, source: dict[
 
 
 def exportable(model: Any) -> bool:
-    """Whether every member's architecture can be exported (see :data:`NOT_EXPORTABLE`)."""
-    from mlff.calculators.lammps.deploy import members_of
-
-    return all(m.hyperparameters.get("architecture") not in NOT_EXPORTABLE
-               for m in members_of(model))
-
-
-# the deployment format that ran faster in LAMMPS (benchmarks/lammps_speed.py --formats,
-# float32, one thread; docs/benchmarks.md); an architecture not listed: TorchScript
-FASTER_FORMAT: dict[str, str] = {
-    "painn": "aoti",  # 2048 atoms: 0.63 s against 0.90 s of CPU per step, half the memory
-}
+    """Whether every member's architecture can be exported (:func:`export_blocker`)."""
+    return all(export_blocker(m) is None for m in members_of(model))
 
 
 def default_format(model: Any) -> str:
     """``aoti`` where the package is measured faster and every member can be exported,
     else ``torchscript``."""
-    from mlff.calculators.lammps.deploy import members_of
-
     if not exportable(model):
         return "torchscript"
-    formats = {FASTER_FORMAT.get(m.hyperparameters.get("architecture", ""), "torchscript")
-               for m in members_of(model)}
+    formats = {getattr(type(m.model), "deploy_format", "torchscript") for m in members_of(model)}
     return "aoti" if formats == {"aoti"} else "torchscript"
