@@ -35,6 +35,9 @@ SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
 KNOWN = {"mlff", "lmp", "mpirun", "cd", "echo", "printf", "i-pi", "torchrun", "make", "python",
          "pip", "dask"}
 
+# the python commands that run: mlff itself, and the examples' own data scripts (seconds)
+PYTHON_RUN = r"python -m mlff\b|^python examples/[a-z_]+/make_data\.py$"
+
 # (pattern of a command, why it is not run); keep this short and honest
 SKIPS: list[tuple[str, str]] = [
     (r"^make test\b", "runs this test suite itself"),
@@ -294,7 +297,7 @@ def run_block(block: Block, folder: Path, ran: set[str]) -> tuple[list[str], lis
             skipped.append(f"{block.where}: `{command}`: {reason}")
             continue
         if first_word(command) not in KNOWN or (
-                first_word(command) == "python" and not re.search(r"python -m mlff\b", command)):
+                first_word(command) == "python" and not re.search(PYTHON_RUN, command)):
             problems.append(f"{block.where}: `{command}`: no rule runs this command; add one to "
                             "tests/test_docs_commands.py (with small budgets) or a skip with "
                             "its reason")

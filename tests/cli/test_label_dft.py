@@ -110,14 +110,13 @@ def test_label_resumes_after_kill_without_relabelling(code, tmp_path, capsys, mo
         assert after[key].info["wall_time"] == atoms.info["wall_time"]
         np.testing.assert_array_equal(after[key].get_forces(), atoms.get_forces())
     assert sum(a.info["wall_time"] > 0 for a in after.values()) == FRAMES
-    if code == "cp2k":  # GPAW's stored forces: the example-settings test below
-        _assert_forces_are_gradients(after[min(after)], yaml.safe_load(CHEAP[code]))
+    _assert_forces_are_gradients(after[min(after)], yaml.safe_load(CHEAP[code]))
 
 
-@pytest.mark.skipif(not HAVE["gpaw"], reason="gpaw is not installed")
+@pytest.mark.skipif(not HAVE["cp2k"], reason="cp2k is not installed")
 def test_example_silicon_oracle_labels_forces_equal_to_finite_differences(tmp_path, capsys):
-    # the shipped settings (400 eV, smearing, SCF criteria) with 2x2x2 k-points instead of
-    # the 9x9x9 mesh kpoint_density 4.0 gives this 2-atom cell, to keep the test short
+    # the shipped settings (CP2K, 150 Ry, smearing, SCF criteria) with 2x2x2 k-points
+    # instead of the mesh kpoint_density gives this 2-atom cell, to keep the test short
     settings = yaml.safe_load(EXAMPLE.read_text())
     del settings["kpoint_density"]
     settings["kpts"] = [2, 2, 2]
@@ -128,7 +127,7 @@ def test_example_silicon_oracle_labels_forces_equal_to_finite_differences(tmp_pa
     assert main(["label", str(structures), "--oracle", str(example), "--out", str(out),
                  "--workers", "1"]) == 0
     (labelled,) = LabelStore(out).labelled()
-    assert labelled.info["oracle"] == "gpaw:PBE/pw400"
+    assert labelled.info["oracle"] == "cp2k:PBE/DZVP-MOLOPT-SR-GTH"
     _assert_forces_are_gradients(labelled, settings)
 
 
