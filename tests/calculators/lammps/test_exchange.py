@@ -38,9 +38,9 @@ def assert_runs_equal(got: dict, expected: dict, what: str) -> None:
 def test_exchange_on_two_ranks_equals_serial(deployed, tmp_path, architecture, structure):
     model, _ = deployed(architecture)
     atoms = STRUCTURES[structure]()
-    serial = run_subprocess(model, atoms, SYMBOLS, tmp_path / "serial", 1, MD, "run 10")
+    serial = run_subprocess(model, atoms, SYMBOLS, tmp_path / "serial", 1, MD, "run 100")
     assert EXCHANGE_MESSAGE not in serial["stdout"]
-    parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2, MD, "run 10")
+    parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2, MD, "run 100")
     assert EXCHANGE_MESSAGE in parallel["stdout"]  # chosen by itself on two ranks
     assert_runs_equal(parallel, serial, "2 ranks")
 
@@ -50,8 +50,8 @@ def test_exchange_without_periodicity_equals_serial(deployed, tmp_path, architec
     """Shrink-wrapped boundaries: a slab periodic in x and y, two molecules in vacuum."""
     model, _ = deployed(architecture)
     atoms = STRUCTURES_ELSEWHERE[structure]()
-    serial = run_subprocess(model, atoms, SYMBOLS, tmp_path / "serial", 1, MD, "run 10")
-    parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2, MD, "run 10")
+    serial = run_subprocess(model, atoms, SYMBOLS, tmp_path / "serial", 1, MD, "run 100")
+    parallel = run_subprocess(model, atoms, SYMBOLS, tmp_path / "mpi", 2, MD, "run 100")
     assert EXCHANGE_MESSAGE in parallel["stdout"]
     assert_runs_equal(parallel, serial, f"2 ranks, {structure}")
 
@@ -79,8 +79,8 @@ def test_committee_exchange_equals_serial(committee_model, tmp_path):
     model, _ = committee_model
     extra = (UNCERTAINTY + "\ndump u all custom 1 unc.dump id f_unc\n"
              "dump_modify u sort id format float %.17g\n" + MD)
-    serial = run_subprocess(model, long_cell(), SYMBOLS, tmp_path / "serial", 1, extra, "run 5")
-    parallel = run_subprocess(model, long_cell(), SYMBOLS, tmp_path / "mpi", 2, extra, "run 5")
+    serial = run_subprocess(model, long_cell(), SYMBOLS, tmp_path / "serial", 1, extra, "run 100")
+    parallel = run_subprocess(model, long_cell(), SYMBOLS, tmp_path / "mpi", 2, extra, "run 100")
     assert EXCHANGE_MESSAGE in parallel["stdout"]
     assert_runs_equal(parallel, serial, "committee, 2 ranks")
     one = read_dump(tmp_path / "serial" / "unc.dump")["f_unc"]
