@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lammps_vs_ase import CUTOFF, MODELS, build_model  # noqa: E402
 
-MODELS = {**MODELS, "mace-large": ("mace", {"num_channels": 64, "max_L": 1, "correlation": 3,
-                                             "num_interactions": 3})}
+# build_model looks the key up in lammps_vs_ase's table, so the larger model goes there too
+MODELS["mace-large"] = ("mace", {"num_channels": 64, "max_L": 1, "correlation": 3,
+                                 "num_interactions": 3})
 INPUT = """units metal
 atom_style atomic
 boundary p p p

@@ -155,22 +155,25 @@ class SymmetricContraction(nn.Module):
         outputs = [features.new_zeros((n, c, d)) for d in self.out_dims]
         weights = [w for w in self.weights]
         weight_index = 0
-        # channels innermost: the gathers and products below move contiguous rows of C
-        by_component = features.transpose(1, 2).contiguous()  # (N, D, C)
+        # components outermost, channels innermost: the gathers below move contiguous
+        # (N, C) slabs, and the coupling matrix multiplies one (T, N·C) matrix (a batched
+        # product would copy the matrix once per atom)
+        by_component = features.permute(2, 0, 1).contiguous()  # (D, N, C)
         for order_index, terms in enumerate(self.orders):
             tuples = terms.tuples
             # index_select: its backward is an index_add, not an accumulating index_put
             # Tensor methods: torch_geometric replaces torch.index_select (see nn.scatter)
-            monomials = by_component.index_select(1, tuples[0])  # (N, T, C)
+            monomials = by_component.index_select(0, tuples[0])  # (T, N, C)
             for k in range(1, order_index + 1):
-                monomials = monomials * by_component.index_select(1, tuples[k])
-            projected = torch.matmul(terms.matrix.t(), monomials)  # (N, width, C)
+                monomials = monomials * by_component.index_select(0, tuples[k])
+            projected = torch.mm(terms.matrix.t(), monomials.reshape(monomials.shape[0], n * c))
+            projected = projected.reshape(-1, n, c)  # (width, N, C)
             column = 0
             for j in range(len(self.out_dims)):
                 k, d = terms.counts[j], self.out_dims[j]
                 weight = weights[weight_index][species]  # (N, K, C)
                 weight_index += 1
-                block = projected[:, column : column + k * d].reshape(n, k, d, c)
+                block = projected[column : column + k * d].reshape(k, d, n, c)
                 column += k * d
-                outputs[j] = outputs[j] + torch.einsum("nkdc,nkc->ncd", block, weight)
+                outputs[j] = outputs[j] + torch.einsum("kdnc,nkc->ncd", block, weight)
         return torch.cat([o.reshape(n, -1) for o in outputs], dim=-1)
