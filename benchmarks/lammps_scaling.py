@@ -13,7 +13,9 @@ parallel halo`` (ghosts to layers x (cutoff + skin)) and ``parallel exchange`` (
 cutoff + skin, node features exchanged between layers). Peak RSS per rank: GNU time's
 maximum resident set of each rank's ``lmp`` process (the largest rank is reported).
 ``--weak N``: also a weak-scaling row, N cubic cells per rank along x (each run's box
-is ranks·N x n x n cells).
+is ranks·N x n x n cells). ``--memory normal low``: also every run with ``pair_style mlff
+memory low`` (each layer computed again in the backward pass, one layer's intermediate
+results held at a time); speed-up and memory are against one rank with normal memory.
 
 Prints the command, the machine and its load, and a Markdown table; records go to
 OUT/records.jsonl.
@@ -41,7 +43,7 @@ INPUT = """units metal
 atom_style atomic
 boundary p p p
 read_data {data}
-pair_style mlff parallel {mode}
+pair_style mlff parallel {mode} memory {memory}
 pair_coeff * * {model} Cu
 neighbor 1.0 bin
 velocity all create 300.0 4928459 mom yes rot yes dist gaussian
@@ -62,7 +64,7 @@ def cu_atoms(shape: tuple[int, int, int]):
 
 
 def run(directory: Path, model: Path, shape: tuple[int, int, int], ranks: int, mode: str,
-        steps: int) -> dict:
+        steps: int, memory: str = "normal") -> dict:
     """One LAMMPS run: ms/step of the timed run and the largest rank's peak RSS (MiB)."""
     from mlff.calculators.lammps.deploy import write_data_file
     from mlff.calculators.lammps.runtime import lammps_environment, lmp_executable, mpirun_executable
@@ -71,7 +73,7 @@ def run(directory: Path, model: Path, shape: tuple[int, int, int], ranks: int, m
     directory.mkdir(parents=True, exist_ok=True)
     data = write_data_file(cu_atoms(shape), directory / "data.lammps", ["Cu"])
     source = directory / "in.lammps"
-    source.write_text(INPUT.format(data=data, model=model, mode=mode, steps=steps))
+    source.write_text(INPUT.format(data=data, model=model, mode=mode, steps=steps, memory=memory))
     command = ["/usr/bin/time", "-f", "peak_rss_kib %M", lmp_executable(), "-in", str(source),
                "-log", "none"]
     if ranks > 1:
@@ -85,6 +87,7 @@ def run(directory: Path, model: Path, shape: tuple[int, int, int], ranks: int, m
     rss = [int(v) for v in re.findall(r"peak_rss_kib (\d+)", result.stderr)]
     return {"ms_per_step": 1000.0 * seconds / done, "peak_rss_mib": max(rss) / 1024,
             "atoms": 4 * shape[0] * shape[1] * shape[2], "ranks": ranks, "mode": mode,
+            "memory": memory,
             "exchange": "layer-wise evaluation" in result.stdout}
 
 
@@ -100,6 +103,10 @@ def main() -> int:
                         choices=["halo", "exchange"],
                         help="schemes to run on more than one rank (halo: as much memory "
                              "per rank as one rank needs for the whole system)")
+    parser.add_argument("--memory", nargs="+", default=["normal"], choices=["normal", "low"],
+                        help="pair_style mlff memory: low recomputes each layer in the backward "
+                             "pass (one layer's intermediate results held at a time; on one "
+                             "rank it takes the layer-wise evaluation)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -122,16 +129,19 @@ def main() -> int:
         model = (deployed / "model.pt").resolve()
         shapes = [(n, n, n) for n in args.sizes]
         for shape in shapes:
-            for ranks in args.ranks:
-                for mode in (["halo"] if ranks == 1 else args.parallel):
-                    tag = f"{key}-{shape[0]}x{shape[1]}x{shape[2]}-np{ranks}-{mode}"
-                    record = {"model": key, **run(args.out / key / tag, model, shape, ranks,
-                                                  mode, args.steps)}
-                    record["load"] = os.getloadavg()[0]
-                    rows.append(record)
-                    with records.open("a") as handle:
-                        handle.write(json.dumps(record) + "\n")
-                    print(json.dumps(record), flush=True)
+            for memory in args.memory:
+                for ranks in args.ranks:
+                    # one rank: auto is the whole model at once, or with memory low the
+                    # layer-wise evaluation (ghosts are periodic images)
+                    for mode in (["auto"] if ranks == 1 else args.parallel):
+                        tag = f"{key}-{shape[0]}x{shape[1]}x{shape[2]}-np{ranks}-{mode}-{memory}"
+                        record = {"model": key, **run(args.out / key / tag, model, shape, ranks,
+                                                      mode, args.steps, memory)}
+                        record["load"] = os.getloadavg()[0]
+                        rows.append(record)
+                        with records.open("a") as handle:
+                            handle.write(json.dumps(record) + "\n")
+                        print(json.dumps(record), flush=True)
         if args.weak:
             for ranks in args.ranks:
                 shape = (ranks * args.weak, args.weak, args.weak)
@@ -149,11 +159,14 @@ def main() -> int:
           "| peak RSS MiB per rank (vs 1 rank) | load |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
-        one = next((r for r in rows if r["model"] == row["model"] and r["ranks"] == 1
-                    and r["atoms"] == row["atoms"] and not r.get("weak")), None)
+        ones = [r for r in rows if r["model"] == row["model"] and r["ranks"] == 1
+                and r["atoms"] == row["atoms"] and not r.get("weak")]
+        # the baseline: one rank with normal memory where it ran
+        one = next((r for r in ones if r["memory"] == "normal"), ones[0] if ones else None)
         speedup = one["ms_per_step"] / row["ms_per_step"] if one and not row.get("weak") else None
         ghosts = ("weak scaling, " if row.get("weak") else "") + (
-            "exchange" if row["exchange"] else ("halo" if row["ranks"] > 1 else "one cutoff"))
+            "exchange" if row["exchange"] else ("halo" if row["ranks"] > 1 else "one cutoff")) + (
+            ", memory low" if row["memory"] == "low" else "")
         print(f"| {row['model']} | {row['atoms']} | {row['ranks']} | {ghosts} | "
               f"{row['ms_per_step']:.1f} | {speedup:.2f} | {speedup / row['ranks']:.2f} | "
               if speedup else

@@ -106,3 +106,25 @@ def test_npt_and_minimize_with_exchange_equal_serial(deployed, tmp_path):
         assert_close(parallel["dump"][name], serial["dump"][name], 1e-9, name)
     for name, value in serial["thermo"].items():
         assert_close(parallel["thermo"][name], value, 1e-9, f"thermo {name}")
+
+
+@pytest.mark.parametrize(("architecture", "ranks"), [("mace", 1), ("nequip", 2)])
+def test_memory_low_recomputes_the_stages_and_equals_serial(deployed, tmp_path, architecture,
+                                                            ranks):
+    """`memory low`: every stage runs again, with its graph, in the backward pass, so one
+    layer's intermediate results are held at a time; on one rank it takes the layer-wise
+    evaluation by itself."""
+    model, _ = deployed(architecture)
+    serial = run_subprocess(model, long_cell(), SYMBOLS, tmp_path / "serial", 1, MD, "run 10")
+    low = run_subprocess(model, long_cell(), SYMBOLS, tmp_path / "low", ranks,
+                         "pair_style mlff memory low\n" + MD, "run 10")
+    assert EXCHANGE_MESSAGE in low["stdout"]
+    assert_runs_equal(low, serial, f"memory low, {ranks} rank(s)")
+
+
+def test_memory_low_without_stages_says_it_saves_nothing(deployed, tmp_path):
+    model, _ = deployed("allegro")  # strictly local: one cutoff, no stages
+    run = run_subprocess(model, bulk_copper(), SYMBOLS, tmp_path / "low", 1,
+                         "pair_style mlff memory low\n" + MD, "run 1")
+    assert "'memory low' saves nothing" in run["stdout"]
+    assert EXCHANGE_MESSAGE not in run["stdout"]

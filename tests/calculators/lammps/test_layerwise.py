@@ -54,9 +54,22 @@ def partition(atoms, ranks: int, axis: int = 0) -> np.ndarray:
 def test_split_with_exchange_equals_whole_model(architecture, layers):
     overrides = THREE_LAYERS[architecture] if layers == "three" else {}
     potential = helpers.build_potential(architecture, seed=1, **overrides)
-    model = potential.model
-    split = split_architecture(model)
-    assert split is not None and split.num_stages == (3 if layers == "three" else 2)
+    assert_split_equals_whole_model(potential, 3 if layers == "three" else 2)
+
+
+@pytest.mark.parametrize("first", ["plain", "density"])
+def test_mace_without_a_residual_first_layer_splits(first):
+    """mace-torch's default first layer has no residual: its species skip comes after the
+    neighbour sum, which the stage then lays out for the local atoms alone."""
+    potential = helpers.build_potential("mace", seed=1, interaction_first=first)
+    split = split_architecture(potential.model)
+    assert split.local_after_sum[0] and split.use_dense
+    assert_split_equals_whole_model(potential, 2)
+
+
+def assert_split_equals_whole_model(potential, num_stages: int) -> None:
+    split = split_architecture(potential.model)
+    assert split is not None and split.num_stages == num_stages
     # a cell thinner than two ghost widths (7.2 Å < 8 Å) in 2 and 3 slabs, and a larger one
     for repeat, ranks in ((2, 2), (2, 3), (3, 2)):
         atoms = crystal(repeat)

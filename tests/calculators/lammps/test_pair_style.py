@@ -226,6 +226,13 @@ def test_newton_off_is_an_error(deployed, tmp_path):
     assert "requires newton pair on" in message
 
 
+def test_unknown_pair_style_settings_are_errors(tmp_path, plugin):
+    message = _error_of(BOX.replace("pair_style mlff", "pair_style mlff memory tiny"), tmp_path)
+    assert "'memory' needs normal" in message and "'tiny'" in message
+    message = _error_of(BOX.replace("pair_style mlff", "pair_style mlff parallel some"), tmp_path)
+    assert "'parallel' needs auto, exchange" in message and "'some'" in message
+
+
 def test_explicit_plugin_load(deployed, plugin, tmp_path):
     """`plugin load` works too (here with automatic loading switched off)."""
     model, _ = deployed("painn")

@@ -205,6 +205,11 @@ class MACESplit(_Split):
         self.local_rows: list[bool] = [
             isinstance(block, MACEInteraction) and block.residual and len(block.down) == 0
             for block in model.interactions]
+        # the non-residual kind (MACE's first layer) applies its species skip after the
+        # sum: in the dense layout its rows can be the local atoms' too, given their species
+        self.local_after_sum: list[bool] = [
+            isinstance(block, MACEInteraction) and not block.residual and len(block.down) == 0
+            for block in model.interactions]
 
     def forward(self, stage: int, features: torch.Tensor, species: torch.Tensor,
                 atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
@@ -227,13 +232,20 @@ class MACESplit(_Split):
         num_nodes = species.shape[0]
         edge_valid: Optional[torch.Tensor] = None  # noqa: UP045
         rows = num_nodes
+        after_sum = False
         for k, local_rows in enumerate(self.local_rows):
             if k == stage and local_rows:
                 rows = num_local  # every receiver is a local atom
+            if k == stage and self.local_after_sum[k] and self.use_dense:
+                rows = num_local
+                after_sum = True
         if self.use_dense:
             dense, slots, width = _plan_dense(receiver, rows, num_local)
         else:
             dense, slots, width = False, receiver, 0
+        if after_sum and not dense:
+            rows = num_nodes  # the scatter sums have a row per node
+        interaction_onehot = onehot[:num_local] if after_sum and dense else onehot
         if dense:
             sender = to_dense(sender, slots, rows, width)
             edge_sh = to_dense(edge_sh, slots, rows, width)
@@ -246,7 +258,8 @@ class MACESplit(_Split):
         for k, (interaction, product) in enumerate(zip(self.model.interactions,
                                                        self.model.products)):
             if k == stage:
-                a, skip = interaction(h, onehot, edge_sh, edge_radial, sender, receiver,
+                a, skip = interaction(h, interaction_onehot, edge_sh, edge_radial, sender,
+                                      receiver,
                                       self.inv_neighbors, dense, False, edge_cutoff, edge_valid)
                 # the symmetric contraction and readout are per atom: local atoms only
                 # (ghost rows are the owners' business), zero rows for the ghosts

@@ -101,7 +101,7 @@ PairMLFF::PairMLFF(LAMMPS *lmp) :
     Pair(lmp), num_threads(1), chunk_atoms(-1), chunk_in_use(0), memory_per_edge(0.0),
     model_loaded(false), model_cutoff(0.0), model_cutoff_sq(0.0),
     model_layers(1), interaction_range(0.0), model_dtype(torch::kFloat64), committee_size(1),
-    num_nodes(0), parallel_mode(PARALLEL_AUTO), exchange_active(false), model_stages(0),
+    num_nodes(0), parallel_mode(PARALLEL_AUTO), memory_low(false), exchange_active(false), model_stages(0),
     model_center(1), model_feature_width(0), reverse_features(false), nmax_committee(0),
     member_forces(nullptr), uncertainty(nullptr)
 {
@@ -179,10 +179,23 @@ void PairMLFF::settings(int narg, char **arg)
                    "field), got '{}'",
                    mode);
       iarg += 2;
+    } else if (strcmp(arg[iarg], "memory") == 0) {
+      const char *level = iarg + 1 < narg ? arg[iarg + 1] : "";
+      if (strcmp(level, "low") == 0)
+        memory_low = true;
+      else if (strcmp(level, "normal") == 0)
+        memory_low = false;
+      else
+        error->all(FLERR,
+                   "pair_style mlff: 'memory' needs normal (keep every layer's intermediate "
+                   "results for the forces) or low (keep one layer's at a time and compute "
+                   "each layer twice), got '{}'",
+                   level);
+      iarg += 2;
     } else {
       error->all(FLERR,
                  "pair_style mlff: unknown keyword '{}'. Usage: pair_style mlff [threads N] "
-                 "[chunk ATOMS] [parallel auto|exchange|halo]; "
+                 "[chunk ATOMS] [parallel auto|exchange|halo] [memory normal|low]; "
                  "the model and elements go to pair_coeff * * model.pt El1 El2 ...",
                  arg[iarg]);
     }

@@ -101,6 +101,7 @@ class PairMLFF : public Pair {
   // layer-wise evaluation: ghosts to one cutoff + skin, features exchanged between stages
   enum { PARALLEL_AUTO, PARALLEL_EXCHANGE, PARALLEL_HALO };
   int parallel_mode;         // the pair_style keyword
+  bool memory_low;           // `memory low`: stages recomputed in the backward pass
   bool exchange_active;      // chosen in init_style
   int model_stages;          // 0: the model has no stages (only the halo works)
   int model_center;          // the edge_index row of each edge's central atom

@@ -38,6 +38,7 @@
 
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -92,8 +93,13 @@ bool PairMLFF::choose_exchange()
     if (chunk_atoms > 0)
       error->all(FLERR, "pair_style mlff: 'chunk' works with 'parallel halo' only");
   }
+  if (memory_low && model_stages < 2 && comm->me == 0)
+    error->warning(FLERR,
+                   "pair_style mlff memory low: {} is evaluated in one piece (no layer-wise "
+                   "stages, or parallel halo), so 'memory low' saves nothing here",
+                   model_path);
   const bool chosen = parallel_mode == PARALLEL_EXCHANGE ||
-      (comm->nprocs > 1 && model_stages > 1 && chunk_atoms <= 0);
+      (model_stages > 1 && chunk_atoms <= 0 && (comm->nprocs > 1 || memory_low));
   if (chosen && comm->me == 0)
     utils::logmesg(lmp,
                    "pair_style mlff: layer-wise evaluation, ghosts to one cutoff + skin, node "
@@ -166,12 +172,21 @@ void PairMLFF::evaluate_exchange(torch::Tensor &energies, torch::Tensor &grads)
       std::vector<torch::Tensor> inputs, outputs, node_energies;
       torch::Tensor features = torch::zeros({static_cast<int64_t>(nall), 0}, real);
       for (int s = 0; s < model_stages; s++) {
-        if (s > 0) features.requires_grad_(true);
-        auto result = stage({static_cast<int64_t>(k), static_cast<int64_t>(s), features, species,
-                             edges, edge_vectors, local})
-                          .toTuple();
-        torch::Tensor out = result->elements()[0].toTensor();
-        torch::Tensor energy = result->elements()[1].toTensor();
+        torch::Tensor out, energy;
+        {
+          // memory low: no graph now; each stage runs again, with its graph, in the
+          // backward pass below, so only one stage's graph is held at a time
+          std::optional<torch::NoGradGuard> no_graph;
+          if (memory_low)
+            no_graph.emplace();
+          else if (s > 0)
+            features.requires_grad_(true);
+          auto result = stage({static_cast<int64_t>(k), static_cast<int64_t>(s), features,
+                               species, edges, edge_vectors, local})
+                            .toTuple();
+          out = result->elements()[0].toTensor();
+          energy = result->elements()[1].toTensor();
+        }
         inputs.push_back(features);
         outputs.push_back(out);
         node_energies.push_back(energy);
@@ -188,6 +203,14 @@ void PairMLFF::evaluate_exchange(torch::Tensor &energies, torch::Tensor &grads)
       }
       torch::Tensor upstream;    // d E_total / d features_out(s), local rows valid
       for (int s = model_stages - 1; s >= 0; s--) {
+        if (memory_low) {
+          if (s > 0) inputs[s].requires_grad_(true);
+          auto result = stage({static_cast<int64_t>(k), static_cast<int64_t>(s), inputs[s],
+                               species, edges, edge_vectors, local})
+                            .toTuple();
+          outputs[s] = result->elements()[0].toTensor();
+          node_energies[s] = result->elements()[1].toTensor();
+        }
         torch::Tensor objective = node_energies[s].narrow(0, 0, local).sum();
         if (upstream.defined())
           objective = objective +
