@@ -101,9 +101,10 @@ def build_potential(
     """
     if config.finetune is not None:
         return potential_from_pretrained(config, data)
+    assert config.model is not None
     hyperparameters = hyperparameters_from_data(
-        get_architecture(config.model["architecture"]),
-        dict(config.model),
+        get_architecture(config.model.architecture),
+        config.model.model_dump(),
         avg_num_neighbors if avg_num_neighbors is not None else data.avg_num_neighbors,
     )
     model = build_model(hyperparameters, len(data.species))
@@ -213,8 +214,9 @@ class Trainer:
         check_loss_weights(config.training.loss)
         if config.finetune is None:  # the hyperparameters the data (or checkpoint) filled in
             origin = "the checkpoint" if avg_num_neighbors is not None else "the training data"
+            given = config.model.model_dump()
             for key, value in potential.hyperparameters.items():
-                if config.model.get(key, 0) is None and value is not None:
+                if given.get(key, 0) is None and value is not None:
                     self.console.print(f"model.{key} = {value:.4f} (from {origin})",
                                        highlight=False)
         # an element absent from the training set has no embedding: name its file and frame
