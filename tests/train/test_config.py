@@ -95,6 +95,8 @@ def test_the_resolved_config_is_frozen(ethanol_small):
     config = validate_config(small_config(ethanol_small))
     resolved = resolve_config(config)
     assert resolved.model_dump() == config.model_dump()
+    # frozen sections equal the loaded ones, both ways round
+    assert resolved.training == config.training and config.model == resolved.model
     assert resolve_config(resolved) is resolved
     for section, key, value in ((resolved, "seed", 2), (resolved.training, "lr", 0.1),
                                 (resolved.training.loss, "forces_weight", 1.0),

@@ -422,11 +422,20 @@ def _frozen(value: Any) -> Any:
 
 @lru_cache(maxsize=None)
 def _frozen_class(cls: type[BaseModel]) -> type[BaseModel]:
+    """``cls`` frozen; its instances equal those of ``cls`` with the same values."""
     if cls.model_config.get("frozen"):
         return cls
-    return type(cls.__name__, (cls,), {"model_config": ConfigDict(**cls.model_config, frozen=True),
-                                       "__module__": cls.__module__, "__doc__": cls.__doc__,
-                                       "__qualname__": cls.__qualname__})
+
+    def __eq__(self: BaseModel, other: object) -> bool:  # noqa: N807
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        unfrozen = getattr(type(other), "__unfrozen__", type(other))
+        return unfrozen is cls and self.model_dump() == other.model_dump()
+
+    return type(cls.__name__, (cls,), {
+        "model_config": ConfigDict(**cls.model_config, frozen=True), "__unfrozen__": cls,
+        "__eq__": __eq__, "__hash__": lambda self: hash(repr(self.model_dump())),
+        "__module__": cls.__module__, "__doc__": cls.__doc__, "__qualname__": cls.__qualname__})
 
 
 def _section_type(annotation: Any) -> Any:
