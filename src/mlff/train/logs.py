@@ -58,5 +58,5 @@ class ConsoleLog(Callback):
                    f"lr {record['lr']:.1e}")
         self.bar.update(self.task, advance=1, description=summary)
         if improved or trainer.epoch % 10 == 0:
-            self.bar.console.print(f"epoch {trainer.epoch:4d}  {summary}{'  *' if improved else ''}",
-                                   highlight=False)
+            mark = "  *" if improved else ""
+            self.bar.console.print(f"epoch {trainer.epoch:4d}  {summary}{mark}", highlight=False)

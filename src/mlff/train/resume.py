@@ -58,7 +58,8 @@ class Checkpoints(Callback):
         if differences:
             raise ConfigError(
                 f"{source}: cannot resume, the config differs from the checkpoint's in "
-                f"{', '.join(differences)}. Start a new run in another folder, or restore those keys."
+                f"{', '.join(differences)}. Start a new run in another folder, or restore "
+                "those keys."
             )
         trainer.epoch = state["epoch"]
         if state.get("stage_two_epoch") is not None:  # absent from older checkpoints

@@ -41,7 +41,8 @@ def build_potential(
                      scale=data.scale, shift=data.shift)
 
 
-def align_energy_offset(potential: Potential, dataset: GraphDataset, max_structures: int = 256) -> float:
+def align_energy_offset(potential: Potential, dataset: GraphDataset,
+                        max_structures: int = 256) -> float:
     """Fold the untrained model's mean per-atom energy error into ``shift``.
 
     A freshly initialised network predicts per-atom energies offset by a random constant;

@@ -161,7 +161,7 @@ class Trainer:
             keys = sorted(totals)
             summed = all_reduce_sum(torch.tensor([totals[k] for k in keys], dtype=torch.float64),
                                     self.context)
-            totals = dict(zip(keys, summed.tolist()))
+            totals = dict(zip(keys, summed.tolist(), strict=True))
         return {key: value / max(num_batches, 1) for key, value in totals.items()}
 
     def fit(self) -> TrainResult:
