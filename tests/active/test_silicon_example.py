@@ -29,7 +29,7 @@ def test_learn_config_and_its_training_config_load():
     assert Path(config.initial.structures).exists() and Path(config.explore.structures).exists()
     assert config.explore.pressures == [None, 0.0, None, None]
     train = validate_config({**config.train, "data": {**config.train["data"], "train": "x.xyz"}})
-    assert train.model["architecture"] == "mace" and train.committee.size == 3
+    assert train.model.architecture == "mace" and train.committee.size == 3
 
 
 def test_oracle_is_cp2k_with_one_kpoint_across_the_slab_vacuum():

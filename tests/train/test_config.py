@@ -10,8 +10,8 @@ from .conftest import small_config
 def test_valid_config_fills_defaults(ethanol_small):
     config = validate_config(small_config(ethanol_small))
     assert config.training.loss.forces_weight == 100.0
-    assert config.model["num_features"] == 8
-    assert config.model["radial_basis"] == "bessel"  # from the PaiNN schema
+    assert config.model.num_features == 8
+    assert config.model.radial_basis == "bessel"  # from the PaiNN schema
 
 
 def test_unknown_key_names_it_and_the_allowed_ones(ethanol_small):
@@ -70,3 +70,57 @@ def test_missing_and_invalid_yaml(tmp_path):
     bad.write_text("data: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_the_model_section_is_the_architectures_typed_config(ethanol_small):
+    from mlff.models.painn import PaiNN
+
+    config = validate_config(small_config(ethanol_small))
+    assert isinstance(config.model, PaiNN.Config) and config.model.num_layers == 2
+    assert config.model_dump()["model"]["num_features"] == 8  # the file form: a dict
+    raw = small_config(ethanol_small)
+    raw["model"]["num_layers"] = 0
+    with pytest.raises(ConfigError, match="model.num_layers"):
+        validate_config(raw)
+    del raw["model"]["architecture"]
+    with pytest.raises(ConfigError, match="model.architecture is required"):
+        validate_config(raw)
+
+
+def test_the_resolved_config_is_frozen(ethanol_small):
+    from pydantic import ValidationError
+
+    from mlff.train.finetune import resolve_config
+
+    config = validate_config(small_config(ethanol_small))
+    resolved = resolve_config(config)
+    assert resolved.model_dump() == config.model_dump()
+    # frozen sections equal the loaded ones, both ways round
+    assert resolved.training == config.training and config.model == resolved.model
+    assert resolve_config(resolved) is resolved
+    for section, key, value in ((resolved, "seed", 2), (resolved.training, "lr", 0.1),
+                                (resolved.training.loss, "forces_weight", 1.0),
+                                (resolved.data, "train", "other.xyz"),
+                                (resolved.model, "num_features", 4)):
+        with pytest.raises(ValidationError, match="frozen"):
+            setattr(section, key, value)
+    config.seed = 2  # the loaded config stays the user's to change
+    assert resolved.seed == 1
+
+
+def test_a_run_resolves_its_config_once(ethanol_small, tmp_path, monkeypatch):
+    import importlib
+
+    from mlff.train.trainer import train
+
+    finetune = importlib.import_module("mlff.train.finetune")
+    calls = []
+    resolve = finetune._resolve
+
+    def counting(config):
+        calls.append(config)
+        return resolve(config)
+
+    monkeypatch.setattr(finetune, "_resolve", counting)
+    train(small_config(ethanol_small, max_epochs=1), tmp_path / "run", progress=False)
+    assert len(calls) == 1

@@ -250,11 +250,11 @@ def test_model_section_optional_or_matching(emt_sets, pretrained, tmp_path):
     hyperparameters = read_metadata(pretrained)["hyperparameters"]
     raw = _config(emt_sets["methanol"], init_from=str(pretrained))
     config = resolve_config(validate_config(raw))
-    assert config.model == hyperparameters
+    assert config.model.model_dump() == hyperparameters
     partial = {"architecture": "painn", "cutoff": 4.0, "num_layers": 2}
     config = resolve_config(validate_config(_config(emt_sets["methanol"], model=partial,
                                                     init_from=str(pretrained))))
-    assert config.model == hyperparameters  # unspecified keys come from the model file
+    assert config.model.model_dump() == hyperparameters  # unspecified keys come from the model file
     mismatched = {**MODEL, "num_features": 16, "cutoff": 5.0}
     with pytest.raises(ConfigError) as info:
         train(_config(emt_sets["methanol"], model=mismatched, init_from=str(pretrained)),

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import mlff
-from mlff.train import trainer as trainer_module
-from mlff.train.checkpoint import load_checkpoint
+from mlff.train.checkpoint import load_checkpoint, save_checkpoint
 from mlff.train.config import validate_config
 from mlff.train.data import required_labels
 from mlff.train.trainer import Trainer, train
@@ -146,7 +145,7 @@ def test_resume_from_a_checkpoint_without_stage_two_keys(tmp_path, ethanol_small
     for key in ("stage_two_epoch", "swa", "hyperparameters"):
         del state[key]
     del state["config"]["training"]["stage_two"], state["config"]["data"]["config_type_weights"]
-    trainer_module.save_checkpoint(state, last)
+    save_checkpoint(state, last)
     result = train(small_config(ethanol_small, max_epochs=2), out_dir=tmp_path / "r",
                    resume=True, progress=False)
     assert result.epochs == 2

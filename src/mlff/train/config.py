@@ -1,20 +1,28 @@
 """The training configuration: YAML validated by pydantic.
 
 An unknown or mistyped key is an error naming the key and the allowed ones. The model
-section is validated by the chosen architecture's own schema (see the registry).
+section is a discriminated union of the registered architectures' own schemas, chosen by
+``model.architecture`` (:func:`model_union`), validated once when the config is loaded into
+the architecture's typed ``Config``. :class:`ResolvedConfig` is the frozen config one run
+works with (made by :func:`mlff.train.finetune.resolve_config`).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    SerializeAsAny,
+    Tag,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -30,6 +38,58 @@ from mlff.models.registry import ModelConfig, architectures, get_architecture
 class _Strict(BaseModel):
     # a NaN or infinite setting (lr: .inf) is a typo, never a choice
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def model_union() -> TypeAdapter:
+    """The model section's type: the union of the registered architectures' ``Config``
+    classes, discriminated by ``architecture`` (built anew when the registry changes)."""
+    return _union_of(tuple((name, get_architecture(name).Config) for name in architectures()))
+
+
+@lru_cache(maxsize=8)
+def _union_of(entries: tuple[tuple[str, type[ModelConfig]], ...]) -> TypeAdapter:
+    choices = tuple(Annotated[config, Tag(name)] for name, config in entries)
+    return TypeAdapter(Annotated[Union[choices], Discriminator(_architecture_name)])  # noqa: UP007
+
+
+def _architecture_name(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("architecture")
+    return getattr(value, "architecture", None)
+
+
+def validate_model_section(value: Any) -> ModelConfig:
+    """The typed hyperparameters of a model section (a dict, or an already validated Config).
+
+    Raises:
+        ValueError: no or an unknown architecture, or bad hyperparameters; naming each key
+            (``model.<key>``) and, for an unknown one, the architecture's own keys.
+    """
+    if not isinstance(value, (dict, ModelConfig)):
+        raise ValueError(f"expected a mapping of hyperparameters, got {type(value).__name__}")
+    name = _architecture_name(value)
+    if name is None:
+        raise ValueError(f"model.architecture is required; choose one of {architectures()}")
+    if name not in architectures():
+        raise ValueError(f"unknown architecture {name!r}; choose one of {architectures()}")
+    schema = get_architecture(name).Config
+    if isinstance(value, schema):
+        return value
+    try:
+        return model_union().validate_python(value)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            # the union's tag (the architecture) leads the location
+            where = ".".join(str(p) for p in ("model", *error["loc"][1:]))
+            if error["type"] == "extra_forbidden":
+                problems.append(
+                    f"unknown key '{where}' for architecture {name!r}. Allowed keys here: "
+                    f"{', '.join(sorted(schema.model_fields))}."
+                )
+            else:
+                problems.append(f"'{where}': {error['msg']} (got {error.get('input')!r}).")
+        raise ValueError(" ".join(problems)) from None
 
 
 class KeysConfig(_Strict):
@@ -262,7 +322,7 @@ class TrainConfig(_Strict):
     device: str = "cpu"
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: the free cores, re-checked as the load changes (mlff.threads)")
     data: DataConfig
-    model: dict[str, Any] | None = Field(
+    model: SerializeAsAny[ModelConfig] | None = Field(
         None, description="architecture name + hyperparameters; optional with finetune"
     )
     training: TrainingConfig = TrainingConfig()
@@ -273,9 +333,6 @@ class TrainConfig(_Strict):
     # the model keys written in the config (not filled in by defaults): with finetune only
     # these must agree with the pretrained model
     _given_model_keys: frozenset[str] | None = PrivateAttr(None)
-    # set by mlff.train.finetune.resolve_config: finetune.init_from and its metadata, read
-    # once per run (None: not resolved)
-    _pretrained: tuple[str, dict[str, Any]] | None = PrivateAttr(None)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -289,34 +346,12 @@ class TrainConfig(_Strict):
         """The model keys the config sets explicitly (all of them when unknown)."""
         if self._given_model_keys is not None:
             return set(self._given_model_keys)
-        return set(self.model or {})
+        return set(self.model.model_dump()) if self.model is not None else set()
 
-    @field_validator("model")
+    @field_validator("model", mode="plain")
     @classmethod
-    def _validate_model(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        name = value.get("architecture")
-        if name is None:
-            raise ValueError(f"model.architecture is required; choose one of {architectures()}")
-        try:
-            schema = get_architecture(name).Config
-        except KeyError:
-            raise ValueError(f"unknown architecture {name!r}; choose one of {architectures()}") from None
-        try:
-            return schema.model_validate(value).model_dump()
-        except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                where = ".".join(str(p) for p in ("model", *error["loc"]))
-                if error["type"] == "extra_forbidden":
-                    problems.append(
-                        f"unknown key '{where}' for architecture {name!r}. Allowed keys here: "
-                        f"{', '.join(sorted(schema.model_fields))}."
-                    )
-                else:
-                    problems.append(f"'{where}': {error['msg']} (got {error.get('input')!r}).")
-            raise ValueError(" ".join(problems)) from None
+    def _validate_model(cls, value: Any) -> ModelConfig | None:
+        return None if value is None else validate_model_section(value)
 
     @model_validator(mode="after")
     def _check_split(self) -> TrainConfig:
@@ -351,9 +386,56 @@ class TrainConfig(_Strict):
                              "or remove replay_data")
         return self
 
-    def model_schema(self) -> type[ModelConfig]:
-        """The pydantic schema of the chosen architecture."""
-        return get_architecture(self.model["architecture"]).Config
+
+class ResolvedConfig(TrainConfig):
+    """The config of one run, as :func:`mlff.train.finetune.resolve_config` made it: the
+    model section complete (taken from the pretrained model when fine-tuning) and the
+    pretrained model's metadata read. Frozen, its sections too: a run cannot change it.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    model: SerializeAsAny[ModelConfig]
+    # finetune.init_from and its metadata, read once per run (None without finetune)
+    _pretrained: tuple[str, dict[str, Any]] | None = PrivateAttr(None)
+
+    @classmethod
+    def of(cls, config: TrainConfig, model: ModelConfig,
+           pretrained: tuple[str, dict[str, Any]] | None = None) -> ResolvedConfig:
+        """``config`` with the model section ``model``, frozen (nothing is validated again)."""
+        fields = {name: _frozen(getattr(config, name)) for name in TrainConfig.model_fields}
+        fields["model"] = _frozen(model)
+        resolved = cls.model_construct(_fields_set=config.model_fields_set | {"model"}, **fields)
+        resolved._given_model_keys = config._given_model_keys
+        resolved._pretrained = pretrained
+        return resolved
+
+
+def _frozen(value: Any) -> Any:
+    """A frozen copy of a config section (and of the sections inside it)."""
+    if not isinstance(value, BaseModel):
+        return value
+    fields = {name: _frozen(getattr(value, name)) for name in type(value).model_fields}
+    return _frozen_class(type(value)).model_construct(_fields_set=value.model_fields_set,
+                                                       **fields)
+
+
+@lru_cache(maxsize=None)
+def _frozen_class(cls: type[BaseModel]) -> type[BaseModel]:
+    """``cls`` frozen; its instances equal those of ``cls`` with the same values."""
+    if cls.model_config.get("frozen"):
+        return cls
+
+    def __eq__(self: BaseModel, other: object) -> bool:  # noqa: N807
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        unfrozen = getattr(type(other), "__unfrozen__", type(other))
+        return unfrozen is cls and self.model_dump() == other.model_dump()
+
+    return type(cls.__name__, (cls,), {
+        "model_config": ConfigDict(**cls.model_config, frozen=True), "__unfrozen__": cls,
+        "__eq__": __eq__, "__hash__": lambda self: hash(repr(self.model_dump())),
+        "__module__": cls.__module__, "__doc__": cls.__doc__, "__qualname__": cls.__qualname__})
 
 
 def _section_type(annotation: Any) -> Any:

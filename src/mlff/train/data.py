@@ -115,7 +115,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     data = config.data
     keys = LabelKeys(**data.keys.model_dump())
     cache = default_cache_dir() if data.cache_dir == "default" else data.cache_dir
-    cutoff = float(config.model["cutoff"])
+    cutoff = float(config.model.cutoff)
     require = required_labels(config)
 
     def load(path: str) -> GraphDataset | PackedDataset:

@@ -51,8 +51,8 @@ from mlff.models.contract import Architecture
 from mlff.models.io import read_metadata
 from mlff.models.potential import Potential
 from mlff.models.predict import batched_outputs
-from mlff.models.registry import build_model, get_architecture
-from mlff.train.config import TrainConfig
+from mlff.models.registry import build_model
+from mlff.train.config import ResolvedConfig, TrainConfig, validate_model_section
 from mlff.train.pretrained import e0s_to_refit, finetune_species
 from mlff.uq.io import load_model
 
@@ -65,14 +65,15 @@ _PROVENANCE: dict[str, dict[str, Any]] = {}
 
 
 def pretrained_metadata(config: TrainConfig) -> dict[str, Any]:
-    """The metadata of ``finetune.init_from``.
+    """The metadata of ``finetune.init_from`` (of a resolved config: as read when resolved).
 
     Raises:
         ModelFileError: the file is missing or not a model file; the message names the key.
     """
     assert config.finetune is not None
     path = config.finetune.init_from
-    if config._pretrained is not None and config._pretrained[0] == path:
+    if is_resolved(config):
+        assert isinstance(config, ResolvedConfig) and config._pretrained is not None
         return config._pretrained[1]  # read once, by resolve_config
     try:
         return read_metadata(path)
@@ -83,40 +84,47 @@ def pretrained_metadata(config: TrainConfig) -> dict[str, Any]:
         ) from None
 
 
-def resolve_config(config: TrainConfig) -> TrainConfig:
-    """Fill the model section of a fine-tuning config from the pretrained model.
+def resolve_config(config: TrainConfig) -> ResolvedConfig:
+    """The frozen config of one run: ``config`` with its model section complete.
 
-    Keys the config's ``model`` section gives explicitly must equal the pretrained
-    model's hyperparameters (``null`` values, meaning "automatic", are not compared).
-    The result is a copy that keeps the pretrained metadata, so that the pretrained file
-    is read once per run: resolving it again returns it unchanged, and
-    :func:`pretrained_metadata` of it reads nothing. A config without ``finetune`` is
-    returned unchanged.
+    A fine-tuning config takes its model section from the pretrained model: keys the
+    config's ``model`` section gives explicitly must equal the pretrained model's
+    hyperparameters (``null`` values, meaning "automatic", are not compared). The result
+    keeps the pretrained metadata, so the pretrained file is read once per run: resolving
+    it again returns it unchanged, and :func:`pretrained_metadata` of it reads nothing.
 
     Raises:
         ConfigError: a model key differs from the pretrained model's, naming each key.
         ModelFileError: ``finetune.init_from`` is missing or not a model file.
     """
-    if config.finetune is None or is_resolved(config):
+    if is_resolved(config):
+        assert isinstance(config, ResolvedConfig)
         return config
+    return _resolve(config)
+
+
+def _resolve(config: TrainConfig) -> ResolvedConfig:
+    if config.finetune is None:
+        assert config.model is not None  # TrainConfig's own check
+        return ResolvedConfig.of(config, config.model)
     metadata = pretrained_metadata(config)
     path = config.finetune.init_from
     try:
-        schema = get_architecture(metadata["hyperparameters"]["architecture"]).Config
-        pretrained = schema.model_validate(metadata["hyperparameters"]).model_dump()
+        pretrained = validate_model_section(metadata["hyperparameters"])
     except Exception as exc:  # unknown architecture, bad hyperparameters
         raise ModelFileError(
             f"finetune.init_from: {path}: unusable hyperparameters ({exc})."
         ) from None
     if config.model is not None:
+        given, stored = config.model.model_dump(), pretrained.model_dump()
         mismatched = []
         for key in sorted(config.given_model_keys()):
-            value = config.model.get(key)
+            value = given.get(key)
             if value is None:
                 continue
-            if key not in pretrained or pretrained[key] != value:
+            if key not in stored or stored[key] != value:
                 mismatched.append(
-                    f"model.{key} is {value!r} but {pretrained.get(key, '(absent)')!r} in the "
+                    f"model.{key} is {value!r} but {stored.get(key, '(absent)')!r} in the "
                     "pretrained model"
                 )
         if mismatched:
@@ -125,14 +133,13 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
                 f"model: {'; '.join(mismatched)}. Fine-tuning keeps the architecture: remove "
                 "these keys (or the whole model section) or set them to the pretrained values."
             )
-    resolved = config.model_copy(update={"model": pretrained}, deep=True)
-    resolved._pretrained = (path, metadata)
-    return resolved
+    return ResolvedConfig.of(config, pretrained, (path, metadata))
 
 
 def is_resolved(config: TrainConfig) -> bool:
-    """Whether ``config`` is :func:`resolve_config`'s result for its current ``init_from``
-    (always true without ``finetune``)."""
+    """Whether ``config`` is :func:`resolve_config`'s result (for its current ``init_from``)."""
+    if not isinstance(config, ResolvedConfig):
+        return False
     if config.finetune is None:
         return True
     return config._pretrained is not None and config._pretrained[0] == config.finetune.init_from
@@ -347,7 +354,7 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
         torch.manual_seed(config.seed)  # the fresh entries of new elements
         model, fresh = _grown(old.model, positions, len(species), config)
     potential = Potential(
-        model, config.model, species, e0s, scale=float(old.scale), shift=float(old.shift)
+        model, config.model.model_dump(), species, e0s, scale=float(old.scale), shift=float(old.shift)
     ).to(dtype=old.dtype)
     with torch.no_grad():  # exactly, not through the default dtype of the constructor
         potential.scale.copy_(old.scale)
@@ -367,12 +374,12 @@ def _grown(model: nn.Module, positions: list[int], num_species: int,
     if isinstance(model, Architecture):
         return model.grow_species(positions, num_species)
     assert config.finetune is not None and config.model is not None
-    grown = build_model(dict(config.model), num_species).to(
+    grown = build_model(config.model.model_dump(), num_species).to(
         dtype=next(iter(model.state_dict().values())).dtype)
     if positions != list(range(num_species)):
         raise ModelFileError(
             f"finetune.init_from {config.finetune.init_from}: the "
-            f"{config.model.get('architecture')} model does not implement the architecture "
+            f"{config.model.architecture} model does not implement the architecture "
             "contract (mlff.models.contract.Architecture), so it cannot take new elements; "
             "fine-tune it on data of its own elements.")
     grown.load_state_dict(model.state_dict(), strict=True)

@@ -175,7 +175,7 @@ def add_pseudo_labelled_replay(config: TrainConfig, data: TrainingData,
     structures, sources = replay_structures(config, data.train)
     losses = (config.training.loss, config.training.stage_two_loss())
     stress = any(loss.stress_weight > 0 for loss in losses)
-    replay = pseudo_label(potential, structures, sources, float(config.model["cutoff"]), stress)
+    replay = pseudo_label(potential, structures, sources, float(config.model.cutoff), stress)
     data.train = _concatenate(data.train, replay)
     spec = finetune.replay.structures
     data.fingerprints["pseudo_replay"] = "train" if spec == "train" else file_fingerprint(spec)
