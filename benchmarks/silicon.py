@@ -14,14 +14,18 @@ is kept in OUT/reference.db and never recomputed):
 3. ``learn``: ``mlff learn examples/silicon/learn.yaml --out OUT/learn`` (seeds from the
    diamond unit cell, a committee of MACE models, walkers over bulk 300-1500 K, NPT, a
    (100) slab and a vacancy).
-4. ``validate``, ``md``, ``cost`` (independent: run them at once on several cores):
+4. ``retrain``: the final committee trained again from scratch on the campaign's labels
+   (OUT/learn/final/train.xyz) with the training settings of ``learn.yaml``, in
+   OUT/retrain (resumed member by member); the checks below then use OUT/retrain/model.mlff.
+   It lets a change of the training settings be judged without new DFT.
+5. ``validate``, ``md``, ``cost`` (independent: run them at once on several cores):
    ``mlff validate`` checks of the final committee against the same DFT: test-set errors
    per structure kind, the lattice constant and bulk modulus (EOS of the 2-atom cell),
    the unrelaxed vacancy formation energy (54-atom cell), phonons at Γ, X and L (exact
    from the 16-atom 2x2x2 supercell: one displaced DFT calculation) in OUT/validate; NVE
    drift of the model (64 atoms, 0.5 ps NVT then 2 ps NVE at 2 fs) in OUT/md; the cost
    of one force call of the model and of CP2K on the 64-atom cube in OUT/cost.
-5. ``report``: OUT/report.md and OUT/campaign.png: the learning curve (held-out force
+6. ``report``: OUT/report.md and OUT/campaign.png: the learning curve (held-out force
    and energy MAE of each iteration's committee against the DFT labels it had), the DFT
    time per label, the validation's headlines, the wall time of every stage.
 
@@ -52,7 +56,7 @@ EXAMPLE = ROOT / "examples" / "silicon"
 sys.path.insert(0, str(EXAMPLE))
 import make_data  # noqa: E402  (the example's structures)
 
-STAGES = ("test", "reference", "learn", "validate", "md", "cost", "report")
+STAGES = ("test", "reference", "learn", "retrain", "validate", "md", "cost", "report")
 TEST_KINDS = ("bulk", "surface_100", "vacancy")
 TEST_MD = {"temperature": 1000.0, "timestep": 2.0, "every": 5, "seed": 7}
 TEST_STEPS = {"bulk": 15, "surface_100": 15, "vacancy": 10}  # 3, 3 and 2 frames
@@ -153,6 +157,28 @@ def run_learn(out: Path) -> None:
     learn(load_learn_config(EXAMPLE / "learn.yaml"), out / "learn", progress=True)
 
 
+def run_retrain(out: Path) -> None:
+    """Train the final committee again, from scratch, on the campaign's labels with the
+    ``train`` settings of ``learn.yaml``; the model keeps the campaign's record."""
+    from mlff.active.config import load_learn_config, train_config
+    from mlff.models.io import add_metadata, read_metadata
+    from mlff.train.committee import train_committee
+
+    labels = out / "learn" / "final" / "train.xyz"
+    config = train_config(load_learn_config(EXAMPLE / "learn.yaml"), str(labels))
+    result = train_committee(config, out_dir=out / "retrain", resume=True, progress=False)
+    record = read_metadata(out / "learn" / "model.mlff").get("active_learning")
+    if record is not None:
+        add_metadata(result.model_path, "active_learning",
+                     {**record, "committee": "final, retrained from scratch on its labels"})
+
+
+def final_model(out: Path) -> Path:
+    """The retrained committee when the ``retrain`` stage has run, else the campaign's."""
+    retrained = out / "retrain" / "model.mlff"
+    return retrained if retrained.exists() else out / "learn" / "model.mlff"
+
+
 def validation_options():
     """The settings of every check (DFT-sized cells; see the module docstring)."""
     from mlff.validate.runner import ValidationOptions
@@ -221,7 +247,7 @@ def run_validate(out: Path, checks: tuple[str, ...] = ("errors", "crystal", "pho
     from mlff.oracles import load_oracle
     from mlff.validate import run_validation
 
-    model_path = model_path or out / "learn" / "model.mlff"
+    model_path = model_path or final_model(out)
     oracle = load_oracle(EXAMPLE / "oracle.yaml")
     if "cost" in checks:
         reference = oracle.make_calculator()
@@ -244,9 +270,10 @@ def learning_curve(out: Path) -> list[dict]:
     frames = test_frames(out)
     rows = []
     folders = sorted((out / "learn").glob("iter_*")) + [out / "learn" / "final"]
-    for folder in folders:
-        model = folder / "train" / "model.mlff"
-        train = folder / "train.xyz"
+    final = out / "learn" / "final"
+    runs = [(f.name, f / "train" / "model.mlff", f / "train.xyz") for f in folders]
+    runs.append(("final, retrained", out / "retrain" / "model.mlff", final / "train.xyz"))
+    for name, model, train in runs:
         if not model.exists():
             continue
         labels = len(ase.io.read(train, ":")) if train.exists() else None
@@ -262,7 +289,7 @@ def learning_curve(out: Path) -> list[dict]:
             err = np.abs(atoms.get_forces() - reference_f).ravel()
             df.extend(err)
             per_kind.setdefault(atoms.info["config_type"], []).extend(err)
-        rows.append({"model": folder.name, "labels": labels,
+        rows.append({"model": name, "labels": labels,
                      "energy_mae_meV_per_atom": 1000 * float(np.mean(de)),
                      "forces_mae_meV_per_A": 1000 * float(np.mean(df)),
                      **{f"forces_mae_{k}": 1000 * float(np.mean(v)) for k, v in per_kind.items()}})
@@ -290,11 +317,17 @@ def write_report(out: Path, walls: dict[str, float]) -> None:
     times = label_times(out)
     (out / "learning_curve.json").write_text(json.dumps(curve, indent=2))
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    labelled = [r for r in curve if r["labels"] is not None]
+    labelled = [r for r in curve if r["labels"] is not None and "retrained" not in r["model"]]
     x = [r["labels"] for r in labelled]
     left.plot(x, [r["forces_mae_meV_per_A"] for r in labelled], "o-", label="forces (meV/Å)")
     left.plot(x, [r["energy_mae_meV_per_atom"] for r in labelled], "s-",
               label="energy (meV/atom)")
+    for r in curve:  # the final labels, trained again with the learn.yaml of now
+        if "retrained" in r["model"]:
+            left.plot([r["labels"]], [r["forces_mae_meV_per_A"]], "o", color="C0", mfc="none",
+                      ms=9, label="forces, retrained")
+            left.plot([r["labels"]], [r["energy_mae_meV_per_atom"]], "s", color="C1",
+                      mfc="none", ms=9, label="energy, retrained")
     left.axhline(50, color="grey", lw=0.8, ls="--")
     left.axhline(2, color="grey", lw=0.8, ls=":")
     left.set_xlabel("DFT labels in training")
@@ -360,6 +393,7 @@ def main() -> None:
             parser.error(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
         start = time.perf_counter()
         {"test": run_test_set, "reference": run_reference, "learn": run_learn,
+         "retrain": run_retrain,
          "validate": run_validate, "md": lambda o: run_validate(o, ("md",), "md"),
          "cost": lambda o: run_validate(o, ("cost",), "cost"),
          "report": lambda o: write_report(o, walls)}[stage](out)
