@@ -252,6 +252,10 @@ class FinetuneConfig(_Strict):
     replay: ReplayConfig | None = Field(
         None, description="replay set labelled by the pretrained model itself (pseudo-labels)"
     )
+    anchor: float = Field(
+        0.0, ge=0, description="L2-SP weight-space anchor: the loss gains anchor * the sum of "
+        "squared differences of the trained weights from the pretrained ones (0: off)"
+    )
 
 
 class TrainConfig(_Strict):

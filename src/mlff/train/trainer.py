@@ -46,6 +46,7 @@ from mlff.train.config import LossConfig, TrainConfig, load_config, validate_con
 from mlff.train.data import TrainingData, load_training_data
 from mlff.train.finetune import (
     finetune_record,
+    grown_entries,
     learning_rate,
     potential_from_pretrained,
     resolve_config,
@@ -58,7 +59,13 @@ from mlff.train.distributed import (
     shutdown,
     split_by_atoms,
 )
-from mlff.train.guards import check_first_epoch, check_loss_weights, check_trainable
+from mlff.train.anchor import anchor_from_config
+from mlff.train.guards import (
+    check_anchor_effect,
+    check_first_epoch,
+    check_loss_weights,
+    check_trainable,
+)
 from mlff.train.loss import compute_loss, config_type_factors, label_counts, reweight
 from mlff.train.replay import add_pseudo_labelled_replay, loss_factors
 from mlff.train.schedule import LRSchedule
@@ -225,6 +232,10 @@ class Trainer:
         if config.finetune is None:  # a pretrained model's offset is meaningful
             align_energy_offset(self.potential, self.data.train)
         self.potential.metadata = {"data_fingerprint": self.data.fingerprints}
+        # L2-SP: the weights as fine-tuning starts, in the training dtype
+        self.anchor = anchor_from_config(
+            self.potential, config.finetune.anchor if config.finetune else None,
+            grown_entries(self.potential))
         t = config.training
         parameters = [p for p in self.potential.parameters() if p.requires_grad]
         optimizer_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
@@ -418,6 +429,10 @@ class Trainer:
             pred = self.trained(batch, compute_forces=True, compute_stress=self.compute_stress,
                                 create_graph=True)
             loss, parts = compute_loss(pred, batch, self.loss_config, counts)
+            if self.anchor is not None:  # one share per process, so that DDP's sum is one
+                penalty = self.anchor.penalty() / factor
+                loss = loss + penalty
+                parts["anchor"] = float(penalty.detach())
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"the training loss became {float(loss.detach())} at epoch {self.epoch + 1}. "
@@ -483,6 +498,7 @@ class Trainer:
                 train_parts = self.train_epoch()
                 if self.epoch == 0:
                     check_first_epoch(train_parts, self.loss_config, 1, self.replay_added)
+                self.last_train_parts = train_parts
                 if self.swa is not None:
                     self.swa.update_parameters(self.potential)
                 valid = evaluate(self.evaluation_model, self.data.valid, t.valid_batch_size,
@@ -532,6 +548,9 @@ class Trainer:
             return TrainResult(self.out_dir, self.out_dir / "model.mlff", self.epoch,
                                self.best_epoch + 1, self.best_valid_loss, stop_reason,
                                self.elapsed, self.best_valid_metrics, None)
+        last_parts = getattr(self, "last_train_parts", None)
+        if self.anchor is not None and last_parts is not None:
+            check_anchor_effect(last_parts, self.anchor.strength, self.epoch)
         best = load_checkpoint(self.out_dir / "best.ckpt")
         final = self.evaluation_model
         final.load_state_dict(best["model"])
