@@ -15,7 +15,9 @@ trains with the same wall-clock budget (``--minutes`` of training, set-up exclud
   of the N frames, each with its own seed (data order) and ``--minutes`` of training
   (`mlff train` with a ``committee`` section, as ``mlff learn`` trains one); reports the
   Spearman rank correlation of the committee's predicted and true per-structure force
-  error on the test frames.
+  error on the test frames. With ``--committee-recipes replay`` every other member also
+  trains with replay (``committee.members``), so the members differ in how strongly they
+  are held to SevenNet-0.
 
 Fine-tuning (``naive``, ``replay``, ``committee``) uses ``--finetune-lr`` and, with
 ``--freeze``, keeps parameters of those prefixes fixed; ``--anchor`` λ adds the L2-SP
@@ -193,13 +195,15 @@ def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Pat
     training["lr"] = args.finetune_lr
     config["finetune"] = {"init_from": str(sn0), "lr_factor": 1.0, "freeze": args.freeze,
                           "anchor": args.anchor}
+    count = args.replay_count if args.replay_count is not None else max(n, 10)
+    replay = {"structures": str(replay_file), "count": count, "rattle": 0.05, "strain": 0.02,
+              "weight": args.replay_weight}
     if method == "replay":
-        count = args.replay_count if args.replay_count is not None else max(n, 10)
-        config["finetune"]["replay"] = {"structures": str(replay_file), "count": count,
-                                        "rattle": 0.05, "strain": 0.02,
-                                        "weight": args.replay_weight}
+        config["finetune"]["replay"] = replay
     if method == "committee":
         config["committee"] = {"size": args.committee, "bootstrap": True, "processes": 1}
+        if args.committee_recipes == "replay":  # every other member with replay
+            config["committee"]["members"] = [{}, {"finetune": {"replay": replay}}]
         data["test"] = str(write_test(out, args.test_frames))
     return config
 
@@ -291,6 +295,9 @@ def main() -> int:
     parser.add_argument("--no-ema-warmup", action="store_true",
                         help="EMA decay from the first step (as before training.ema_warmup)")
     parser.add_argument("--committee", type=int, default=3, help="members of `committee`")
+    parser.add_argument("--committee-recipes", choices=("same", "replay"), default="same",
+                        help="same: members differ by seed and bootstrap only; replay: every "
+                        "other member also trains with replay (committee.members)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sevennet", default=None,
@@ -341,6 +348,7 @@ def main() -> int:
             "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight,
             "replay_count": args.replay_count, "replay_pool": args.replay_pool,
             "freeze": args.freeze, "anchor": args.anchor,
+            "committee_recipes": args.committee_recipes,
             "ema_warmup": not args.no_ema_warmup}
     if not any(r["method"] == "sevennet-0" for r in results):
         results.append({**base, "method": "sevennet-0", "n": 0,

@@ -192,6 +192,35 @@ class CommitteeConfig(_Strict):
     calibration: Literal["scale", "power_law", "isotonic"] = Field(
         "power_law", description="map from disagreement to expected error, fitted on validation data"
     )
+    members: list[dict[str, Any]] = Field(
+        default_factory=list, description="per-member settings merged into the config of "
+        "member k (entry k modulo their number), e.g. a replay section for every other member "
+        "(recipe diversity); not data, committee or seed"
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _members_change_something(cls, members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for k, entry in enumerate(members):
+            forbidden = sorted(set(entry) & {"data", "committee", "seed"})
+            if forbidden:
+                raise ValueError(
+                    f"committee.members[{k}] sets {', '.join(forbidden)}: members share the "
+                    "data and the committee section, and member k's seed is always seed + k. "
+                    "Vary other settings (finetune, training).")
+        if members and not any(members):
+            raise ValueError("committee.members holds only empty entries, so it changes no "
+                             "member; remove it or give each entry settings.")
+        return members
+
+    @model_validator(mode="after")
+    def _members_fit_the_size(self) -> CommitteeConfig:
+        if len(self.members) > self.size:
+            raise ValueError(
+                f"committee.members has {len(self.members)} entries for {self.size} members: "
+                f"entries {list(range(self.size, len(self.members)))} would never be used. "
+                "Give at most one entry per member or raise committee.size.")
+        return self
 
     @model_validator(mode="before")
     @classmethod
