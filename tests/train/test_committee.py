@@ -96,3 +96,16 @@ def test_a_bad_member_setting_names_its_entry(cu_emt):
     config = validate_config(_config(cu_emt, members=[{"training": {"lr": -1}}]))
     with pytest.raises(ConfigError, match=r"committee.members\[0\]"):
         member_config(config, 0)
+
+
+def test_member_files_are_found_next_to_the_config(tmp_path, cu_emt):
+    import yaml
+
+    from mlff.train.config import load_config
+
+    raw = _config(cu_emt, members=[{}, {"finetune": {"init_from": "m.mlff",
+                                                     "replay": {"structures": "pool.xyz"}}}])
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(raw))
+    member = load_config(tmp_path / "train.yaml").committee.members[1]["finetune"]
+    assert member["init_from"] == str(tmp_path / "m.mlff")
+    assert member["replay"]["structures"] == str(tmp_path / "pool.xyz")

@@ -555,4 +555,27 @@ def resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
             finetune["replay"] = replay.model_copy(
                 update={"structures": str((base / replay.structures).resolve())})
         resolved["finetune"] = config.finetune.model_copy(update=finetune)
+    if config.committee is not None and config.committee.members:
+        resolved["committee"] = config.committee.model_copy(update={"members": [
+            member_paths_resolved(entry, base) for entry in config.committee.members]})
     return config.model_copy(update=resolved)
+
+
+def member_paths_resolved(entry: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A ``committee.members`` entry with its fine-tuning file paths (``init_from``,
+    ``replay_data``, ``replay.structures``) made absolute, relative to ``base``."""
+    finetune = entry.get("finetune")
+    if not isinstance(finetune, dict):
+        return entry
+
+    def absolute(value: Any) -> Any:
+        if not isinstance(value, str) or value == "train" or Path(value).is_absolute():
+            return value
+        return str((base / value).resolve())
+
+    finetune = {key: absolute(value) if key in ("init_from", "replay_data") else value
+                for key, value in finetune.items()}
+    replay = finetune.get("replay")
+    if isinstance(replay, dict) and "structures" in replay:
+        finetune["replay"] = {**replay, "structures": absolute(replay["structures"])}
+    return {**entry, "finetune": finetune}
