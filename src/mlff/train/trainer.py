@@ -40,6 +40,7 @@ from mlff.models.precision import torch_dtype
 from mlff.models.predict import batched_outputs
 from mlff.models.registry import build_model, get_architecture
 from mlff.threads import ThreadGovernor
+from mlff.train.anchor import anchor_from_config
 from mlff.train.averaging import WeightAverage
 from mlff.train.checkpoint import load_checkpoint, save_checkpoint
 from mlff.train.config import LossConfig, TrainConfig, load_config, validate_config
@@ -59,7 +60,6 @@ from mlff.train.distributed import (
     shutdown,
     split_by_atoms,
 )
-from mlff.train.anchor import anchor_from_config
 from mlff.train.guards import (
     check_anchor_effect,
     check_first_epoch,
