@@ -15,10 +15,13 @@ trains with the same wall-clock budget (``--minutes`` of training, set-up exclud
   of the N frames, each with its own seed (data order) and ``--minutes`` of training
   (`mlff train` with a ``committee`` section, as ``mlff learn`` trains one); reports the
   Spearman rank correlation of the committee's predicted and true per-structure force
-  error on the test frames.
+  error on the test frames. With ``--committee-recipes replay`` every other member also
+  trains with replay (``committee.members``), so the members differ in how strongly they
+  are held to SevenNet-0.
 
 Fine-tuning (``naive``, ``replay``, ``committee``) uses ``--finetune-lr`` and, with
-``--freeze``, keeps parameters of those prefixes fixed. The EMA of the weights warms up
+``--freeze``, keeps parameters of those prefixes fixed; ``--anchor`` λ adds the L2-SP
+penalty λ·||θ − θ_SevenNet-0||² (``finetune.anchor``) to each. The EMA of the weights warms up
 (``training.ema_warmup``) unless ``--no-ema-warmup``.
 
 Reports, per run: the test_MD force MAE (meV/Å, on the first ``--test-frames`` frames of
@@ -190,14 +193,17 @@ def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Pat
             "start_fraction": 0.8, "energy_weight": 1000.0, "forces_weight": 100.0, "lr": 0.001})
         return config
     training["lr"] = args.finetune_lr
-    config["finetune"] = {"init_from": str(sn0), "lr_factor": 1.0, "freeze": args.freeze}
+    config["finetune"] = {"init_from": str(sn0), "lr_factor": 1.0, "freeze": args.freeze,
+                          "anchor": args.anchor}
+    count = args.replay_count if args.replay_count is not None else max(n, 10)
+    replay = {"structures": str(replay_file), "count": count, "rattle": 0.05, "strain": 0.02,
+              "weight": args.replay_weight}
     if method == "replay":
-        count = args.replay_count if args.replay_count is not None else max(n, 10)
-        config["finetune"]["replay"] = {"structures": str(replay_file), "count": count,
-                                        "rattle": 0.05, "strain": 0.02,
-                                        "weight": args.replay_weight}
+        config["finetune"]["replay"] = replay
     if method == "committee":
         config["committee"] = {"size": args.committee, "bootstrap": True, "processes": 1}
+        if args.committee_recipes == "replay":  # every other member with replay
+            config["committee"]["members"] = [{}, {"finetune": {"replay": replay}}]
         data["test"] = str(write_test(out, args.test_frames))
     return config
 
@@ -278,6 +284,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--finetune-lr", type=float, default=1e-3)
     parser.add_argument("--replay-weight", type=float, default=1.0)
+    parser.add_argument("--anchor", type=float, default=0.0,
+                        help="finetune.anchor (L2-SP) of every fine-tuning run")
     parser.add_argument("--replay-pool", choices=("small", "wide"), default="small",
                         help="replay seeds: 15 structures, or those plus 44 elemental crystals")
     parser.add_argument("--replay-count", type=int, default=None,
@@ -287,6 +295,9 @@ def main() -> int:
     parser.add_argument("--no-ema-warmup", action="store_true",
                         help="EMA decay from the first step (as before training.ema_warmup)")
     parser.add_argument("--committee", type=int, default=3, help="members of `committee`")
+    parser.add_argument("--committee-recipes", choices=("same", "replay"), default="same",
+                        help="same: members differ by seed and bootstrap only; replay: every "
+                        "other member also trains with replay (committee.members)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sevennet", default=None,
@@ -311,6 +322,8 @@ def main() -> int:
                     label += f", lr {record.get('finetune_lr') or 1e-3:g}"
                 if method == "replay":
                     label += f", weight {record.get('replay_weight', 1.0):g}"
+                if record.get("anchor"):
+                    label += f", anchor {record['anchor']:g}"
                 if "ema_warmup" not in record:
                     label += ", EMA without warm-up"
                 record["label"] = label
@@ -334,7 +347,8 @@ def main() -> int:
             "minutes": args.minutes, "test_frames": args.test_frames,
             "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight,
             "replay_count": args.replay_count, "replay_pool": args.replay_pool,
-            "freeze": args.freeze,
+            "freeze": args.freeze, "anchor": args.anchor,
+            "committee_recipes": args.committee_recipes,
             "ema_warmup": not args.no_ema_warmup}
     if not any(r["method"] == "sevennet-0" for r in results):
         results.append({**base, "method": "sevennet-0", "n": 0,

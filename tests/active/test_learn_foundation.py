@@ -32,3 +32,18 @@ def test_warm_starts_keep_the_fine_tuning_settings(tmp_path, cu_cells):
     assert warm.finetune.freeze == ["model.embedding"]
     assert warm.finetune.keep_e0s is False
     assert warm.finetune.replay.weight == 3.0
+
+
+def test_member_recipes_name_their_files_relative_to_the_config(tmp_path, cu_cells):
+    """A committee whose members differ in recipe (committee.members) finds their replay
+    files next to the learn config, like the shared finetune section's."""
+    starts, test = cu_cells
+    config = learn_config(starts, test)
+    config["train"]["finetune"] = {"init_from": "found.mlff"}
+    config["train"]["committee"] = {
+        "size": 2, "members": [{}, {"finetune": {"replay": {"structures": "pool.xyz"}}}]}
+    (tmp_path / "learn.yaml").write_text(yaml.safe_dump(config))
+    loaded = load_learn_config(tmp_path / "learn.yaml")
+    member = loaded.train["committee"]["members"][1]
+    assert member["finetune"]["replay"]["structures"] == str(tmp_path / "pool.xyz")
+    assert loaded.train["committee"]["members"][0] == {}

@@ -65,3 +65,47 @@ def test_parallel_members_equal_sequential_members(tmp_path, cu_emt):
     for a, b in zip(load_model(sequential.model_path).members, load_model(parallel.model_path).members):
         for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
             np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-12, err_msg=name)
+
+
+def test_member_settings_are_merged_into_their_members(cu_emt):
+    members = [{}, {"training": {"lr": 0.002, "loss": {"forces_weight": 5.0}}}]
+    config = validate_config(_config(cu_emt, size=3, members=members))
+    first, second, third = (member_config(config, k) for k in range(3))
+    assert second.training.lr == 0.002 and second.training.loss.forces_weight == 5.0
+    # the rest of the nested section is kept, and entries repeat modulo their number
+    assert second.training.loss.energy_weight == config.training.loss.energy_weight
+    assert second.training.max_epochs == config.training.max_epochs
+    assert first.training == third.training == config.training
+    assert [m.seed for m in (first, second, third)] == [1, 2, 3]
+
+
+def test_member_settings_that_change_nothing_are_refused(tmp_path, cu_emt):
+    with pytest.raises(ConfigError, match="only empty entries"):
+        validate_config(_config(cu_emt, members=[{}, {}]))
+    with pytest.raises(ConfigError, match="would never be used"):
+        validate_config(_config(cu_emt, members=[{}, {}, {"training": {"lr": 1.0}}]))
+    with pytest.raises(ConfigError, match="seed is always seed"):
+        validate_config(_config(cu_emt, members=[{"seed": 5}]))
+    config = _config(cu_emt)
+    same = {"training": {"lr": config["training"]["lr"]}}
+    with pytest.raises(ConfigError, match="repeats the config's own settings"):
+        train(_config(cu_emt, members=[same]), out_dir=tmp_path / "run", progress=False)
+
+
+def test_a_bad_member_setting_names_its_entry(cu_emt):
+    config = validate_config(_config(cu_emt, members=[{"training": {"lr": -1}}]))
+    with pytest.raises(ConfigError, match=r"committee.members\[0\]"):
+        member_config(config, 0)
+
+
+def test_member_files_are_found_next_to_the_config(tmp_path, cu_emt):
+    import yaml
+
+    from mlff.train.config import load_config
+
+    raw = _config(cu_emt, members=[{}, {"finetune": {"init_from": "m.mlff",
+                                                     "replay": {"structures": "pool.xyz"}}}])
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(raw))
+    member = load_config(tmp_path / "train.yaml").committee.members[1]["finetune"]
+    assert member["init_from"] == str(tmp_path / "m.mlff")
+    assert member["replay"]["structures"] == str(tmp_path / "pool.xyz")

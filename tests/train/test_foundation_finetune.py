@@ -274,3 +274,19 @@ def test_a_committee_is_fine_tuned_from_an_imported_model(files, tmp_path):
     atoms.get_forces()
     assert atoms.calc.results["forces_std"].max() > 0  # the members disagree
     assert result.calibration["valid"]["num_structures"] == 2
+
+
+def test_a_committee_can_vary_its_fine_tuning_recipe(files, tmp_path):
+    """committee.members: every other member fine-tuned with replay, as the foundation
+    benchmark's recipe-diverse committee (and `mlff learn` with it in its train section)."""
+    from mlff.train.committee import train_committee
+
+    raw = _config(files).model_dump()
+    raw["committee"] = {"size": 2, "processes": 1, "calibration": "scale",
+                        "members": [{}, {"finetune": {"replay": {"count": 4}}}]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        result = train_committee(validate_config(raw), tmp_path / "c", progress=False)
+    replay = [read_metadata(p)["training"]["finetune"]["replay"] for p in result.member_paths]
+    assert replay[0] is None and replay[1]["count"] == 4
+    assert load_model(result.model_path).size == 2

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mlff.errors import ConfigError
 from mlff.oracles.executors import ExecutorConfig
-from mlff.train.config import TrainConfig, read_yaml, validate_config
+from mlff.train.config import TrainConfig, member_paths_resolved, read_yaml, validate_config
 
 
 class _Strict(BaseModel):
@@ -212,5 +212,10 @@ def resolve(config: LearnConfig, base: Path) -> LearnConfig:
         if isinstance(replay, dict) and replay.get("structures", "train") != "train":
             finetune["replay"] = {**replay, "structures": absolute(replay["structures"])}
         train["finetune"] = finetune
+    committee = train.get("committee")
+    if isinstance(committee, dict) and isinstance(committee.get("members"), list):
+        train["committee"] = {**committee, "members": [
+            member_paths_resolved(entry, base) if isinstance(entry, dict) else entry
+            for entry in committee["members"]]}
     return config.model_copy(update={"initial": initial, "oracle": oracle, "explore": explore,
                                      "test": absolute(config.test), "train": train})

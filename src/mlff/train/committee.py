@@ -31,7 +31,7 @@ from mlff.console import plain_console
 from mlff.data.example import example_record
 from mlff.errors import ConfigError
 from mlff.interface import argument
-from mlff.train.config import TrainConfig, load_config, validate_config
+from mlff.train.config import ResolvedConfig, TrainConfig, load_config, validate_config
 from mlff.train.data import load_training_data
 from mlff.train.trainer import evaluate, train
 from mlff.uq.calibration import calibration_metrics, fit_calibration, structure_values
@@ -59,10 +59,18 @@ class CommitteeResult:
 def member_config(config: TrainConfig, k: int, threads: int | None = None) -> TrainConfig:
     """The config of member ``k``: seed ``seed + k``, its bootstrap seed, no committee.
 
-    A ``{member}`` in ``finetune.init_from`` becomes ``k``, so that each member can start
-    from its own predecessor (``previous/member_{member}/model.mlff``).
+    Entry ``k`` modulo their number of ``committee.members`` is merged into the config
+    first (nested sections key by key). A ``{member}`` in ``finetune.init_from`` becomes
+    ``k``, so that each member can start from its own predecessor
+    (``previous/member_{member}/model.mlff``).
+
+    Raises:
+        ConfigError: the member's settings do not validate (naming the entry).
     """
     spec = config.committee
+    if spec is not None and spec.members:
+        config = _with_member_settings(config, spec.members[k % len(spec.members)],
+                                       k % len(spec.members))
     bootstrap = spec is not None and spec.bootstrap
     data = config.data.model_copy(
         update={"bootstrap_seed": 1_000_003 * (config.seed + 1) + k if bootstrap else None}
@@ -75,6 +83,48 @@ def member_config(config: TrainConfig, k: int, threads: int | None = None) -> Tr
     if threads is not None:
         update["threads"] = threads
     return config.model_copy(update=update)
+
+
+def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _with_member_settings(config: TrainConfig, settings: dict[str, Any],
+                          index: int) -> TrainConfig:
+    """``config`` with one ``committee.members`` entry merged in (its private state kept
+    when ``finetune.init_from`` is unchanged)."""
+    raw = _merged(config.model_dump(), settings)
+    member = validate_config(raw, source=f"committee.members[{index}]")
+    member._given_model_keys = config._given_model_keys
+    if (isinstance(config, ResolvedConfig) and config.finetune is not None
+            and member.finetune is not None
+            and member.finetune.init_from == config.finetune.init_from):
+        return ResolvedConfig.of(member, member.model, config._pretrained)
+    return member
+
+
+def check_member_settings(config: TrainConfig) -> None:
+    """Raise if ``committee.members`` leaves every member's config as it was.
+
+    Raises:
+        ConfigError: every entry only repeats settings the config already has.
+    """
+    spec = config.committee
+    if spec is None or not spec.members:
+        return
+    base = config.model_dump()
+    if all(_with_member_settings(config, entry, i).model_dump() == base
+           for i, entry in enumerate(spec.members)):
+        raise ConfigError(
+            "committee.members repeats the config's own settings, so every member is trained "
+            "as without it. Give the entries settings that differ (e.g. finetune.replay for "
+            "every other member) or remove committee.members.")
 
 
 def member_dir(out_dir: Path, k: int) -> Path:
@@ -119,6 +169,7 @@ def train_committee(
         config = validate_config(config)
     if config.committee is None:
         raise ConfigError("train_committee needs a `committee` section (e.g. committee: 4).")
+    check_member_settings(config)
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / name
     console = plain_console(quiet=not progress, highlight=False)
     size = config.committee.size

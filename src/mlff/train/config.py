@@ -252,6 +252,35 @@ class CommitteeConfig(_Strict):
     calibration: Literal["scale", "power_law", "isotonic"] = Field(
         "power_law", description="map from disagreement to expected error, fitted on validation data"
     )
+    members: list[dict[str, Any]] = Field(
+        default_factory=list, description="per-member settings merged into the config of "
+        "member k (entry k modulo their number), e.g. a replay section for every other member "
+        "(recipe diversity); not data, committee or seed"
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _members_change_something(cls, members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for k, entry in enumerate(members):
+            forbidden = sorted(set(entry) & {"data", "committee", "seed"})
+            if forbidden:
+                raise ValueError(
+                    f"committee.members[{k}] sets {', '.join(forbidden)}: members share the "
+                    "data and the committee section, and member k's seed is always seed + k. "
+                    "Vary other settings (finetune, training).")
+        if members and not any(members):
+            raise ValueError("committee.members holds only empty entries, so it changes no "
+                             "member; remove it or give each entry settings.")
+        return members
+
+    @model_validator(mode="after")
+    def _members_fit_the_size(self) -> CommitteeConfig:
+        if len(self.members) > self.size:
+            raise ValueError(
+                f"committee.members has {len(self.members)} entries for {self.size} members: "
+                f"entries {list(range(self.size, len(self.members)))} would never be used. "
+                "Give at most one entry per member or raise committee.size.")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -311,6 +340,10 @@ class FinetuneConfig(_Strict):
     )
     replay: ReplayConfig | None = Field(
         None, description="replay set labelled by the pretrained model itself (pseudo-labels)"
+    )
+    anchor: float = Field(
+        0.0, ge=0, description="L2-SP weight-space anchor: the loss gains anchor * the sum of "
+        "squared differences of the trained weights from the pretrained ones (0: off)"
     )
 
 
@@ -604,4 +637,27 @@ def resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
             finetune["replay"] = replay.model_copy(
                 update={"structures": str((base / replay.structures).resolve())})
         resolved["finetune"] = config.finetune.model_copy(update=finetune)
+    if config.committee is not None and config.committee.members:
+        resolved["committee"] = config.committee.model_copy(update={"members": [
+            member_paths_resolved(entry, base) for entry in config.committee.members]})
     return config.model_copy(update=resolved)
+
+
+def member_paths_resolved(entry: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A ``committee.members`` entry with its fine-tuning file paths (``init_from``,
+    ``replay_data``, ``replay.structures``) made absolute, relative to ``base``."""
+    finetune = entry.get("finetune")
+    if not isinstance(finetune, dict):
+        return entry
+
+    def absolute(value: Any) -> Any:
+        if not isinstance(value, str) or value == "train" or Path(value).is_absolute():
+            return value
+        return str((base / value).resolve())
+
+    finetune = {key: absolute(value) if key in ("init_from", "replay_data") else value
+                for key, value in finetune.items()}
+    replay = finetune.get("replay")
+    if isinstance(replay, dict) and "structures" in replay:
+        finetune["replay"] = {**replay, "structures": absolute(replay["structures"])}
+    return {**entry, "finetune": finetune}

@@ -32,6 +32,7 @@ The ``finetune`` section of the training config names the pretrained model. Then
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
 # provenance of each pretrained file, taken when it is loaded: the model file written at
 # the end of a run records the file that was used, even if it changed or went since
 _PROVENANCE: dict[str, dict[str, Any]] = {}
+# per fine-tuned potential: name -> bool mask of the entries grown for new elements
+_GROWN: weakref.WeakKeyDictionary[Potential, dict[str, torch.Tensor]] = weakref.WeakKeyDictionary()
 
 
 def pretrained_metadata(config: TrainConfig) -> dict[str, Any]:
@@ -363,8 +366,15 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
     fit_e0s_to_model(potential, data.train, refit)
 
     grown = {f"model.{name}": mask for name, mask in fresh.items() if mask.any()}
+    _GROWN[potential] = grown
     freeze(potential, config.finetune.freeze, grown, config)
     return potential
+
+
+def grown_entries(potential: Potential) -> dict[str, torch.Tensor]:
+    """Parameter name -> bool mask of the entries :func:`potential_from_pretrained` added
+    for new elements (empty for a potential it did not make or that gained none)."""
+    return dict(_GROWN.get(potential, {}))
 
 
 def _grown(model: nn.Module, positions: list[int], num_species: int,
@@ -475,4 +485,5 @@ def finetune_record(config: TrainConfig) -> dict[str, Any] | None:
         "replay_fraction": finetune.replay_fraction,
         "keep_e0s": finetune.keep_e0s,
         "replay": finetune.replay.model_dump() if finetune.replay is not None else None,
+        "anchor": finetune.anchor,
     }

@@ -81,3 +81,33 @@ def check_first_epoch(parts: dict[str, float], loss: LossConfig, epoch: int,
             f"the {', '.join(silent)} term(s) of the loss read exactly 0 over epoch {epoch} "
             f"although weighted; their weights have no effect (no structure carries these "
             "labels, or the labels equal the predictions).", UserWarning, stacklevel=2)
+
+
+# below this share of the data loss, an anchor's pull is lost in the noise of the data terms
+ANCHOR_NEGLIGIBLE = 1e-4
+
+
+def check_anchor_effect(parts: dict[str, float], strength: float, epoch: int) -> None:
+    """Warn when the ``finetune.anchor`` term was negligible in the last epoch.
+
+    Args:
+        parts: the trainer's epoch means, with the anchor term under ``"anchor"`` and the
+            whole loss (data terms plus anchor) under ``"loss"``.
+        strength: the anchor λ, for the message.
+        epoch: the 1-based epoch, for the message.
+
+    Warns:
+        UserWarning: the anchor term was below :data:`ANCHOR_NEGLIGIBLE` of the data loss,
+        so the weights moved as they would have without it.
+    """
+    anchor = parts.get("anchor")
+    if anchor is None:
+        return
+    data = parts.get("loss", 0.0) - anchor
+    if data > 0 and anchor < ANCHOR_NEGLIGIBLE * data:
+        warnings.warn(
+            f"finetune.anchor {strength:g} had no measurable effect: its term was "
+            f"{anchor / data:.1e} of the data loss in epoch {epoch} (the weights moved as "
+            "they would have without it). Raise it by orders of magnitude (the term is "
+            "anchor * the sum of squared weight changes) or remove it.", UserWarning,
+            stacklevel=2)

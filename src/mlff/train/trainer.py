@@ -30,6 +30,7 @@ from mlff.errors import ConfigError, MLFFError
 from mlff.interface import argument
 from mlff.models.potential import Potential
 from mlff.models.precision import torch_dtype
+from mlff.train.anchor import anchor_from_config
 from mlff.train.averages import Averages
 from mlff.train.callback import Callback
 from mlff.train.checkpoint import load_checkpoint
@@ -43,9 +44,9 @@ from mlff.train.distributed import (
 )
 from mlff.train.early_stop import EarlyStop
 from mlff.train.evaluate import evaluate
-from mlff.train.finetune import resolve_config
+from mlff.train.finetune import grown_entries, resolve_config
 from mlff.train.finish import TrainResult, finish
-from mlff.train.guards import check_first_epoch
+from mlff.train.guards import check_anchor_effect, check_first_epoch
 from mlff.train.logs import ConsoleLog, JsonlLog
 from mlff.train.loss import compute_loss, reweight
 from mlff.train.resume import Checkpoints, truncate_log
@@ -86,6 +87,11 @@ class Trainer:
         self.compute_stress = self.loss_config.stress_weight > 0
         self.epoch, self.elapsed, self.last_epoch_seconds = 0, 0.0, 0.0
         self.throughput: dict[str, float] = {}
+        self.last_train_parts: dict[str, float] | None = None
+        # L2-SP: the weights as fine-tuning starts (before a resumed state is loaded)
+        finetune = run.config.finetune
+        self.anchor = anchor_from_config(run.potential, finetune.anchor if finetune else None,
+                                         grown_entries(run.potential))
         self.averages = Averages(run.potential, run.ema)
         self.stage_two = StageTwo(run.config)
         self.early_stop = EarlyStop(run.config.training.early_stopping_patience)
@@ -131,6 +137,10 @@ class Trainer:
             pred = run.trained(batch, compute_forces=True, compute_stress=self.compute_stress,
                                create_graph=True)
             loss, parts = compute_loss(pred, batch, self.loss_config, counts)
+            if self.anchor is not None:  # one share per process, so that DDP's sum is one
+                penalty = self.anchor.penalty() / factor
+                loss = loss + penalty
+                parts["anchor"] = float(penalty.detach())
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"the training loss became {float(loss.detach())} at epoch {self.epoch + 1}. "
@@ -175,6 +185,8 @@ class Trainer:
                 record = self._epoch()
                 for callback in callbacks:
                     callback.epoch_end(self, record)
+        if self.anchor is not None and self.last_train_parts is not None:
+            check_anchor_effect(self.last_train_parts, self.anchor.strength, self.epoch)
         return finish(self, stop_reason)
 
     def _stop_reason(self, budget: float, callbacks: list[Callback]) -> str | None:
@@ -197,6 +209,7 @@ class Trainer:
         train_parts = self.train_epoch()
         if self.epoch == 0:
             check_first_epoch(train_parts, self.loss_config, 1, self.run.replay_added)
+        self.last_train_parts = train_parts
         self.averages.epoch_end()
         valid = evaluate(self.evaluation_model, self.data.valid, t.valid_batch_size,
                          self.loss_config, self.compute_stress, self.context,
