@@ -36,7 +36,7 @@ depends on its ``sel``) is absent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 from pydantic import Field, model_validator
@@ -134,6 +134,27 @@ def group_rows(group: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, list
     return order, counts
 
 
+def apply_by_group(nets: nn.ModuleList, x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Row k is ``nets[group[k]](x[k])``, one call per net on the rows of its group, found
+    with ``nonzero`` (sizes unknown until run time), not with the counts of
+    :func:`group_rows`, which ``torch.export`` cannot trace.
+
+    Each net also runs on two copies of row 0, dropped after: its batch then has at least
+    two rows, which settles the size checks of the matrix products' backward passes
+    (a batch of unknown size might be one row) without changing any result.
+    """
+    out: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript)
+    for k, net in enumerate(nets):
+        rows = torch.nonzero(group == k).squeeze(1)
+        padded = torch.cat([rows.new_zeros(2), rows])
+        y = net(x[padded])[2:]
+        if out is None:
+            out = y.new_zeros((x.shape[0],) + y.shape[1:])
+        out = out.index_put((rows,), y)
+    assert out is not None  # at least one net
+    return out
+
+
 def ungroup_rows(out_sorted: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Put rows computed in the order of :func:`group_rows` back in their original order."""
     inverse = torch.empty_like(order)
@@ -145,8 +166,6 @@ def ungroup_rows(out_sorted: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 class DeepPot(Architecture):
     """DeepPot-SE (se_e2_a) mapped to per-atom energies (N,), in the units the Potential scales."""
 
-    export_blocker = ("its per-type networks split the atoms by data-dependent counts "
-                      "(torch.bincount(...).tolist()), which torch.export cannot trace")
 
     class Config(ModelConfig):
         """DeepPot-SE hyperparameters (DeePMD-kit's se_e2_a descriptor with an energy fit)."""
@@ -277,6 +296,9 @@ class DeepPot(Architecture):
         self.axis_neurons = config.axis_neurons
         self.type_one_side = config.type_one_side
         self.norm = _SEL_FACTOR * float(config.avg_num_neighbors or 1.0)
+        # per-type nets on the rows found by nonzero (apply_by_group), as torch.export
+        # needs; False: split by counts read from the data, the faster eager path
+        self.exportable = False
         m1 = config.embedding_neurons[-1]
         num_nets = num_species if config.type_one_side else num_species * num_species
         self.embedding_nets = nn.ModuleList(
@@ -343,6 +365,8 @@ class DeepPot(Architecture):
 
     def _embed(self, x: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
         """Row k is ``embedding_nets[pair[k]](x[k])`` (see :func:`group_rows`)."""
+        if self.exportable:
+            return apply_by_group(self.embedding_nets, x, pair)
         order, counts = group_rows(pair, len(self.embedding_nets))
         chunks = torch.split(x[order], counts)
         outs = [net(chunks[k]) for k, net in enumerate(self.embedding_nets)]
@@ -353,6 +377,8 @@ class DeepPot(Architecture):
 
         Spelled out per ModuleList, like :meth:`_embed`: TorchScript cannot pass one.
         """
+        if self.exportable:
+            return apply_by_group(self.fitting_nets, d, species)
         order, counts = group_rows(species, len(self.fitting_nets))
         chunks = torch.split(d[order], counts)
         outs = [net(chunks[k]) for k, net in enumerate(self.fitting_nets)]

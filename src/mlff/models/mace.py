@@ -537,7 +537,7 @@ class MACE(Architecture):
         if not torch.jit.is_scripting():
             cueq = self.use_dense and self._cueq_wanted(species.device)
         if self.use_dense and not cueq:
-            dense, slots, width = plan_dense(receiver, num_nodes)
+            dense, slots, width = plan_dense(receiver, num_nodes, graph.get(K.DENSE_WIDTH))
             if dense:
                 # empty slots: sender 0, zero harmonics and radial features (zero weights)
                 sender = to_dense(sender, slots, num_nodes, width)

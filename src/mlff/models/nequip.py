@@ -337,7 +337,7 @@ class NequIP(Architecture):
         if not torch.jit.is_scripting():
             cueq = self.use_dense and self._cueq_wanted(species.device)
         if self.use_dense and not cueq:
-            dense, slots, width = plan_dense(center, num_nodes)
+            dense, slots, width = plan_dense(center, num_nodes, graph.get(K.DENSE_WIDTH))
             if dense:
                 # empty slots: zero harmonics, so they add nothing whatever their weights
                 sh = to_dense(sh * envelope.unsqueeze(-1), slots, num_nodes, width)
