@@ -255,9 +255,10 @@ class LoadedPackage:
     def __call__(self, species: torch.Tensor, edge_index: torch.Tensor,
                  edge_vectors: torch.Tensor, num_local: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._runner(species, edge_index, edge_vectors,
-                            torch.tensor(num_local, device=species.device),
-                            dense_input(dense_width(edge_index, species.shape[0]), species.device))
+        inputs = [species, edge_index, edge_vectors, torch.tensor(num_local, device=species.device)]
+        if self.metadata.get("dense_width_input"):  # not in packages from before the dense sums
+            inputs.append(dense_input(dense_width(edge_index, species.shape[0]), species.device))
+        return self._runner(*inputs)
 
 
 def read_package_metadata(path: str | Path) -> dict[str, Any]:
