@@ -135,22 +135,17 @@ def group_rows(group: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, list
 
 
 def apply_by_group(nets: nn.ModuleList, x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-    """Row k is ``nets[group[k]](x[k])``, one call per net on the rows of its group, found
-    with ``nonzero`` (sizes unknown until run time), not with the counts of
-    :func:`group_rows`, which ``torch.export`` cannot trace.
-
-    Each net also runs on two copies of row 0, dropped after: its batch then has at least
-    two rows, which settles the size checks of the matrix products' backward passes
-    (a batch of unknown size might be one row) without changing any result.
+    """Row k is ``nets[group[k]](x[k])``, with every net on every row and each row's own
+    net's output selected: no size depends on the data, as ``torch.export`` needs (the
+    counts of :func:`group_rows`, and the rows found by ``nonzero``, whose sizes are
+    known only at run time, gave compiled packages that failed on larger systems). It
+    costs one net evaluation per row and net instead of one per row.
     """
     out: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript)
     for k, net in enumerate(nets):
-        rows = torch.nonzero(group == k).squeeze(1)
-        padded = torch.cat([rows.new_zeros(2), rows])
-        y = net(x[padded])[2:]
-        if out is None:
-            out = y.new_zeros((x.shape[0],) + y.shape[1:])
-        out = out.index_put((rows,), y)
+        y = net(x)
+        mask = (group == k).reshape((-1,) + (1,) * (y.dim() - 1))
+        out = torch.where(mask, y, torch.zeros_like(y) if out is None else out)
     assert out is not None  # at least one net
     return out
 
@@ -296,8 +291,8 @@ class DeepPot(Architecture):
         self.axis_neurons = config.axis_neurons
         self.type_one_side = config.type_one_side
         self.norm = _SEL_FACTOR * float(config.avg_num_neighbors or 1.0)
-        # per-type nets on the rows found by nonzero (apply_by_group), as torch.export
-        # needs; False: split by counts read from the data, the faster eager path
+        # every per-type net on every row, each row's selected (apply_by_group), as
+        # torch.export needs; False: split by counts read from the data, the faster path
         self.exportable = False
         m1 = config.embedding_neurons[-1]
         num_nets = num_species if config.type_one_side else num_species * num_species
