@@ -33,9 +33,10 @@ module's ``forward``).
 
 The exported program runs the ASE calculator's fast path: the dense neighbour sums of
 MACE, NequIP and SevenNet, whose width the caller passes as the size of ``dense_width``
-(the plugin counts it from the neighbour list; the layout is then always used), and
-DeepPot's per-type networks on the rows of each type found with ``nonzero`` (the eager
-model splits them by counts read from the data, which ``torch.export`` cannot trace).
+(the plugin counts it from the neighbour list; the layout is then always used). DeepPot's
+per-type networks run on every row, each row keeping its own type's output (the eager
+model splits the rows by counts read from the data, which ``torch.export`` cannot trace):
+exportable, but slower than the eager split.
 """
 
 from __future__ import annotations
