@@ -361,11 +361,23 @@ class DeepPot(Architecture):
     def _embed(self, x: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
         """Row k is ``embedding_nets[pair[k]](x[k])`` (see :func:`group_rows`)."""
         if self.exportable:
-            return apply_by_group(self.embedding_nets, x, pair)
+            return self._embed_every_row(x, pair)
         order, counts = group_rows(pair, len(self.embedding_nets))
         chunks = torch.split(x[order], counts)
         outs = [net(chunks[k]) for k, net in enumerate(self.embedding_nets)]
         return ungroup_rows(torch.cat(outs), order)
+
+    # unannotated: TorchScript cannot read this module's string annotations on a stub,
+    # and takes its Tensor default (x, pair: Tensor -> Tensor)
+    @torch.jit.unused
+    def _embed_every_row(self, x, pair):  # noqa: ANN001, ANN202
+        """:meth:`_embed` for ``torch.export`` (:func:`apply_by_group`; not TorchScript)."""
+        return apply_by_group(self.embedding_nets, x, pair)
+
+    @torch.jit.unused
+    def _fit_every_row(self, d, species):  # noqa: ANN001, ANN202 (see _embed_every_row)
+        """:meth:`_fit` for ``torch.export`` (:func:`apply_by_group`; not TorchScript)."""
+        return apply_by_group(self.fitting_nets, d, species)
 
     def _fit(self, d: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Row k is ``fitting_nets[species[k]](d[k])`` (see :func:`group_rows`).
@@ -373,7 +385,7 @@ class DeepPot(Architecture):
         Spelled out per ModuleList, like :meth:`_embed`: TorchScript cannot pass one.
         """
         if self.exportable:
-            return apply_by_group(self.fitting_nets, d, species)
+            return self._fit_every_row(d, species)
         order, counts = group_rows(species, len(self.fitting_nets))
         chunks = torch.split(d[order], counts)
         outs = [net(chunks[k]) for k, net in enumerate(self.fitting_nets)]
