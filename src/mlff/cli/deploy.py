@@ -93,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
         console.print("note     TorchScript is deprecated in PyTorch (its warnings above are "
                       "expected); --format aoti writes an AOTInductor package instead")
     console.print(f"model    {result.model}")
+    if result.stages is not None:
+        console.print(f"stages   {result.stages} (TorchScript: the layer-wise evaluation with "
+                      "feature exchange on several MPI ranks; keep it beside the package)")
     console.print(f"metadata {result.metadata}")
     console.print(f"input    {result.input}" + (f" (structure {result.data})" if result.data else ""))
     dispersion = json.loads(result.metadata.read_text()).get("dispersion")

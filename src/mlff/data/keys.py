@@ -25,6 +25,10 @@ EDGE_SHIFT: Final[str] = "edge_shift"
 EDGE_VECTORS: Final[str] = "edge_vectors"
 # (E,) float | edge lengths |r_ij|, Å (computed by Potential, never stored)
 EDGE_LENGTHS: Final[str] = "edge_lengths"
+# (D,) any dtype | optional; its length D bounds every atom's number of edges: the width of
+# the dense neighbour layout (mlff.nn.dense) in exported programs, which cannot read D
+# from the edges; values unused
+DENSE_WIDTH: Final[str] = "dense_width"
 # (N,) int64 | index of the structure each atom belongs to
 BATCH: Final[str] = "batch"
 # (B,) int64 | number of atoms of each structure

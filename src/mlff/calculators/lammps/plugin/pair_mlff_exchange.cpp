@@ -64,7 +64,19 @@ void PairMLFF::read_stages()
   model_stages = 0;
   model_center = 1;
   model_feature_width = 0;
-  torch::jit::Module *module = runner->script_module();
+  // a package's stages live in a second file: loaded only where the exchange may run
+  const bool may_exchange =
+      comm->nprocs > 1 || parallel_mode == PARALLEL_EXCHANGE || memory_low;
+  if (!may_exchange || parallel_mode == PARALLEL_HALO) {
+    comm_forward = 0;
+    return;
+  }
+  torch::jit::Module *module = nullptr;
+  try {
+    module = runner->script_module();
+  } catch (const std::exception &exc) {
+    error->all(FLERR, "pair_coeff: {}", exc.what());
+  }
   if (module && module->hasattr("num_stages") && module->find_method("stage")) {
     model_stages = static_cast<int>(module->attr("num_stages").toInt());
     model_center = static_cast<int>(module->attr("center_index").toInt());
