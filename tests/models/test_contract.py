@@ -157,7 +157,7 @@ MACE_VARIANTS = {
     "nonlinear": {"interaction": "nonlinear", "interaction_first": "nonlinear"},
     "density_first": {"interaction_first": "density", "interaction": "att_residual"},
     "edge_irreps": {"edge_irreps": "8x0e+8x1o", "edge_irreps_first": True},
-    "so3_odd_scalars": {"use_so3": True, "hidden_irreps": "8x0e+8x0o+8x1e"},
+    "so3_odd_scalars": {"use_so3": True, "hidden_irreps": "8x0e+8x0o+8x1e", "max_ell": 2},
 }
 
 

