@@ -14,34 +14,56 @@ class LRSchedule:
 
     ``plateau`` multiplies the rate by ``factor`` after ``patience`` epochs without a
     better validation loss; ``cosine`` anneals from the base rate to ``min_lr`` over
-    ``max_epochs``; ``constant`` keeps it. All follow ``warmup_epochs`` of linear warm-up.
+    ``max_epochs`` or, when the wall-clock budget ends the run first, over that budget
+    (whichever is further along); ``constant`` keeps it. All follow ``warmup_epochs`` of
+    linear warm-up.
+
+    Args:
+        budget_seconds: the run's wall-clock budget (``training.max_minutes`` x 60), or
+            infinite.
     """
 
     def __init__(
-        self, optimizer: torch.optim.Optimizer, config: SchedulerConfig, base_lr: float, max_epochs: int
+        self, optimizer: torch.optim.Optimizer, config: SchedulerConfig, base_lr: float,
+        max_epochs: int, budget_seconds: float = math.inf,
     ) -> None:
         self.optimizer = optimizer
         self.config = config
         self.base_lr = base_lr
         self.max_epochs = max_epochs
+        self.budget_seconds = budget_seconds
         self.scale = 1.0
         self.best = math.inf
         self.bad_epochs = 0
+        self.warmup_seconds: float | None = None  # training time when the warm-up ended
 
-    def lr(self, epoch: int) -> float:
-        """Learning rate of ``epoch`` (0-based)."""
+    def progress(self, epoch: int, elapsed: float = 0.0) -> float:
+        """How far past the warm-up the run is, in [0, 1]: by epochs or by the wall-clock
+        budget (``elapsed`` seconds of training so far), whichever is further."""
+        c = self.config
+        span = max(self.max_epochs - c.warmup_epochs, 1)
+        by_epochs = (epoch - c.warmup_epochs) / span
+        by_time = 0.0
+        if math.isfinite(self.budget_seconds):
+            if self.warmup_seconds is None:
+                self.warmup_seconds = elapsed
+            left = self.budget_seconds - self.warmup_seconds
+            by_time = (elapsed - self.warmup_seconds) / left if left > 0 else 1.0
+        return min(max(by_epochs, by_time, 0.0), 1.0)
+
+    def lr(self, epoch: int, elapsed: float = 0.0) -> float:
+        """Learning rate of ``epoch`` (0-based), started after ``elapsed`` seconds of training."""
         c = self.config
         if epoch < c.warmup_epochs:
             return self.base_lr * (epoch + 1) / (c.warmup_epochs + 1)
         if c.name == "cosine":
-            span = max(self.max_epochs - c.warmup_epochs, 1)
-            progress = min((epoch - c.warmup_epochs) / span, 1.0)
+            progress = self.progress(epoch, elapsed)
             return c.min_lr + 0.5 * (self.base_lr - c.min_lr) * (1 + math.cos(math.pi * progress))
         return max(self.base_lr * self.scale, c.min_lr)
 
-    def start_epoch(self, epoch: int) -> float:
-        """Apply the rate of ``epoch`` to the optimizer and return it."""
-        lr = self.lr(epoch)
+    def start_epoch(self, epoch: int, elapsed: float = 0.0) -> float:
+        """Apply the rate of ``epoch`` (started after ``elapsed`` seconds) and return it."""
+        lr = self.lr(epoch, elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -60,8 +82,10 @@ class LRSchedule:
 
     def state_dict(self) -> dict:
         """Resumable state."""
-        return {"scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs}
+        return {"scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs,
+                "warmup_seconds": self.warmup_seconds}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from :meth:`state_dict`."""
         self.scale, self.best, self.bad_epochs = state["scale"], state["best"], state["bad_epochs"]
+        self.warmup_seconds = state.get("warmup_seconds")

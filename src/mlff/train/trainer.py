@@ -205,7 +205,7 @@ class Trainer:
         """Train and validate one epoch; returns its log record (stage, best: callbacks')."""
         t = self.config.training
         start = time.perf_counter()
-        lr = self.run.schedule.start_epoch(self.epoch)
+        lr = self.run.schedule.start_epoch(self.epoch, self.elapsed)
         train_parts = self.train_epoch()
         if self.epoch == 0:
             check_first_epoch(train_parts, self.loss_config, 1, self.run.replay_added)
