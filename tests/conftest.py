@@ -49,14 +49,18 @@ def _close_cp2k_shells():
 
 @pytest.fixture(autouse=True)
 def _seed_and_dtype():
-    """Seed every test, keep TF32 off, and restore torch's default dtype afterwards."""
+    """Seed every test, keep TF32 off, and restore torch's default dtype and thread count
+    afterwards (two test processes share the cores: more threads would oversubscribe them)."""
     torch.manual_seed(0)
     np.random.seed(0)
     default = torch.get_default_dtype()
+    threads = torch.get_num_threads()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     yield
     torch.set_default_dtype(default)
+    if torch.get_num_threads() != threads:  # a trainer's or calculator's own choice
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture
