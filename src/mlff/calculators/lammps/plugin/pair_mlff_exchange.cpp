@@ -40,6 +40,8 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 using namespace LAMMPS_NS;
@@ -181,6 +183,14 @@ void PairMLFF::evaluate_exchange(torch::Tensor &energies, torch::Tensor &grads)
   try {
     for (int k = 0; k < committee_size; k++) {
       torch::Tensor edge_vectors = vectors.detach().requires_grad_(true);
+      // stage s of member k on features `in`: (features out, node energies)
+      auto run_stage = [&](int s, const torch::Tensor &in) {
+        auto result = stage({static_cast<int64_t>(k), static_cast<int64_t>(s), in, species,
+                             edges, edge_vectors, local})
+                          .toTuple();
+        return std::make_pair(result->elements()[0].toTensor(),
+                              result->elements()[1].toTensor());
+      };
       std::vector<torch::Tensor> inputs, outputs, node_energies;
       torch::Tensor features = torch::zeros({static_cast<int64_t>(nall), 0}, real);
       for (int s = 0; s < model_stages; s++) {
@@ -193,11 +203,7 @@ void PairMLFF::evaluate_exchange(torch::Tensor &energies, torch::Tensor &grads)
             no_graph.emplace();
           else if (s > 0)
             features.requires_grad_(true);
-          auto result = stage({static_cast<int64_t>(k), static_cast<int64_t>(s), features,
-                               species, edges, edge_vectors, local})
-                            .toTuple();
-          out = result->elements()[0].toTensor();
-          energy = result->elements()[1].toTensor();
+          std::tie(out, energy) = run_stage(s, features);
         }
         inputs.push_back(features);
         outputs.push_back(out);
@@ -217,11 +223,7 @@ void PairMLFF::evaluate_exchange(torch::Tensor &energies, torch::Tensor &grads)
       for (int s = model_stages - 1; s >= 0; s--) {
         if (memory_low) {
           if (s > 0) inputs[s].requires_grad_(true);
-          auto result = stage({static_cast<int64_t>(k), static_cast<int64_t>(s), inputs[s],
-                               species, edges, edge_vectors, local})
-                            .toTuple();
-          outputs[s] = result->elements()[0].toTensor();
-          node_energies[s] = result->elements()[1].toTensor();
+          std::tie(outputs[s], node_energies[s]) = run_stage(s, inputs[s]);
         }
         torch::Tensor objective = node_energies[s].narrow(0, 0, local).sum();
         if (upstream.defined())
