@@ -206,4 +206,7 @@ def test_default_format_is_the_faster_one_that_exports():
     for potential in (painn, nequip, schnet):
         architecture = potential.hyperparameters["architecture"]
         assert aoti.default_format(potential) == get_architecture(architecture).deploy_format
-    assert aoti.default_format(Committee([painn, schnet])) == "torchscript"  # not all faster
+    slower = helpers.build_potential("schnet")
+    slower.model.__class__ = type("Slower", (type(slower.model),), {"deploy_format": "torchscript"})
+    assert aoti.default_format(Committee([painn, schnet])) == "aoti"
+    assert aoti.default_format(Committee([painn, slower])) == "torchscript"  # not all faster
