@@ -238,7 +238,7 @@ def machine() -> str:
 
 
 def compare_formats(out: Path, models: list[str], sizes: list[int], steps: int, rounds: int,
-                    reuse: bool = False) -> int:
+                    reuse: list[Path] | None = None) -> int:
     """AOTI against TorchScript in LAMMPS, alternating fresh runs (see the docstring)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from lammps_vs_ase import build_model, cu_atoms, run_child
@@ -253,8 +253,9 @@ def compare_formats(out: Path, models: list[str], sizes: list[int], steps: int, 
             directories, deploy_s = {}, {}
             for fmt in ("torchscript", "aoti"):
                 directories[fmt] = out / f"{key}-{n}-{fmt}"
-                if fmt not in deployed and reuse:  # a deployment of an earlier run in ``out``
-                    earlier = sorted(d for d in out.glob(f"{key}-*-{fmt}") if (d / "model.json").is_file())
+                if fmt not in deployed and reuse is not None:  # an earlier run's deployment
+                    earlier = sorted(d for root in (out, *reuse) for d in root.glob(f"{key}-*-{fmt}")
+                                     if (d / "model.json").is_file())
                     if earlier:
                         deployed[fmt] = earlier[0]
                 if fmt in deployed:  # the same model: another structure only
@@ -312,9 +313,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="with --formats: runs per format")
     parser.add_argument("--format-steps", type=int, default=3,
                         help="with --formats: timed steps per run")
-    parser.add_argument("--reuse", action="store_true",
+    parser.add_argument("--reuse", nargs="*", type=Path, default=None, metavar="DIR",
                         help="with --formats: reuse the deployments of an earlier run in --out "
-                        "(the same models) instead of deploying again; deploy s is then nan")
+                        "or in the --out folders DIR (the same models: copy its models/ too) "
+                        "instead of deploying again; deploy s is then nan")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out).resolve()
@@ -323,7 +325,7 @@ def main() -> int:
           f"{' '.join([Path(sys.executable).name, *sys.argv])}")
     if args.formats:
         return compare_formats(out, args.models, args.sizes, args.format_steps, args.rounds,
-                               args.reuse)
+                               None if args.reuse is None else [d.resolve() for d in args.reuse])
     print(f"# machine (start): {machine()}")
 
     model_file = Path(args.model) if args.model else train_model(out, args.train_minutes)

@@ -166,6 +166,10 @@ class SevenNetInteraction(nn.Module):
             ``linear_2``.
     """
 
+    # a TorchScript constant: the other branch of forward is not compiled (the two
+    # self-connections take different arguments)
+    __constants__ = ["self_connection_is_linear"]
+
     def __init__(
         self,
         irreps_in: o3.Irreps,
