@@ -40,7 +40,7 @@ MODELS = {
     "allegro": ("allegro", {"num_layers": 2, "l_max": 1, "num_tensor_features": 16, "latent_dim": 64}),
     "deeppot": ("deeppot", {"embedding_neurons": [25, 50, 100], "axis_neurons": 16,
                             "fitting_neurons": [240, 240, 240]}),
-    # SevenNet-0's layout (even harmonics only, nequip-style self-connection), 32 channels
+    # SevenNet-like: even harmonics only (as SevenNet-0), species tensor-product self-connection
     "sevennet": ("sevennet", {"num_layers": 3, "num_features": 32, "l_max": 1, "parity": False,
                               "self_connection": "nequip"}),
 }
