@@ -280,7 +280,8 @@ def compare_formats(out: Path, models: list[str], sizes: list[int], steps: int, 
     print(f"# machine (end): {machine()}")
     print()
     print("| model | atoms | TorchScript ms/step: wall (CPU) | AOTI ms/step: wall (CPU) | "
-          "TorchScript/AOTI, CPU | peak RSS MiB: TS / AOTI | deploy s: TS / AOTI | load averages |")
+          "TorchScript/AOTI, CPU | peak RSS MiB: TS / AOTI | deploy s: TS / AOTI | "
+          "load averages: TS runs, AOTI runs |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for key, n, runs, deploy_s in rows:
         ts, ao = runs["torchscript"], runs["aoti"]
