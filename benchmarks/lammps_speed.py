@@ -23,7 +23,7 @@ Prints the command, the machine and a Markdown table.
 
 With ``--formats``, instead: the AOTInductor package (``--format aoti``) against
 TorchScript in LAMMPS, for the untrained float32 Cu models of benchmarks/lammps_vs_ase.py
-(MACE max_L 1, NequIP, PaiNN) at each ``--sizes`` (8: 2048 atoms, 13: 8788), one
+(default: MACE max_L 1, NequIP, PaiNN) at each ``--sizes`` (8: 2048 atoms, 13: 8788), one
 thread::
 
     OMP_NUM_THREADS=1 python benchmarks/lammps_speed.py --formats --out bench-out/formats
@@ -237,7 +237,8 @@ def machine() -> str:
             f"mlff {mlff.__version__}")
 
 
-def compare_formats(out: Path, models: list[str], sizes: list[int], steps: int, rounds: int) -> int:
+def compare_formats(out: Path, models: list[str], sizes: list[int], steps: int, rounds: int,
+                    reuse: list[Path] | None = None) -> int:
     """AOTI against TorchScript in LAMMPS, alternating fresh runs (see the docstring)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from lammps_vs_ase import build_model, cu_atoms, run_child
@@ -252,8 +253,14 @@ def compare_formats(out: Path, models: list[str], sizes: list[int], steps: int, 
             directories, deploy_s = {}, {}
             for fmt in ("torchscript", "aoti"):
                 directories[fmt] = out / f"{key}-{n}-{fmt}"
+                if fmt not in deployed and reuse is not None:  # an earlier run's deployment
+                    earlier = sorted(d for root in (out, *reuse) for d in root.glob(f"{key}-*-{fmt}")
+                                     if (d / "model.json").is_file())
+                    if earlier:
+                        deployed[fmt] = earlier[0]
                 if fmt in deployed:  # the same model: another structure only
-                    shutil.copytree(deployed[fmt], directories[fmt], dirs_exist_ok=True)
+                    if deployed[fmt] != directories[fmt]:
+                        shutil.copytree(deployed[fmt], directories[fmt], dirs_exist_ok=True)
                     symbols = json.loads((directories[fmt] / "model.json").read_text())["symbols"]
                     write_data_file(atoms, directories[fmt] / "data.lammps", symbols)
                     deploy_s[fmt] = float("nan")
@@ -273,7 +280,8 @@ def compare_formats(out: Path, models: list[str], sizes: list[int], steps: int, 
     print(f"# machine (end): {machine()}")
     print()
     print("| model | atoms | TorchScript ms/step: wall (CPU) | AOTI ms/step: wall (CPU) | "
-          "TorchScript/AOTI, CPU | peak RSS MiB: TS / AOTI | deploy s: TS / AOTI | load averages |")
+          "TorchScript/AOTI, CPU | peak RSS MiB: TS / AOTI | deploy s: TS / AOTI | "
+          "load averages: TS runs, AOTI runs |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for key, n, runs, deploy_s in rows:
         ts, ao = runs["torchscript"], runs["aoti"]
@@ -306,6 +314,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="with --formats: runs per format")
     parser.add_argument("--format-steps", type=int, default=3,
                         help="with --formats: timed steps per run")
+    parser.add_argument("--reuse", nargs="*", type=Path, default=None, metavar="DIR",
+                        help="with --formats: reuse the deployments of an earlier run in --out "
+                        "or in the --out folders DIR (the same models: copy its models/ too) "
+                        "instead of deploying again; deploy s is then nan")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out).resolve()
@@ -313,7 +325,8 @@ def main() -> int:
     print(f"# command: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} "
           f"{' '.join([Path(sys.executable).name, *sys.argv])}")
     if args.formats:
-        return compare_formats(out, args.models, args.sizes, args.format_steps, args.rounds)
+        return compare_formats(out, args.models, args.sizes, args.format_steps, args.rounds,
+                               None if args.reuse is None else [d.resolve() for d in args.reuse])
     print(f"# machine (start): {machine()}")
 
     model_file = Path(args.model) if args.model else train_model(out, args.train_minutes)

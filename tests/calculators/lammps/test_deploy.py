@@ -37,6 +37,12 @@ def test_every_architecture_scripts_and_equals_the_potential(architecture):
             np.testing.assert_allclose(stress, atoms.get_stress(voigt=False), atol=1e-12)
 
 
+def test_sevennet_with_the_nequip_self_connection_scripts():
+    # the two self-connections take different arguments: TorchScript compiles only the one used
+    potential = helpers.build_potential("sevennet", self_connection="nequip")
+    assert D.check_against_potential(D.script_model(potential), potential) < 1e-12
+
+
 @pytest.mark.parametrize("architecture", ["mace", "nequip", "painn"])
 def test_chunked_evaluation_equals_whole(architecture):
     """Chunks of local atoms on their receptive-field subgraphs give the whole result;

@@ -36,7 +36,7 @@ MACE, NequIP and SevenNet, whose width the caller passes as the size of ``dense_
 (the plugin counts it from the neighbour list; the layout is then always used). DeepPot's
 per-type networks run on every row, each row keeping its own type's output (the eager
 model splits the rows by counts read from the data, which ``torch.export`` cannot trace):
-exportable, but slower than the eager split.
+as fast as the split for one species, slower for several (:func:`default_format`).
 """
 
 from __future__ import annotations
@@ -335,8 +335,9 @@ def exportable(model: Any) -> bool:
 
 def default_format(model: Any) -> str:
     """``aoti`` where the package is measured faster and every member can be exported,
-    else ``torchscript``."""
+    else ``torchscript``. Each member's ``deploy_format`` is read from its model (the
+    architecture's class attribute, or one the model sets for its own size)."""
     if not exportable(model):
         return "torchscript"
-    formats = {getattr(type(m.model), "deploy_format", "torchscript") for m in members_of(model)}
+    formats = {getattr(m.model, "deploy_format", "torchscript") for m in members_of(model)}
     return "aoti" if formats == {"aoti"} else "torchscript"
