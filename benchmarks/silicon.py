@@ -14,17 +14,21 @@ is kept in OUT/reference.db and never recomputed):
 3. ``learn``: ``mlff learn examples/silicon/learn.yaml --out OUT/learn`` (seeds from the
    diamond unit cell, a committee of MACE models, walkers over bulk 300-1500 K, NPT, a
    (100) slab and a vacancy).
-4. ``retrain``: the final committee trained again from scratch on the campaign's labels
-   (OUT/learn/final/train.xyz) with the training settings of ``learn.yaml``, in
+4. ``retrain``: the final committee trained again from scratch on every label of the
+   campaign (OUT/learn/labels.db, written to OUT/retrain/train.xyz: seeds added to
+   ``initial.xyz`` after the loop ran are labelled by running ``learn`` again) with the training settings of ``learn.yaml``, in
    OUT/retrain (resumed member by member); the checks below then use OUT/retrain/model.mlff.
    It lets a change of the training settings be judged without new DFT.
 5. ``validate``, ``md``, ``cost`` (independent: run them at once on several cores):
    ``mlff validate`` checks of the final committee against the same DFT: test-set errors
    per structure kind, the lattice constant and bulk modulus (EOS of the 2-atom cell),
-   the unrelaxed vacancy formation energy (54-atom cell), phonons at Γ, X and L (exact
+   the elastic constants C11, C12, C44 (2-atom cell, ±0.5 % strains, internal positions
+   relaxed), the unrelaxed vacancy formation energy (54-atom cell), unrelaxed (100) and
+   (111) surface energies (16-atom slabs, two conventional cells thick), phonons at Γ, X and L (exact
    from the 16-atom 2x2x2 supercell: one displaced DFT calculation) in OUT/validate; NVE
    drift of the model (64 atoms, 0.5 ps NVT then 2 ps NVE at 2 fs) in OUT/md; the cost
-   of one force call of the model and of CP2K on the 64-atom cube in OUT/cost.
+   of one force call of CP2K and of the model on the 64-atom cube in OUT/cost, and
+   beside it OUT/cost/models.json: the committee and one member, float64 and float32.
 6. ``report``: OUT/report.md and OUT/campaign.png: the learning curve (held-out force
    and energy MAE of each iteration's committee against the DFT labels it had), the DFT
    time per label, the validation's headlines, the wall time of every stage.
@@ -164,7 +168,12 @@ def run_retrain(out: Path) -> None:
     from mlff.models.io import add_metadata, read_metadata
     from mlff.train.committee import train_committee
 
-    labels = out / "learn" / "final" / "train.xyz"
+    from mlff.active.store import LabelStore
+
+    labels = out / "retrain" / "train.xyz"
+    labels.parent.mkdir(parents=True, exist_ok=True)
+    if not labels.exists():  # every label of the store, the seeds added after a run included
+        LabelStore(out / "learn" / "labels.db").write_extxyz(labels)
     config = train_config(load_learn_config(EXAMPLE / "learn.yaml"), str(labels))
     result = train_committee(config, out_dir=out / "retrain", resume=True, progress=False)
     record = read_metadata(out / "learn" / "model.mlff").get("active_learning")
@@ -184,11 +193,14 @@ def validation_options():
     from mlff.validate.runner import ValidationOptions
 
     options = ValidationOptions()
-    options.crystal.parts = ("eos", "vacancy")
+    options.crystal.parts = ("eos", "elastic", "vacancy", "surfaces")
     options.crystal.eos_points = 9
     options.crystal.eos_range = 0.05
     options.crystal.vacancy_supercell = (3, 3, 3)  # 54 atoms, 2x2x2 k-points
     options.crystal.relax_defects = False
+    options.crystal.surfaces = ((1, 0, 0), (1, 1, 1))
+    options.crystal.surface_layers = 2             # 16 atoms: 4x4x1 and 3x3x1 k-points
+    options.crystal.vacuum = 6.5                   # Å each side, as the campaign's slabs
     options.crystal.vacancy_tolerance_eV = 0.1
     options.phonons.supercell = (2, 2, 2)          # 16 atoms: Γ, X and L are exact
     options.phonons.path = "GXWKGLUWLK,UX"
@@ -261,6 +273,38 @@ def run_validate(out: Path, checks: tuple[str, ...] = ("errors", "crystal", "pho
     if isinstance(reference, CachedReference):
         print(f"reference: {reference.hits} results from {out / 'reference.db'}, "
               f"{reference.misses} computed")
+
+
+def run_cost(out: Path) -> None:
+    """The ``mlff validate`` cost check (CP2K against the committee), then the model side
+    alone for the committee and one member in float64 and float32 (OUT/cost/models.json)."""
+    import torch
+
+    from mlff.calculators.ase import MLFFCalculator
+    from mlff.validate.checks.cost import threads, time_calls
+
+    run_validate(out, ("cost",), "cost")
+    report = json.loads((out / "cost" / "report.json").read_text())
+    summary = report["checks"]["cost"]["summary"]
+    reference_ms = summary["reference_ms_per_call"]
+    model = final_model(out)
+    member = model.parent / "member_0" / "model.mlff"
+    structure = validation_inputs(out).structure
+    rows = []
+    for name, path in (("committee of 3", model), ("one member", member)):
+        if not path.exists():
+            continue
+        for dtype in (torch.float64, torch.float32):
+            calc = MLFFCalculator(str(path), dtype=dtype)
+            seconds = time_calls(calc, structure, calls=20, warmup=2)
+            ms = 1000 * float(np.median(seconds))
+            rows.append({"model": name, "dtype": str(dtype).removeprefix("torch."),
+                         "median_ms": ms,
+                         "speedup": reference_ms / ms if reference_ms else None})
+            print(rows[-1])
+    (out / "cost" / "models.json").write_text(json.dumps(
+        {"reference_ms": reference_ms, "reference_summary": summary, "models": rows,
+         "threads": threads(), "load_average": os.getloadavg()}, indent=2))
 
 
 def learning_curve(out: Path) -> list[dict]:
@@ -395,7 +439,7 @@ def main() -> None:
         {"test": run_test_set, "reference": run_reference, "learn": run_learn,
          "retrain": run_retrain,
          "validate": run_validate, "md": lambda o: run_validate(o, ("md",), "md"),
-         "cost": lambda o: run_validate(o, ("cost",), "cost"),
+         "cost": run_cost,
          "report": lambda o: write_report(o, walls)}[stage](out)
         if stage != "report":
             walls[stage] = walls.get(stage, 0.0) + time.perf_counter() - start
