@@ -161,7 +161,7 @@ def run_learn(out: Path) -> None:
     learn(load_learn_config(EXAMPLE / "learn.yaml"), out / "learn", progress=True)
 
 
-def run_retrain(out: Path) -> None:
+def run_retrain(out: Path, processes: int | None = None, warm_from: Path | None = None) -> None:
     """Train the final committee again, from scratch, on the campaign's labels with the
     ``train`` settings of ``learn.yaml``; the model keeps the campaign's record."""
     from mlff.active.config import load_learn_config, train_config
@@ -174,12 +174,20 @@ def run_retrain(out: Path) -> None:
     labels.parent.mkdir(parents=True, exist_ok=True)
     if not labels.exists():  # every label of the store, the seeds added after a run included
         LabelStore(out / "learn" / "labels.db").write_extxyz(labels)
-    config = train_config(load_learn_config(EXAMPLE / "learn.yaml"), str(labels))
+    # warm: started from an earlier committee's members (learn.yaml's retrain settings,
+    # as the loop warm-starts each iteration) instead of from scratch
+    warm = None if warm_from is None else str(warm_from.resolve() / "member_{member}" / "model.mlff")
+    config = train_config(load_learn_config(EXAMPLE / "learn.yaml"), str(labels), warm_from=warm)
+    if processes is not None:  # members side by side, one thread each, on idle cores
+        config.committee.processes = processes
     result = train_committee(config, out_dir=out / "retrain", resume=True, progress=False)
     record = read_metadata(out / "learn" / "model.mlff").get("active_learning")
     if record is not None:
+        count = len(ase.io.read(labels, ":"))
+        how = "from scratch" if warm_from is None else "warm-started from the previous committee"
         add_metadata(result.model_path, "active_learning",
-                     {**record, "committee": "final, retrained from scratch on its labels"})
+                     {**record, "labels": count,
+                      "committee": f"final, retrained {how} on all {count} labels"})
 
 
 def final_model(out: Path) -> Path:
@@ -427,6 +435,12 @@ def main() -> None:
     parser.add_argument("--out", default="bench-out/silicon")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help=f"comma-separated, out of {','.join(STAGES)}")
+    parser.add_argument("--train-processes", type=int, default=None,
+                        help="members of the retrain stage trained at once (default: "
+                             "learn.yaml's committee.processes)")
+    parser.add_argument("--warm-from", type=Path, default=None,
+                        help="retrain stage: start each member k from DIR/member_k/model.mlff "
+                             "(an earlier retrain folder) with learn.yaml's warm-start settings")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -437,7 +451,7 @@ def main() -> None:
             parser.error(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
         start = time.perf_counter()
         {"test": run_test_set, "reference": run_reference, "learn": run_learn,
-         "retrain": run_retrain,
+         "retrain": lambda o: run_retrain(o, args.train_processes, args.warm_from),
          "validate": run_validate, "md": lambda o: run_validate(o, ("md",), "md"),
          "cost": run_cost,
          "report": lambda o: write_report(o, walls)}[stage](out)
