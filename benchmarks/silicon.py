@@ -324,7 +324,9 @@ def learning_curve(out: Path) -> list[dict]:
     folders = sorted((out / "learn").glob("iter_*")) + [out / "learn" / "final"]
     final = out / "learn" / "final"
     runs = [(f.name, f / "train" / "model.mlff", f / "train.xyz") for f in folders]
-    runs.append(("final, retrained", out / "retrain" / "model.mlff", final / "train.xyz"))
+    retrained = out / "retrain" / "train.xyz"  # every stored label, when written
+    runs.append(("final, retrained", out / "retrain" / "model.mlff",
+                 retrained if retrained.exists() else final / "train.xyz"))
     for name, model, train in runs:
         if not model.exists():
             continue
