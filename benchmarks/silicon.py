@@ -14,17 +14,21 @@ is kept in OUT/reference.db and never recomputed):
 3. ``learn``: ``mlff learn examples/silicon/learn.yaml --out OUT/learn`` (seeds from the
    diamond unit cell, a committee of MACE models, walkers over bulk 300-1500 K, NPT, a
    (100) slab and a vacancy).
-4. ``retrain``: the final committee trained again from scratch on the campaign's labels
-   (OUT/learn/final/train.xyz) with the training settings of ``learn.yaml``, in
+4. ``retrain``: the final committee trained again from scratch on every label of the
+   campaign (OUT/learn/labels.db, written to OUT/retrain/train.xyz: seeds added to
+   ``initial.xyz`` after the loop ran are labelled by running ``learn`` again) with the training settings of ``learn.yaml``, in
    OUT/retrain (resumed member by member); the checks below then use OUT/retrain/model.mlff.
    It lets a change of the training settings be judged without new DFT.
 5. ``validate``, ``md``, ``cost`` (independent: run them at once on several cores):
    ``mlff validate`` checks of the final committee against the same DFT: test-set errors
    per structure kind, the lattice constant and bulk modulus (EOS of the 2-atom cell),
-   the unrelaxed vacancy formation energy (54-atom cell), phonons at Γ, X and L (exact
+   the elastic constants C11, C12, C44 (2-atom cell, ±0.5 % strains, internal positions
+   relaxed), the unrelaxed vacancy formation energy (54-atom cell), unrelaxed (100) and
+   (111) surface energies (16-atom slabs, two conventional cells thick), phonons at Γ, X and L (exact
    from the 16-atom 2x2x2 supercell: one displaced DFT calculation) in OUT/validate; NVE
    drift of the model (64 atoms, 0.5 ps NVT then 2 ps NVE at 2 fs) in OUT/md; the cost
-   of one force call of the model and of CP2K on the 64-atom cube in OUT/cost.
+   of one force call of CP2K and of the model on the 64-atom cube in OUT/cost, and
+   beside it OUT/cost/models.json: the committee and one member, float64 and float32.
 6. ``report``: OUT/report.md and OUT/campaign.png: the learning curve (held-out force
    and energy MAE of each iteration's committee against the DFT labels it had), the DFT
    time per label, the validation's headlines, the wall time of every stage.
@@ -157,20 +161,33 @@ def run_learn(out: Path) -> None:
     learn(load_learn_config(EXAMPLE / "learn.yaml"), out / "learn", progress=True)
 
 
-def run_retrain(out: Path) -> None:
+def run_retrain(out: Path, processes: int | None = None, warm_from: Path | None = None) -> None:
     """Train the final committee again, from scratch, on the campaign's labels with the
     ``train`` settings of ``learn.yaml``; the model keeps the campaign's record."""
     from mlff.active.config import load_learn_config, train_config
     from mlff.models.io import add_metadata, read_metadata
     from mlff.train.committee import train_committee
 
-    labels = out / "learn" / "final" / "train.xyz"
-    config = train_config(load_learn_config(EXAMPLE / "learn.yaml"), str(labels))
+    from mlff.active.store import LabelStore
+
+    labels = out / "retrain" / "train.xyz"
+    labels.parent.mkdir(parents=True, exist_ok=True)
+    if not labels.exists():  # every label of the store, the seeds added after a run included
+        LabelStore(out / "learn" / "labels.db").write_extxyz(labels)
+    # warm: started from an earlier committee's members (learn.yaml's retrain settings,
+    # as the loop warm-starts each iteration) instead of from scratch
+    warm = None if warm_from is None else str(warm_from.resolve() / "member_{member}" / "model.mlff")
+    config = train_config(load_learn_config(EXAMPLE / "learn.yaml"), str(labels), warm_from=warm)
+    if processes is not None:  # members side by side, one thread each, on idle cores
+        config.committee.processes = processes
     result = train_committee(config, out_dir=out / "retrain", resume=True, progress=False)
     record = read_metadata(out / "learn" / "model.mlff").get("active_learning")
     if record is not None:
+        count = len(ase.io.read(labels, ":"))
+        how = "from scratch" if warm_from is None else "warm-started from the previous committee"
         add_metadata(result.model_path, "active_learning",
-                     {**record, "committee": "final, retrained from scratch on its labels"})
+                     {**record, "labels": count,
+                      "committee": f"final, retrained {how} on all {count} labels"})
 
 
 def final_model(out: Path) -> Path:
@@ -184,11 +201,14 @@ def validation_options():
     from mlff.validate.runner import ValidationOptions
 
     options = ValidationOptions()
-    options.crystal.parts = ("eos", "vacancy")
+    options.crystal.parts = ("eos", "elastic", "vacancy", "surfaces")
     options.crystal.eos_points = 9
     options.crystal.eos_range = 0.05
     options.crystal.vacancy_supercell = (3, 3, 3)  # 54 atoms, 2x2x2 k-points
     options.crystal.relax_defects = False
+    options.crystal.surfaces = ((1, 0, 0), (1, 1, 1))
+    options.crystal.surface_layers = 2             # 16 atoms: 4x4x1 and 3x3x1 k-points
+    options.crystal.vacuum = 6.5                   # Å each side, as the campaign's slabs
     options.crystal.vacancy_tolerance_eV = 0.1
     options.phonons.supercell = (2, 2, 2)          # 16 atoms: Γ, X and L are exact
     options.phonons.path = "GXWKGLUWLK,UX"
@@ -263,6 +283,38 @@ def run_validate(out: Path, checks: tuple[str, ...] = ("errors", "crystal", "pho
               f"{reference.misses} computed")
 
 
+def run_cost(out: Path) -> None:
+    """The ``mlff validate`` cost check (CP2K against the committee), then the model side
+    alone for the committee and one member in float64 and float32 (OUT/cost/models.json)."""
+    import torch
+
+    from mlff.calculators.ase import MLFFCalculator
+    from mlff.validate.checks.cost import threads, time_calls
+
+    run_validate(out, ("cost",), "cost")
+    report = json.loads((out / "cost" / "report.json").read_text())
+    summary = report["checks"]["cost"]["summary"]
+    reference_ms = summary["reference_ms_per_call"]
+    model = final_model(out)
+    member = model.parent / "member_0" / "model.mlff"
+    structure = validation_inputs(out).structure
+    rows = []
+    for name, path in (("committee of 3", model), ("one member", member)):
+        if not path.exists():
+            continue
+        for dtype in (torch.float64, torch.float32):
+            calc = MLFFCalculator(str(path), dtype=dtype)
+            seconds = time_calls(calc, structure, calls=20, warmup=2)
+            ms = 1000 * float(np.median(seconds))
+            rows.append({"model": name, "dtype": str(dtype).removeprefix("torch."),
+                         "median_ms": ms,
+                         "speedup": reference_ms / ms if reference_ms else None})
+            print(rows[-1])
+    (out / "cost" / "models.json").write_text(json.dumps(
+        {"reference_ms": reference_ms, "reference_summary": summary, "models": rows,
+         "threads": threads(), "load_average": os.getloadavg()}, indent=2))
+
+
 def learning_curve(out: Path) -> list[dict]:
     """Held-out errors of each iteration's committee (and the final one) against its labels."""
     from mlff.calculators.ase import MLFFCalculator
@@ -272,7 +324,9 @@ def learning_curve(out: Path) -> list[dict]:
     folders = sorted((out / "learn").glob("iter_*")) + [out / "learn" / "final"]
     final = out / "learn" / "final"
     runs = [(f.name, f / "train" / "model.mlff", f / "train.xyz") for f in folders]
-    runs.append(("final, retrained", out / "retrain" / "model.mlff", final / "train.xyz"))
+    retrained = out / "retrain" / "train.xyz"  # every stored label, when written
+    runs.append(("final, retrained", out / "retrain" / "model.mlff",
+                 retrained if retrained.exists() else final / "train.xyz"))
     for name, model, train in runs:
         if not model.exists():
             continue
@@ -383,6 +437,12 @@ def main() -> None:
     parser.add_argument("--out", default="bench-out/silicon")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help=f"comma-separated, out of {','.join(STAGES)}")
+    parser.add_argument("--train-processes", type=int, default=None,
+                        help="members of the retrain stage trained at once (default: "
+                             "learn.yaml's committee.processes)")
+    parser.add_argument("--warm-from", type=Path, default=None,
+                        help="retrain stage: start each member k from DIR/member_k/model.mlff "
+                             "(an earlier retrain folder) with learn.yaml's warm-start settings")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -393,9 +453,9 @@ def main() -> None:
             parser.error(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
         start = time.perf_counter()
         {"test": run_test_set, "reference": run_reference, "learn": run_learn,
-         "retrain": run_retrain,
+         "retrain": lambda o: run_retrain(o, args.train_processes, args.warm_from),
          "validate": run_validate, "md": lambda o: run_validate(o, ("md",), "md"),
-         "cost": lambda o: run_validate(o, ("cost",), "cost"),
+         "cost": run_cost,
          "report": lambda o: write_report(o, walls)}[stage](out)
         if stage != "report":
             walls[stage] = walls.get(stage, 0.0) + time.perf_counter() - start

@@ -45,6 +45,31 @@ def test_oracle_is_cp2k_with_one_kpoint_across_the_slab_vacuum():
                       "vacancy": [2, 4, 4]}
 
 
+def test_seed_meshes_are_those_of_their_kind_so_strain_never_changes_the_kpoints():
+    # an equation of state or elastic constant learnt across a mesh change would carry
+    # its step (meV/atom); every bulk seed, strained by up to 4 %, keeps the cube's 4x4x4
+    oracle = load_oracle(EXAMPLE / "oracle.yaml")
+    meshes: dict[tuple[str, int], set[tuple[int, ...]]] = {}
+    for atoms in ase.io.read(EXAMPLE / "initial.xyz", ":"):
+        key = (atoms.info["config_type"], len(atoms))
+        meshes.setdefault(key, set()).add(tuple(kpoint_mesh(oracle.config, atoms)))
+    assert meshes == {("bulk_rattled", 8): {(4, 4, 4)}, ("bulk_strained", 8): {(4, 4, 4)},
+                      ("vacancy", 15): {(2, 4, 4)}, ("vacancy", 31): {(2, 2, 4)},
+                      ("surface_100", 12): {(3, 5, 1)}, ("surface_100", 16): {(4, 4, 1)},
+                      ("surface_111", 16): {(3, 3, 1)}}
+
+
+def test_first_six_seeds_are_those_the_campaign_labelled_first():
+    # labels are keyed by structure: new seeds go after these, which must not move
+    frames = _make_data().initial()
+    assert [a.info["config_type"] for a in frames[:6]] == ["bulk_rattled"] * 4 + [
+        "vacancy", "surface_100"]
+    assert len(frames) == 25
+    labelled = ase.io.read(EXAMPLE / "labels.xyz", ":6")
+    for a, b in zip(frames[:6], labelled, strict=True):
+        np.testing.assert_allclose(a.positions, b.positions, atol=1e-6)
+
+
 def test_shipped_seed_files_are_what_make_data_writes():
     module = _make_data()
     for name, frames in (("initial.xyz", module.initial()), ("starts.xyz", module.starts())):

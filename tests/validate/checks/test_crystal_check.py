@@ -121,3 +121,15 @@ def test_model_without_reference_and_bad_inputs(tmp_path):
         crystal.run(EMT(), molecule("H2O"), tmp_path)
     with pytest.raises(ConfigError, match="unknown part"):
         crystal.run(EMT(), bulk("Cu"), tmp_path, options=crystal.CrystalOptions(parts=("x",)))
+
+
+def test_conventional_cell_of_a_slightly_displaced_crystal_is_the_cubic_one():
+    # a DFT-relaxed diamond cell keeps its atoms a few mÅ off their sites; the slabs must
+    # still be cut from the 8-atom cube, not from a 4-atom tetragonal cell of lower symmetry
+    atoms = bulk("Si", "diamond", a=5.464)
+    atoms.positions[1, 0] += 0.003
+    conventional = crystal.conventional_cell(atoms)
+    assert len(conventional) == 8
+    np.testing.assert_allclose(conventional.cell.lengths(), 5.464, atol=1e-6)
+    np.testing.assert_allclose(conventional.cell.angles(), 90.0, atol=1e-6)
+    assert len(crystal.conventional_cell(atoms, symprec=1e-3)) == 4  # the old tolerance

@@ -59,6 +59,11 @@ class CrystalOptions:
         surfaces: Miller indices (of the conventional standard cell).
         surface_layers: equivalent layers of each slab.
         vacuum: vacuum on each side of a slab, Å.
+        surface_symprec: distance tolerance (Å) of the symmetry search that finds the
+            conventional cell the slabs are cut from; an equilibrium relaxed by a noisy
+            calculator (a DFT code's forces of a few meV/Å on the perfect crystal) keeps
+            atoms a few mÅ off their sites, and a tighter tolerance then finds a lower
+            symmetry, whose cell gives the Miller indices another meaning.
         relax_fmax: force threshold of every relaxation, eV/Å.
         relax_steps: steps allowed per relaxation.
         relax_defects: relax the vacancy cells and the slabs; ``False`` (for a costly
@@ -80,6 +85,7 @@ class CrystalOptions:
     surfaces: tuple[tuple[int, int, int], ...] = ((1, 0, 0), (1, 1, 0), (1, 1, 1))
     surface_layers: int = 8
     vacuum: float = 8.0
+    surface_symprec: float = 0.01
     relax_fmax: float = 0.005
     relax_steps: int = 300
     relax_defects: bool = True
@@ -212,8 +218,9 @@ def vacancy_energies(atoms: Atoms, calculator: BaseCalculator, options: CrystalO
     return out
 
 
-def conventional_cell(atoms: Atoms) -> Atoms:
-    """The conventional standard cell of ``atoms`` (spglib), for Miller indices.
+def conventional_cell(atoms: Atoms, symprec: float = 0.01) -> Atoms:
+    """The conventional standard cell of ``atoms`` (spglib, positions idealised to the
+    symmetry found within ``symprec`` Å), for Miller indices.
 
     Raises:
         SimulationError: spglib finds no symmetry to standardise the cell with.
@@ -223,7 +230,7 @@ def conventional_cell(atoms: Atoms) -> Atoms:
     cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
     with warnings.catch_warnings():  # spglib 2.x warns about its legacy None-on-error mode
         warnings.simplefilter("ignore", DeprecationWarning)
-        standard = spglib.standardize_cell(cell, to_primitive=False, symprec=1e-3)
+        standard = spglib.standardize_cell(cell, to_primitive=False, symprec=symprec)
     if standard is None:
         raise SimulationError(f"spglib cannot find the conventional cell of "
                               f"{atoms.get_chemical_formula()}; leave out the surfaces part.")
@@ -234,7 +241,7 @@ def conventional_cell(atoms: Atoms) -> Atoms:
 def surface_energies(atoms: Atoms, energy_per_atom: float, calculator: BaseCalculator,
                      options: CrystalOptions) -> dict[str, dict[str, float]]:
     """Relaxed and unrelaxed surface energy (J/m²) of each Miller index of ``options``."""
-    conventional = conventional_cell(atoms)
+    conventional = conventional_cell(atoms, options.surface_symprec)
     out = {}
     for index in options.surfaces:
         slab = surface(conventional, tuple(index), options.surface_layers,
