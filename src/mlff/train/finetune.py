@@ -486,4 +486,5 @@ def finetune_record(config: TrainConfig) -> dict[str, Any] | None:
         "keep_e0s": finetune.keep_e0s,
         "replay": finetune.replay.model_dump() if finetune.replay is not None else None,
         "anchor": finetune.anchor,
+        "multihead": finetune.multihead,
     }
