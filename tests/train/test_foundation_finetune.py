@@ -372,3 +372,13 @@ def test_a_multihead_model_trains_saves_and_evaluates_either_head(files, tmp_pat
 def test_multihead_without_replay_is_refused(files):
     with pytest.raises(ConfigError, match="multihead is true but finetune.replay is not given"):
         _config(files, {"multihead": True})
+
+
+def test_the_foundation_head_can_be_frozen(files, tmp_path):
+    trainer = _multihead_trainer(files, tmp_path,
+                                 freeze=["model.extra_heads.foundation"])
+    frozen = [name for name, p in trainer.potential.named_parameters() if not p.requires_grad]
+    assert frozen and all(name.startswith("model.extra_heads.foundation.") for name in frozen)
+    with pytest.raises(ConfigError, match="'model.extra_heads' matches no parameter"):
+        Trainer(_config(files, {"freeze": ["model.extra_heads"]}), tmp_path / "b",
+                progress=False)

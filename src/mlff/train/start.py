@@ -14,7 +14,7 @@ from mlff.models.predict import batched_outputs
 from mlff.models.registry import build_model, get_architecture
 from mlff.train.config import ResolvedConfig, TrainConfig
 from mlff.train.data import TrainingData
-from mlff.train.finetune import potential_from_pretrained
+from mlff.train.finetune import freeze, is_head_prefix, potential_from_pretrained
 from mlff.train.guards import check_loss_weights, check_trainable
 from mlff.train.replay import add_pseudo_labelled_replay
 
@@ -93,6 +93,7 @@ def starting_potential(config: ResolvedConfig, data: TrainingData, console: Cons
         # after labelling: both heads start as the pretrained readout, so the replay
         # structures' loss is 0 for the foundation head at the start
         add_heads(potential, list(MULTIHEAD_NAMES))
+        freeze(potential, [p for p in config.finetune.freeze if is_head_prefix(p)])
         console.print(f"multi-head: '{MULTIHEAD_NAMES[0]}' learns the training data, "
                       f"'{MULTIHEAD_NAMES[1]}' the {replay_added} replay structures' "
                       "pseudo-labels", highlight=False)
