@@ -132,5 +132,5 @@ def test_unknown_or_pointless_head_names_are_errors(tmp_path):
     with pytest.raises(ConfigError, match="two or more distinct names"):
         add_heads(_single(), ["main", "main"])
     schnet = _single({"architecture": "schnet", "cutoff": 4.0})
-    with pytest.raises(ConfigError, match="sevennet architecture"):
+    with pytest.raises(ConfigError, match="schnet architecture has no readout heads"):
         add_heads(schnet, ["main", "foundation"])

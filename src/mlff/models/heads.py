@@ -49,10 +49,10 @@ def add_heads(potential: Potential, names: list[str]) -> None:
         ConfigError: the architecture has no readout heads, the model already has heads,
             or ``names`` are not two or more distinct names.
     """
-    architecture = potential.hyperparameters.get("architecture")
-    if architecture != "sevennet":
-        raise ConfigError(f"multi-head models are available for the sevennet architecture "
-                          f"(imported SevenNet models), not {architecture!r}.")
+    if not isinstance(getattr(potential.model, "extra_heads", None), torch.nn.ModuleDict):
+        architecture = potential.hyperparameters.get("architecture")
+        raise ConfigError(f"the {architecture} architecture has no readout heads; multi-head "
+                          "models are available for sevennet models (e.g. imported SevenNet-0).")
     if head_names(potential):
         raise ConfigError(f"the model already has the heads {head_names(potential)}; fine-tune "
                           "it without finetune.multihead, or start from a single-head model.")

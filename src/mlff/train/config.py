@@ -348,7 +348,7 @@ class FinetuneConfig(_Strict):
     multihead: bool = Field(
         False, description="two readout heads on the shared network: 'main' learns the "
         "training data and is the model's default, 'foundation' learns the replay "
-        "structures' pseudo-labels (needs replay; sevennet models)"
+        "structures' pseudo-labels (needs replay and an architecture with readout heads)"
     )
 
 

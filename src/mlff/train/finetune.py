@@ -374,7 +374,7 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
     return potential
 
 
-# the parameters of the readout heads finetune.multihead adds (SevenNet's extra_heads)
+# the parameters of the readout heads finetune.multihead adds (mlff.models.heads)
 HEAD_PREFIX = "model.extra_heads"
 
 
