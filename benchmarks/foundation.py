@@ -10,6 +10,10 @@ trains with the same wall-clock budget (``--minutes`` of training, set-up exclud
 - ``replay``: the same with ``finetune.replay``: structures of other elements built with
   ase.build (bulk crystals, surfaces, molecules; ``replay_pool``), rattled and strained,
   labelled by SevenNet-0 itself and mixed in with weight ``--replay-weight``;
+- ``multihead``: replay as above with ``finetune.multihead``: the replay structures
+  train a second readout head (``foundation``) on the shared network, the N frames the
+  default head (``main``); the drift is reported for both heads (the default head's in
+  ``drift_*``, the foundation head's in ``foundation_head_drift_*``);
 - ``scratch``: mlff MACE with the hyperparameters of examples/ethanol/mace.yaml;
 - ``committee``: ``--committee`` members fine-tuned from SevenNet-0 on bootstrap resamples
   of the N frames, each with its own seed (data order) and ``--minutes`` of training
@@ -53,7 +57,7 @@ from mlff.train.config import read_yaml
 from mlff.train.trainer import train
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "ethanol"
-METHODS = ("naive", "replay", "scratch", "committee")
+METHODS = ("naive", "replay", "multihead", "scratch", "committee")
 
 
 def _rattled(atoms: Atoms, seed: int, amplitude: float = 0.05) -> Atoms:
@@ -117,9 +121,11 @@ def held_out_set() -> list[Atoms]:
     return [_rattled(a, seed=100 * k + copy) for k, a in enumerate(structures) for copy in (1, 2)]
 
 
-def forces_of(model_path: Path, structures: list[Atoms]) -> list[np.ndarray]:
-    """Forces (eV/Å) of each structure by the model, through MLFFCalculator in float64."""
-    calc = mlff.MLFFCalculator(model_path, dtype="float64")
+def forces_of(model_path: Path, structures: list[Atoms],
+              head: str | None = None) -> list[np.ndarray]:
+    """Forces (eV/Å) of each structure by the model (its readout head ``head``; default:
+    the model's default), through MLFFCalculator in float64."""
+    calc = mlff.MLFFCalculator(model_path, dtype="float64", head=head)
     forces = []
     for atoms in structures:
         atoms = atoms.copy()
@@ -137,12 +143,13 @@ def test_force_mae(model_path: Path, frames: int) -> float:
     return float(1e3 * np.abs(errors).mean())
 
 
-def drift(model_path: Path, reference: list[np.ndarray], structures: list[Atoms]) -> dict:
+def drift(model_path: Path, reference: list[np.ndarray], structures: list[Atoms],
+          head: str | None = None) -> dict:
     """Force RMSE (meV/Å) of the model from the reference forces: over all ``structures``
     (``drift_meV_per_A``), over those without H, C and O, the elements the fine-tuning
     data teach (``drift_other_elements_meV_per_A``), and over those with them
     (``drift_hco_meV_per_A``)."""
-    predicted = forces_of(model_path, structures)
+    predicted = forces_of(model_path, structures, head)
 
     def rmse(chosen: list[int]) -> float:
         return float(1e3 * np.sqrt(np.mean(np.concatenate(
@@ -196,10 +203,18 @@ def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Pat
     config["finetune"] = {"init_from": str(sn0), "lr_factor": 1.0, "freeze": args.freeze,
                           "anchor": args.anchor}
     count = args.replay_count if args.replay_count is not None else max(n, 10)
+    if args.replay_train:  # the pool plus the N training structures (labels dropped)
+        frames = ase.io.read(EXAMPLES / "train.xyz", ":")
+        chosen = [frames[i] for i in np.loadtxt(train_idx, dtype=int).reshape(-1)]
+        seeds = [*ase.io.read(replay_file, ":"), *(Atoms(a.numbers, a.positions) for a in chosen)]
+        replay_file = out / f"replay_pool_train_{n}.xyz"
+        ase.io.write(replay_file, seeds)
     replay = {"structures": str(replay_file), "count": count, "rattle": 0.05, "strain": 0.02,
               "weight": args.replay_weight}
-    if method == "replay":
+    if method in ("replay", "multihead"):
         config["finetune"]["replay"] = replay
+    if method == "multihead":
+        config["finetune"]["multihead"] = True
     if method == "committee":
         config["committee"] = {"size": args.committee, "bootstrap": True, "processes": 1}
         if args.committee_recipes == "replay":  # every other member with replay
@@ -288,6 +303,10 @@ def main() -> int:
                         help="finetune.anchor (L2-SP) of every fine-tuning run")
     parser.add_argument("--replay-pool", choices=("small", "wide"), default="small",
                         help="replay seeds: 15 structures, or those plus 44 elemental crystals")
+    parser.add_argument("--replay-train", action="store_true",
+                        help="replay seeds also include the N training frames (their "
+                        "structures, labelled by SevenNet-0): the foundation's own answer "
+                        "on the user's system, for multihead")
     parser.add_argument("--replay-count", type=int, default=None,
                         help="replay structures per epoch (default: max(N, 10))")
     parser.add_argument("--freeze", nargs="*", default=[],
@@ -320,8 +339,10 @@ def main() -> int:
                 label = method
                 if method != "scratch":
                     label += f", lr {record.get('finetune_lr') or 1e-3:g}"
-                if method == "replay":
+                if method in ("replay", "multihead"):
                     label += f", weight {record.get('replay_weight', 1.0):g}"
+                    if record.get("replay_train"):
+                        label += " (+ training structures)"
                 if record.get("anchor"):
                     label += f", anchor {record['anchor']:g}"
                 if "ema_warmup" not in record:
@@ -347,6 +368,7 @@ def main() -> int:
             "minutes": args.minutes, "test_frames": args.test_frames,
             "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight,
             "replay_count": args.replay_count, "replay_pool": args.replay_pool,
+            "replay_train": args.replay_train,
             "freeze": args.freeze, "anchor": args.anchor,
             "committee_recipes": args.committee_recipes,
             "ema_warmup": not args.no_ema_warmup}
@@ -382,6 +404,9 @@ def main() -> int:
                                                                  args.test_frames),
                       **({"drift_meV_per_A": None} if method == "scratch" else
                          drift(result.model_path, reference, held_out))}
+            if method == "multihead":
+                record.update({f"foundation_head_{key}": value for key, value in drift(
+                    result.model_path, reference, held_out, head="foundation").items()})
             print(json.dumps(record), flush=True)
             results.append(record)
             results_path.write_text(json.dumps(results, indent=1))

@@ -269,3 +269,27 @@ def write_golden_files() -> None:
 
 if __name__ == "__main__":
     write_golden_files()
+
+
+@needs_sevenn
+def test_the_foundation_head_of_a_two_head_sevennet_0_is_sevennet_0():
+    """Multi-head fine-tuning starts with a foundation head that is SevenNet-0 itself (as
+    sevenn computes it), however the other head is changed."""
+    from mlff.imports.sevennet import pretrained_path
+    from mlff.models.heads import add_heads, select_head
+    from tests.imports import sevenn_reference
+
+    potential = imported("sevennet-0").replica()
+    add_heads(potential, ["main", "foundation"])
+    with torch.no_grad():  # as if training had moved the main head
+        potential.model.readout.weight.mul_(1.5)
+    foundation = select_head(potential, "foundation")
+    reference = sevenn_reference.float64_model(pretrained_path("sevennet-0"), None)
+    structures = small_structures()
+    for key in ("ethanol-molecule", "Cu-fcc"):
+        atoms = structures[key]
+        expected = sevenn_reference.evaluate(reference, atoms)
+        assert_close(mlff_results(foundation, atoms), expected, len(atoms), E_ATOM, FORCE,
+                     STRESS, f"foundation head {key}")
+        main = mlff_results(potential, atoms)  # the default head: main, changed
+        assert abs(main["energy"] - expected["energy"]) > 1e-3

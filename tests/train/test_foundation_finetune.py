@@ -290,3 +290,95 @@ def test_a_committee_can_vary_its_fine_tuning_recipe(files, tmp_path):
     replay = [read_metadata(p)["training"]["finetune"]["replay"] for p in result.member_paths]
     assert replay[0] is None and replay[1]["count"] == 4
     assert load_model(result.model_path).size == 2
+
+
+def _multihead_trainer(files, tmp_path, **finetune):
+    config = _config(files, {"replay": {"count": 4}, "multihead": True, **finetune})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return Trainer(config, tmp_path, progress=False)
+
+
+def test_the_foundation_head_starts_as_the_foundation(files, tmp_path):
+    from mlff.models.heads import head_names, select_head
+
+    trainer = _multihead_trainer(files, tmp_path)
+    potential = trainer.potential
+    assert head_names(potential) == ["main", "foundation"]
+    original = load_model(files["foundation"])
+    data = trainer.data.train
+    energy0, forces0 = _predict(original, data)
+    energy, forces = _predict(select_head(potential, "foundation"), data)
+    torch.testing.assert_close(forces, forces0, rtol=0, atol=1e-10)
+    # energies on the refitted E0s: the foundation's plus the E0 change of each atom
+    batch = next(BatchLoader(data, 64, shuffle=False).batches())
+    change = (potential.e0s - original.e0s)[potential.species_table[batch[K.ATOMIC_NUMBERS]]]
+    per_structure = torch.zeros_like(energy0).index_add_(0, batch[K.BATCH], change)
+    torch.testing.assert_close(energy, energy0 + per_structure, rtol=0, atol=1e-8)
+    main_energy, main_forces = _predict(select_head(potential, "main"), data)
+    torch.testing.assert_close(main_forces, forces, rtol=0, atol=0)
+
+
+def _head_gradients(trainer, replay: bool) -> dict[str, float]:
+    """Largest gradient of each head's readout on the replay or the training structures."""
+    from mlff.train.loss import reweight
+
+    with torch.no_grad():  # away from the start, so that the replay loss is not 0
+        for parameter in trainer.potential.parameters():
+            generator = torch.Generator().manual_seed(parameter.numel())
+            parameter.add_(0.01 * torch.randn(parameter.shape, generator=generator,
+                                              dtype=parameter.dtype))
+    train = trainer.data.train
+    tag = train.config_types.index(REPLAY_CONFIG_TYPE)
+    chosen = [i for i, g in enumerate(train) if (int(g[K.CONFIG_TYPE][0]) == tag) == replay]
+    batch = next(BatchLoader(train.subset(chosen), 64, shuffle=False).batches())
+    batch = reweight(to_device(batch, trainer.device, trainer.dtype), trainer.train_factors)
+    batch[K.HEAD] = trainer.run.head_of_type[batch[K.CONFIG_TYPE]]
+    trainer.potential.zero_grad()
+    pred = trainer.potential(batch, compute_forces=True, create_graph=True)
+    compute_loss(pred, batch, trainer.loss_config)[0].backward()
+    grads = {"main": 0.0, "foundation": 0.0, "shared": 0.0}
+    for name, parameter in trainer.potential.named_parameters():
+        part = ("foundation" if name.startswith("model.extra_heads.foundation.") else
+                "main" if name.startswith(("model.readout", "model.scale_shift")) else "shared")
+        if parameter.grad is not None:
+            grads[part] = max(grads[part], float(parameter.grad.abs().max()))
+    return grads
+
+
+def test_replay_trains_the_foundation_head_and_the_data_the_main_head(files, tmp_path):
+    replay = _head_gradients(_multihead_trainer(files, tmp_path / "a"), replay=True)
+    assert replay["main"] == 0 and replay["foundation"] > 1e-8 and replay["shared"] > 1e-8
+    own = _head_gradients(_multihead_trainer(files, tmp_path / "b"), replay=False)
+    assert own["foundation"] == 0 and own["main"] > 1e-8 and own["shared"] > 1e-8
+
+
+def test_a_multihead_model_trains_saves_and_evaluates_either_head(files, tmp_path):
+    config = _config(files, {"replay": {"count": 4}, "multihead": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        result = train(config, tmp_path / "run", progress=False)
+    metadata = read_metadata(result.model_path)
+    assert metadata["hyperparameters"]["heads"] == ["main", "foundation"]
+    assert metadata["training"]["finetune"]["multihead"] is True
+    energies = {}
+    for head in (None, "main", "foundation"):
+        atoms = ase.io.read(files["ethanol"], 0)
+        atoms.calc = MLFFCalculator(result.model_path, head=head)
+        energies[head] = atoms.get_potential_energy()
+    assert energies[None] == energies["main"] != energies["foundation"]
+
+
+def test_multihead_without_replay_is_refused(files):
+    with pytest.raises(ConfigError, match="multihead is true but finetune.replay is not given"):
+        _config(files, {"multihead": True})
+
+
+def test_the_foundation_head_can_be_frozen(files, tmp_path):
+    trainer = _multihead_trainer(files, tmp_path,
+                                 freeze=["model.extra_heads.foundation"])
+    frozen = [name for name, p in trainer.potential.named_parameters() if not p.requires_grad]
+    assert frozen and all(name.startswith("model.extra_heads.foundation.") for name in frozen)
+    with pytest.raises(ConfigError, match="'model.extra_heads' matches no parameter"):
+        Trainer(_config(files, {"freeze": ["model.extra_heads"]}), tmp_path / "b",
+                progress=False)

@@ -38,6 +38,7 @@ from mlff.data.graph import graph_from_edges, to_device
 from mlff.data.readers import Structure
 from mlff.errors import ConfigError, DataError
 from mlff.models.chunked import evaluate_in_chunks, plan_chunk_size
+from mlff.models.heads import select_head
 from mlff.models.potential import Potential
 from mlff.models.precision import Precision, torch_dtype
 from mlff.threads import governor
@@ -86,6 +87,9 @@ class MLFFCalculator(Calculator):
         dispersion: D3 of a model trained on labels minus D3 (``data.dispersion``):
             ``None`` adds it as the model file says, ``False`` gives the model alone,
             ``True`` insists (an error for a model trained without D3).
+        head: the readout head of a multi-head model (``mlff.models.heads``) to evaluate;
+            ``None``: the model's default head. Naming a head of a single-head model or
+            of a committee is an error.
 
     Examples:
         >>> from ase.build import molecule
@@ -107,6 +111,7 @@ class MLFFCalculator(Calculator):
         keep_freed_memory: bool = True,
         threads: int | None = None,
         dispersion: bool | None = None,
+        head: str | None = None,
         **kwargs,
     ) -> None:
         if max_atoms_per_chunk is not None and int(max_atoms_per_chunk) < 0:
@@ -125,6 +130,11 @@ class MLFFCalculator(Calculator):
             model = copy.deepcopy(model).to(device=device)
             if dtype is not None:
                 model = model.to(dtype=torch_dtype(dtype))
+        if head is not None:
+            if isinstance(model, Committee):
+                raise ConfigError(f"head {head!r} was asked for, but a committee has no heads; "
+                                  "leave the head out.")
+            model = select_head(model, head)
         self.model = model.eval()
         self.dispersion = model_dispersion(model, dispersion)
         self.device = torch.device(device)

@@ -56,6 +56,8 @@ def add_parser(subparsers) -> None:
                              "with AOTInductor; takes a C++ compiler and minutes), torchscript "
                              "(model.pt; deprecated in PyTorch) or auto (default: whichever "
                              "runs faster for the architecture; printed)")
+    parser.add_argument("--head", default=None, metavar="NAME",
+                        help="the readout head of a multi-head model (default: its default head)")
     parser.add_argument("--no-plugin", action="store_true",
                         help="do not build the LAMMPS plugin (only write the model)")
     parser.add_argument("--rebuild-plugin", action="store_true",
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         console.print("building the LAMMPS plugin (once per torch/lammps version; about a minute)")
     started = time.perf_counter()
     result = deploy(args.model, args.out, dtype=args.dtype, structure=structure,
-                    build=not args.no_plugin, format=args.format)
+                    build=not args.no_plugin, format=args.format, head=args.head)
     how = "chosen: the faster for this model" if args.format == "auto" else "as asked"
     console.print(f"format   {result.format} ({how})"
                   + (f"; compiled in {result.compile_seconds:.0f} s" if result.compile_seconds else ""))

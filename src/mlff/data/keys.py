@@ -47,6 +47,8 @@ STRESS: Final[str] = "stress"
 WEIGHT: Final[str] = "weight"
 # (B,) int64 | integer tag of each structure's config_type (see Dataset.config_types)
 CONFIG_TYPE: Final[str] = "config_type"
+# (B,) int64 | readout head of each structure (multi-head models, training only)
+HEAD: Final[str] = "head"
 # (B,) bool | whether the structure has an energy / forces / stress label
 HAS_ENERGY: Final[str] = "has_energy"
 HAS_FORCES: Final[str] = "has_forces"

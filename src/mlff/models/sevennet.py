@@ -20,7 +20,13 @@ architecture too. It differs from :mod:`mlff.models.nequip` in:
 - multi-fidelity models (SevenNet-MF-0) append a one-hot of the fidelity ("modality")
   to the inputs of some linear layers; ``modality`` picks the fidelity this model
   evaluates;
-- the per-atom output is ``scale[Z] · ε + shift[Z]`` (per species, inside the model).
+- the per-atom output is ``scale[Z] · ε + shift[Z]`` (per species, inside the model);
+- several readout heads may share the interaction layers (``heads``, multi-head
+  fine-tuning): each head has its own two readout linears and per-species scale and
+  shift; the first head's live under the single-head names (``readout_hidden``,
+  ``readout``, ``scale_shift``), the others under ``extra_heads.<name>``. ``head`` picks
+  the one evaluated; a graph dict with a ``head`` entry (:data:`mlff.data.keys.HEAD`, one
+  head index per structure) evaluates each structure with its own head (training).
 
 Conventions as everywhere in mlff (:mod:`mlff.data.keys`): edge ``(i, j)`` carries the
 message of neighbour ``j`` to the central atom ``i`` along ``r_ij = pos[j] - pos[i]``.
@@ -323,6 +329,13 @@ class SevenNet(Architecture):
             [], description="linear layers whose input carries the fidelity one-hot: "
             "embedding, linear_1, linear_2, readout"
         )
+        heads: list[str] = Field(
+            [], description="names of the readout heads sharing the interaction layers "
+            "(multi-head fine-tuning); empty: one unnamed head"
+        )
+        head: str | None = Field(
+            None, description="the head this model evaluates (one of heads; null: the first)"
+        )
 
         @model_validator(mode="after")
         def _consistent(self):
@@ -338,6 +351,10 @@ class SevenNet(Architecture):
                 )
             if self.num_modalities and self.modality >= self.num_modalities:
                 raise ValueError(f"modality {self.modality} of {self.num_modalities} fidelities")
+            if len(set(self.heads)) != len(self.heads) or len(self.heads) == 1:
+                raise ValueError(f"heads must be two or more distinct names, not {self.heads}")
+            if self.head is not None and self.head not in self.heads:
+                raise ValueError(f"head {self.head!r} is not one of heads {self.heads}")
             return self
 
     # 2048 Cu atoms, float32, one thread (3 layers, 32 channels, l_max 1, even harmonics,
@@ -374,6 +391,9 @@ class SevenNet(Architecture):
                     interaction.self_connection, s, operand=1)
         index["scale_shift.scales"] = rows(self.scale_shift.scales, s)
         index["scale_shift.shifts"] = rows(self.scale_shift.shifts, s)
+        for name, head in self.extra_heads.items():
+            index[f"extra_heads.{name}.scale_shift.scales"] = rows(head.scale_shift.scales, s)
+            index[f"extra_heads.{name}.scale_shift.shifts"] = rows(head.scale_shift.shifts, s)
         return index
 
     def __init__(self, config: Config, num_species: int) -> None:
@@ -428,9 +448,15 @@ class SevenNet(Architecture):
         )
         last = self.layers[-1].irreps_out
         hidden = o3.Irreps(f"{last.dim // 2}x0e")
-        self.readout_hidden = o3.Linear(with_modality(last, m, self.modal_readout), hidden)
+        readout_in = with_modality(last, m, self.modal_readout)
+        self.readout_hidden = o3.Linear(readout_in, hidden)
         self.readout = o3.Linear(hidden, o3.Irreps("1x0e"))
         self.scale_shift = PerSpeciesScaleShift(num_species)
+        self.head_names: list[str] = list(config.heads)
+        self.head_index = self.head_names.index(config.head) if config.head is not None else 0
+        self.extra_heads = nn.ModuleDict({
+            name: ReadoutHead(readout_in, hidden, num_species) for name in config.heads[1:]
+        })
         settle_codegen(self)
 
     def _modal(self, reference: torch.Tensor) -> torch.Tensor:
@@ -467,7 +493,43 @@ class SevenNet(Architecture):
         return species, x
 
     def forward(self, graph: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Graph dict -> (N,) per-atom energies, eV."""
+        """Graph dict -> (N,) per-atom energies, eV, of the head ``head`` (or, with a
+        ``head`` entry in ``graph``, (B,) int64, of each structure's own head)."""
         species, x = self._features(graph)
+        if K.HEAD in graph:
+            node_head = graph[K.HEAD][graph[K.BATCH]]
+            out = self._first_head(x, species)
+            k = 1
+            for head in self.extra_heads.values():
+                out = torch.where(node_head == k, head(x, species), out)
+                k += 1
+            return out
+        if self.head_index == 0:
+            return self._first_head(x, species)
+        k = 1
+        out = self._first_head(x, species)
+        for head in self.extra_heads.values():
+            if k == self.head_index:
+                out = head(x, species)
+            k += 1
+        return out
+
+    def _first_head(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        out = self.readout(self.readout_hidden(x)).squeeze(-1)
+        return self.scale_shift(out, species)
+
+
+class ReadoutHead(nn.Module):
+    """A second (third, ...) readout of :class:`SevenNet`: the same two linears and
+    per-species scale and shift as its first head, with weights of its own."""
+
+    def __init__(self, irreps_in: o3.Irreps, hidden: o3.Irreps, num_species: int) -> None:
+        super().__init__()
+        self.readout_hidden = o3.Linear(irreps_in, hidden)
+        self.readout = o3.Linear(hidden, o3.Irreps("1x0e"))
+        self.scale_shift = PerSpeciesScaleShift(num_species)
+
+    def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Readout features (N, F) and species (N,) -> per-atom energies (N,), eV."""
         out = self.readout(self.readout_hidden(x)).squeeze(-1)
         return self.scale_shift(out, species)

@@ -345,6 +345,11 @@ class FinetuneConfig(_Strict):
         0.0, ge=0, description="L2-SP weight-space anchor: the loss gains anchor * the sum of "
         "squared differences of the trained weights from the pretrained ones (0: off)"
     )
+    multihead: bool = Field(
+        False, description="two readout heads on the shared network: 'main' learns the "
+        "training data and is the model's default, 'foundation' learns the replay "
+        "structures' pseudo-labels (needs replay and an architecture with readout heads)"
+    )
 
 
 class TrainConfig(_Strict):
@@ -413,6 +418,12 @@ class TrainConfig(_Strict):
                 raise ValueError(
                     f"data.config_type_weights: {REPLAY_CONFIG_TYPE!r} is the config_type of the "
                     "replay structures; set their weight with finetune.replay.weight instead")
+        if finetune is not None and finetune.multihead and finetune.replay is None:
+            raise ValueError(
+                "finetune.multihead is true but finetune.replay is not given: the foundation "
+                "head would learn from no structure and the model would be an ordinary "
+                "fine-tuned one with an untouched copy of the readout. Add finetune.replay "
+                "(structures the model should keep) or remove multihead")
         if finetune is not None and finetune.replay_data is not None and finetune.replay_fraction == 0:
             raise ValueError("finetune.replay_data is given but finetune.replay_fraction is 0, so "
                              "no replay structure would be used: set replay_fraction (e.g. 0.2) "

@@ -367,8 +367,21 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
 
     grown = {f"model.{name}": mask for name, mask in fresh.items() if mask.any()}
     _GROWN[potential] = grown
-    freeze(potential, config.finetune.freeze, grown, config)
+    # prefixes of the heads multihead adds are applied once they exist (mlff.train.start)
+    later = config.finetune.multihead
+    freeze(potential, [p for p in config.finetune.freeze if not (later and is_head_prefix(p))],
+           grown, config)
     return potential
+
+
+# the parameters of the readout heads finetune.multihead adds (mlff.models.heads)
+HEAD_PREFIX = "model.extra_heads"
+
+
+def is_head_prefix(prefix: str) -> bool:
+    """Whether a ``finetune.freeze`` prefix names parameters of an added readout head."""
+    prefix = prefix.strip().rstrip(".")
+    return prefix == HEAD_PREFIX or prefix.startswith(HEAD_PREFIX + ".")
 
 
 def grown_entries(potential: Potential) -> dict[str, torch.Tensor]:
@@ -486,4 +499,5 @@ def finetune_record(config: TrainConfig) -> dict[str, Any] | None:
         "keep_e0s": finetune.keep_e0s,
         "replay": finetune.replay.model_dump() if finetune.replay is not None else None,
         "anchor": finetune.anchor,
+        "multihead": finetune.multihead,
     }

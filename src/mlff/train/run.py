@@ -25,7 +25,7 @@ from mlff.train.finetune import learning_rate, resolve_config
 from mlff.train.loss import config_type_factors, label_counts
 from mlff.train.replay import loss_factors
 from mlff.train.schedule import LRSchedule
-from mlff.train.start import starting_potential
+from mlff.train.start import head_of_config_type, starting_potential
 
 
 @dataclass
@@ -33,7 +33,8 @@ class Run:
     """The parts of one training run. ``trained`` is ``potential`` or, with several
     processes, its DDP wrapper; ``structure_table`` (several processes only) holds each
     training structure's atoms and label counts; ``replay_added`` counts the replay
-    structures the starting model labelled (fine-tuning)."""
+    structures the starting model labelled (fine-tuning); ``head_of_type`` (multi-head
+    fine-tuning) maps each training config_type tag to the head it trains."""
 
     config: ResolvedConfig
     out_dir: Path
@@ -51,6 +52,7 @@ class Run:
     train_factors: torch.Tensor | None
     replay_added: int
     structure_table: list[tuple[int, dict[str, int]]] | None
+    head_of_type: torch.Tensor | None = None
 
 
 def build_run(config: TrainConfig, out_dir: Path, progress: bool = True,
@@ -99,4 +101,5 @@ def build_run(config: TrainConfig, out_dir: Path, progress: bool = True,
     # a live bar only on a terminal; elsewhere (logs, CI) the per-epoch lines suffice
     return Run(config, out_dir, context, console, progress and console.is_terminal, threads,
                data, potential, trained, optimizer, schedule, ema, loader, train_factors,
-               replay_added, structure_table)
+               replay_added, structure_table,
+               head_of_config_type(config, data.train.config_types))

@@ -8,14 +8,30 @@ from rich.console import Console
 from mlff.data import keys as K
 from mlff.data.dataset import GraphDataset
 from mlff.models.contract import hyperparameters_from_data
+from mlff.models.heads import add_heads
 from mlff.models.potential import Potential
 from mlff.models.predict import batched_outputs
 from mlff.models.registry import build_model, get_architecture
 from mlff.train.config import ResolvedConfig, TrainConfig
 from mlff.train.data import TrainingData
-from mlff.train.finetune import potential_from_pretrained
+from mlff.train.finetune import freeze, is_head_prefix, potential_from_pretrained
 from mlff.train.guards import check_loss_weights, check_trainable
 from mlff.train.replay import add_pseudo_labelled_replay
+
+
+# the heads of finetune.multihead: the training data's, and the replay structures'
+MULTIHEAD_NAMES = ("main", "foundation")
+
+
+def head_of_config_type(config: TrainConfig, config_types: list[str]) -> torch.Tensor | None:
+    """Per config_type tag, the head its structures train (finetune.multihead: 1, the
+    foundation head, for the replay structures, else 0); None for a single-head run."""
+    from mlff.train.config import REPLAY_CONFIG_TYPE
+
+    if config.finetune is None or not config.finetune.multihead:
+        return None
+    return torch.tensor([1 if name == REPLAY_CONFIG_TYPE else 0 for name in config_types],
+                        dtype=torch.int64)
 
 
 def build_potential(
@@ -73,6 +89,14 @@ def starting_potential(config: ResolvedConfig, data: TrainingData, console: Cons
     potential = build_potential(config, data, avg_num_neighbors)
     # fine-tuning replay: labelled by the model as it starts (pretrained weights, new E0s)
     replay_added = add_pseudo_labelled_replay(config, data, potential)
+    if config.finetune is not None and config.finetune.multihead:
+        # after labelling: both heads start as the pretrained readout, so the replay
+        # structures' loss is 0 for the foundation head at the start
+        add_heads(potential, list(MULTIHEAD_NAMES))
+        freeze(potential, [p for p in config.finetune.freeze if is_head_prefix(p)])
+        console.print(f"multi-head: '{MULTIHEAD_NAMES[0]}' learns the training data, "
+                      f"'{MULTIHEAD_NAMES[1]}' the {replay_added} replay structures' "
+                      "pseudo-labels", highlight=False)
     check_trainable(potential, config)
     check_loss_weights(config.training.loss)
     if config.finetune is None:  # the hyperparameters the data (or checkpoint) filled in

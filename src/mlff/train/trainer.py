@@ -131,6 +131,8 @@ class Trainer:
         load_seconds, load_start = 0.0, epoch_start
         for batch, counts, factor in epoch_batches(run, self.epoch):
             batch = reweight(to_device(batch, self.device, self.dtype), self.train_factors)
+            if run.head_of_type is not None:  # multi-head: each structure trains its head
+                batch[K.HEAD] = run.head_of_type.to(self.device)[batch[K.CONFIG_TYPE]]
             load_seconds += time.perf_counter() - load_start
             num_structures += int(batch[K.NUM_ATOMS].shape[0])
             self.optimizer.zero_grad(set_to_none=True)

@@ -518,6 +518,20 @@ def model_and_source(model: Any) -> tuple[Any, dict[str, Any]]:
     return load_model(path), source
 
 
+def _one_head(model: Any, head: str | None) -> Any:
+    """A multi-head Potential as the single-head model of ``head`` (the layer-wise stages
+    and the compiled forms evaluate one readout); other models as they are."""
+    from mlff.models.heads import head_names, select_head
+
+    if isinstance(model, Potential):
+        if head is not None or head_names(model):
+            return select_head(model, head)
+        return model
+    if head is not None:
+        raise ConfigError(f"--head {head!r}: a committee has no heads; leave it out.")
+    return model
+
+
 def deploy(
     model: Any,
     out_dir: str | Path,
@@ -526,6 +540,7 @@ def deploy(
     build: bool = True,
     check: bool = True,
     format: str = "auto",
+    head: str | None = None,
 ) -> Deployment:
     """Write a model for LAMMPS: TorchScript, metadata and an example input; build the plugin.
 
@@ -542,6 +557,8 @@ def deploy(
             ``torchscript`` (``model.pt``; deprecated in PyTorch, kept while it ships it)
             or ``auto``: whichever runs faster for the architecture and can be exported
             (:func:`.aoti.default_format`).
+        head: the readout head of a multi-head model to deploy (default: its default
+            head); the deployed model is a single-head one (:func:`mlff.models.heads.select_head`).
 
     Raises:
         ModelFileError: the model cannot be read or compiled.
@@ -549,6 +566,9 @@ def deploy(
         ConfigError: no ``structure`` and no default one (see :func:`default_structure`).
     """
     model, source = model_and_source(model)
+    model = _one_head(model, head)
+    if head is not None:
+        source = {**source, "head": head}
     if structure is None:
         structure = default_structure(model)  # before writing anything: may refuse
     # a model trained on labels minus D3 gets LAMMPS's dispersion/d3 (or is refused here)
