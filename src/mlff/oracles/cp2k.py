@@ -251,6 +251,7 @@ class MLFFCP2K(CP2K):
         self._debug = False
         self._force_env_id = None
         self._shell = None
+        self._kill_lock = threading.Lock()
         self.command = cp2k_command(config)
         self.config = config
         self._env = process_environment(config.threads)
@@ -340,13 +341,15 @@ class MLFFCP2K(CP2K):
         return f"CP2K failed: {detail}"
 
     def kill(self) -> None:
-        """Kill the shell (and its MPI ranks) now; the next calculation starts a new one."""
-        if self._shell is not None:
-            self._shell.kill()
-            self._shell._child = None
-            self._shell.isready = False
-        self._shell = None
-        self._force_env_id = None
+        """Kill the shell (and its MPI ranks) now; the next calculation starts a new one.
+
+        Safe to call from two threads at once (a timeout's timer and the failure it causes).
+        """
+        with self._kill_lock:
+            shell, self._shell = self._shell, None
+            self._force_env_id = None
+        if shell is not None:
+            shell.kill()
 
     def close(self) -> None:
         """Stop the shell cleanly if it is idle, else kill it."""
