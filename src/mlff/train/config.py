@@ -9,6 +9,8 @@ works with (made by :func:`mlff.train.finetune.resolve_config`).
 
 from __future__ import annotations
 
+import math
+
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
@@ -224,6 +226,11 @@ class TrainingConfig(_Strict):
     stage_two: StageTwoConfig | None = Field(
         None, description="a second stage with new loss weights and learning rate; null = off"
     )
+
+    @property
+    def budget_seconds(self) -> float:
+        """The wall-clock budget ``max_minutes`` in seconds; infinite when there is none."""
+        return self.max_minutes * 60 if self.max_minutes is not None else math.inf
 
     def stage_two_loss(self) -> LossConfig:
         """The loss of stage two: ``loss`` with the weights of ``stage_two``."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +78,7 @@ def build_run(config: TrainConfig, out_dir: Path, progress: bool = True,
     optimizer_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     lr = learning_rate(config)  # training.lr, times finetune.lr_factor when fine-tuning
     optimizer = optimizer_cls(parameters, lr=lr, weight_decay=t.weight_decay, amsgrad=t.amsgrad)
-    budget = t.max_minutes * 60 if t.max_minutes is not None else math.inf
-    schedule = LRSchedule(optimizer, t.scheduler, lr, t.max_epochs, budget)
+    schedule = LRSchedule(optimizer, t.scheduler, lr, t.max_epochs, t.budget_seconds)
     ema = WeightAverage(potential, t.ema_decay, t.ema_warmup) if t.ema_decay is not None else None
     loader: BatchLoader | ChunkedShuffleLoader = BatchLoader(
         data.train, t.batch_size, shuffle=True, seed=config.seed, max_atoms=t.batch_atoms,

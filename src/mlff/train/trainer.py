@@ -179,7 +179,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until max_epochs, the wall-clock budget or early stopping."""
         t = self.config.training
-        budget = t.max_minutes * 60 if t.max_minutes is not None else math.inf
+        budget = t.budget_seconds
         self.console.print(training_summary(self))
         with ConsoleLog(self.run, t.max_epochs, self.epoch) as console_log:
             callbacks = [*self.callbacks, console_log]
