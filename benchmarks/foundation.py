@@ -4,7 +4,8 @@
 
 For each number N of training frames (the first N of examples/ethanol's standard training
 split; validation: the first ``--valid`` frames of its validation split) and each method,
-trains with the same wall-clock budget (``--minutes`` of training, set-up excluded):
+trains with the same budget (``--minutes`` of training, set-up excluded; CPU time of the
+run by default, ``--clock``, so that runs sharing a machine get equal computation):
 
 - ``naive``: SevenNet-0 (imported with `mlff import sevennet-0`) fine-tuned on the N frames;
 - ``replay``: the same with ``finetune.replay``: structures of other elements built with
@@ -185,11 +186,13 @@ def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Pat
     data = {"train": str(EXAMPLES / "train.xyz"), "train_indices": str(train_idx),
             "valid_indices": str(valid_idx), "cache_dir": None}
     training = {"batch_size": args.batch_size, "valid_batch_size": 50, "max_epochs": 100000,
-                "max_minutes": args.minutes, "ema_decay": 0.99, "grad_clip": 10.0,
+                "max_minutes": args.minutes, "budget_clock": args.clock,
+                "ema_decay": 0.99, "grad_clip": 10.0,
                 "ema_warmup": not args.no_ema_warmup,
                 "amsgrad": True, "loss": {"energy_weight": 1.0, "forces_weight": 100.0},
-                "scheduler": {"name": "plateau", "factor": 0.8, "patience": 50,
-                              "min_lr": 1e-5}}
+                "scheduler": ({"name": "plateau", "factor": 0.8, "patience": 50, "min_lr": 1e-5}
+                              if args.schedule == "plateau" else
+                              {"name": "cosine", "min_lr": 0.0})}
     config = {"seed": args.seed, "dtype": "float32", "threads": args.threads, "data": data,
               "training": training}
     if method == "scratch":
@@ -294,6 +297,12 @@ def main() -> int:
     parser.add_argument("--n", type=int, nargs="+", default=[10, 25, 50, 100, 200])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per run")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="what --minutes counts (training.budget_clock): the run's CPU "
+                        "time, so runs get equal computation on a shared machine, or wall time")
+    parser.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                        help="learning-rate schedule of the fine-tuning runs: plateau, or "
+                        "cosine annealed to 0 over the budget")
     parser.add_argument("--valid", type=int, default=10, help="validation frames")
     parser.add_argument("--test-frames", type=int, default=1000, help="test_MD frames evaluated")
     parser.add_argument("--batch-size", type=int, default=4)
@@ -365,7 +374,8 @@ def main() -> int:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
     base = {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads,
-            "minutes": args.minutes, "test_frames": args.test_frames,
+            "minutes": args.minutes, "clock": args.clock, "schedule": args.schedule,
+            "test_frames": args.test_frames,
             "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight,
             "replay_count": args.replay_count, "replay_pool": args.replay_pool,
             "replay_train": args.replay_train,

@@ -2,6 +2,12 @@
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,3 +58,37 @@ def test_a_run_stopped_by_its_budget_anneals(tmp_path, ethanol_small):
     assert result.stop_reason == "time_budget"
     rates = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(rates) >= 5 and rates[-1] < 0.2 * rates[0]
+
+
+
+def _epochs_trained_while_throttled(tmp_path: Path, train_file: Path, clock: str) -> int:
+    """Train with a 1.5 s budget on ``clock`` while the process may run only 1/6 of the time."""
+    tmp_path.mkdir(parents=True)
+    config = small_config(train_file, max_epochs=100_000, max_minutes=0.025, budget_clock=clock)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    script = ("import json, sys; from mlff.train.trainer import train; "
+              "train(json.load(open(sys.argv[1])), out_dir=sys.argv[2], progress=False)")
+    log = tmp_path / "run" / "log.jsonl"
+    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "config.json"),
+                                str(tmp_path / "run")], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not log.exists():  # set-up done, the first epoch trained
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    while process.poll() is None and time.monotonic() < deadline:
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(0.25)
+        process.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    assert process.wait(timeout=60) == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records[-1]["time"] <= 1.5 + records[-1]["time"] - records[-2]["time"]
+    return len(records)
+
+
+def test_a_budget_on_the_cpu_clock_is_not_used_up_by_waiting(tmp_path, ethanol_small):
+    """Throttled to 1/6 of a core, a run on the wall clock trains for 1.5 s of wall time (about
+    0.25 s of computation); one on the CPU clock trains for 1.5 s of computation."""
+    wall = _epochs_trained_while_throttled(tmp_path / "wall", ethanol_small, "wall")
+    cpu = _epochs_trained_while_throttled(tmp_path / "cpu", ethanol_small, "cpu")
+    assert cpu >= 2 * wall, (cpu, wall)

@@ -10,6 +10,8 @@ works with (made by :func:`mlff.train.finetune.resolve_config`).
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
 from functools import lru_cache
 from pathlib import Path
@@ -208,7 +210,10 @@ class TrainingConfig(_Strict):
     num_workers: int = Field(0, ge=0, description="processes that collate batches in the background")
     valid_batch_size: int = Field(32, ge=1)
     max_epochs: int = Field(1000, ge=1)
-    max_minutes: float | None = Field(None, gt=0, description="wall-clock budget for training")
+    max_minutes: float | None = Field(None, gt=0, description="time budget for training")
+    budget_clock: Literal["wall", "cpu"] = Field(
+        "wall", description="what max_minutes counts: wall-clock time, or the CPU time of this "
+        "process (all its threads), which a busy neighbour on a shared machine does not use up")
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -229,8 +234,13 @@ class TrainingConfig(_Strict):
 
     @property
     def budget_seconds(self) -> float:
-        """The wall-clock budget ``max_minutes`` in seconds; infinite when there is none."""
+        """The budget ``max_minutes`` in seconds of ``budget_clock``; infinite when there is
+        none."""
         return self.max_minutes * 60 if self.max_minutes is not None else math.inf
+
+    def clock(self) -> Callable[[], float]:
+        """The clock (seconds) that ``max_minutes`` is counted on."""
+        return time.process_time if self.budget_clock == "cpu" else time.perf_counter
 
     def stage_two_loss(self) -> LossConfig:
         """The loss of stage two: ``loss`` with the weights of ``stage_two``."""

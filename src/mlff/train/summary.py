@@ -23,7 +23,7 @@ def training_summary(trainer: Any) -> str:
                        if isinstance(neighbours, (int, float)) else f"{in_data} (training data)")
     budget = f"{t.max_epochs} epochs"
     if t.max_minutes is not None:
-        budget += f" or {t.max_minutes:g} min"
+        budget += f" or {t.max_minutes:g} min" + (" of CPU time" if t.budget_clock == "cpu" else "")
     processes = trainer.context.world_size if trainer.context.enabled else 1
     lines = [
         f"training {potential.hyperparameters['architecture']} in {trainer.out_dir}",

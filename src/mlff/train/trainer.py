@@ -206,7 +206,8 @@ class Trainer:
     def _epoch(self) -> dict[str, Any]:
         """Train and validate one epoch; returns its log record (stage, best: callbacks')."""
         t = self.config.training
-        start = time.perf_counter()
+        clock = t.clock()
+        start = clock()
         lr = self.run.schedule.start_epoch(self.epoch, self.elapsed)
         train_parts = self.train_epoch()
         if self.epoch == 0:
@@ -223,7 +224,7 @@ class Trainer:
             )
         self.run.schedule.end_epoch(self.epoch, valid["loss"])
         # the slowest process sets the clock, so all agree on when the budget ends
-        self.last_epoch_seconds = all_reduce_max(time.perf_counter() - start, self.context)
+        self.last_epoch_seconds = all_reduce_max(clock() - start, self.context)
         self.elapsed += self.last_epoch_seconds
         self.epoch += 1
         return {"epoch": self.epoch, "stage": None, "lr": lr, "time": round(self.elapsed, 3),
