@@ -134,3 +134,34 @@ def test_unknown_or_pointless_head_names_are_errors(tmp_path):
     schnet = _single({"architecture": "schnet", "cutoff": 4.0})
     with pytest.raises(ConfigError, match="schnet architecture has no readout heads"):
         add_heads(schnet, ["main", "foundation"])
+
+
+def test_evaluate_and_md_commands_use_the_named_head(tmp_path):
+    """`mlff evaluate --head foundation` finds no error on labels made by that head, and
+    `mlff md --head foundation` starts with its energy."""
+    import ase.io
+    import json
+
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from mlff.cli.main import main
+
+    path = save_model(_two_heads(), tmp_path / "two.mlff")
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=2)
+    atoms.calc = MLFFCalculator(path, head="foundation")
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+    data = tmp_path / "labels.extxyz"
+    ase.io.write(data, atoms)
+    for head, zero in (("foundation", True), (None, False)):
+        report = tmp_path / f"{head}.json"
+        head_args = ["--head", head] if head else []
+        assert main(["evaluate", str(path), str(data), "--json", str(report), *head_args]) == 0
+        mae = json.loads(report.read_text())["files"][0]["metrics"]["overall"]["energy_mae_meV"]
+        assert (mae < 1e-3) == zero, (head, mae)
+    out = tmp_path / "md"
+    assert main(["md", str(path), str(data), "--head", "foundation", "--steps", "1",
+                 "--timestep", "0.5", "--temperature", "10", "--out", str(out)]) == 0
+    first = ase.io.read(out / "trajectory.extxyz", 0)
+    assert first.get_potential_energy() == pytest.approx(energy, abs=1e-8)

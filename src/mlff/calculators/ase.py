@@ -38,7 +38,7 @@ from mlff.data.graph import graph_from_edges, to_device
 from mlff.data.readers import Structure
 from mlff.errors import ConfigError, DataError
 from mlff.models.chunked import evaluate_in_chunks, plan_chunk_size
-from mlff.models.heads import select_head
+from mlff.models.heads import model_with_head
 from mlff.models.potential import Potential
 from mlff.models.precision import Precision, torch_dtype
 from mlff.threads import governor
@@ -130,11 +130,7 @@ class MLFFCalculator(Calculator):
             model = copy.deepcopy(model).to(device=device)
             if dtype is not None:
                 model = model.to(dtype=torch_dtype(dtype))
-        if head is not None:
-            if isinstance(model, Committee):
-                raise ConfigError(f"head {head!r} was asked for, but a committee has no heads; "
-                                  "leave the head out.")
-            model = select_head(model, head)
+        model = model_with_head(model, head)
         self.model = model.eval()
         self.dispersion = model_dispersion(model, dispersion)
         self.device = torch.device(device)

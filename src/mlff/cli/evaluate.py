@@ -11,6 +11,7 @@ from rich.table import Table
 
 from mlff.cli.options import (
     add_device_options,
+    add_head_option,
     add_label_key_options,
     label_keys,
     model_from_args,
@@ -52,6 +53,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batch-size", metavar="N", type=int, default=32,
                         help="structures per forward pass (default: 32)")
     add_device_options(parser)
+    add_head_option(parser)
     add_label_key_options(parser)
     parser.set_defaults(func=run)
 

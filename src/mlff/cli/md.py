@@ -10,7 +10,7 @@ import torch
 from rich.table import Table
 
 from mlff.calculators.ase import MLFFCalculator
-from mlff.cli.options import add_device_options, model_from_args
+from mlff.cli.options import add_device_options, add_head_option, model_from_args
 from mlff.console import plain_console
 from mlff.md import ENSEMBLES, THERMOSTATS, read_start_structure, run_md
 
@@ -74,6 +74,7 @@ def add_parser(subparsers) -> None:
                         help="neighbour-list buffer: the list is rebuilt only after an atom "
                              "has moved skin/2 (default: 0.5; 0 rebuilds every step)")
     add_device_options(parser)
+    add_head_option(parser)
     parser.set_defaults(func=run)
 
 

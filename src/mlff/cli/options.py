@@ -8,6 +8,7 @@ import torch
 
 from mlff.data.readers import LabelKeys
 from mlff.errors import ConfigError
+from mlff.models.heads import model_with_head
 from mlff.models.potential import Potential
 from mlff.models.precision import PRECISIONS
 from mlff.uq.committee import Committee
@@ -74,7 +75,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def add_head_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--head``: the readout head of a multi-head model."""
+    parser.add_argument("--head", default=None, metavar="NAME",
+                        help="the readout head of a multi-head model to use "
+                             "(default: the model's default head)")
+
+
 def model_from_args(args: argparse.Namespace) -> Potential | Committee:
     """:func:`~mlff.uq.io.load_model` of ``args.model`` on ``args.device`` in ``args.dtype``
-    (see :func:`add_device_options`)."""
-    return load_model(args.model, device=resolve_device(args.device), dtype=args.dtype)
+    (see :func:`add_device_options`), evaluating head ``args.head`` where the parser has
+    :func:`add_head_option`."""
+    model = load_model(args.model, device=resolve_device(args.device), dtype=args.dtype)
+    return model_with_head(model, getattr(args, "head", None))

@@ -11,12 +11,17 @@ from rich.table import Table
 from rich.text import Text
 
 from mlff.calculators.ase import MLFFCalculator
-from mlff.cli.options import add_device_options, add_label_key_options, label_keys, resolve_device
+from mlff.cli.options import (
+    add_device_options,
+    add_head_option,
+    add_label_key_options,
+    label_keys,
+    model_from_args,
+)
 from mlff.console import plain_console
 from mlff.models.io import dtype_name
 from mlff.models.predict import EnergyModel
 from mlff.uq.committee import Committee
-from mlff.uq.io import load_model
 
 CHECK_NAMES = ("errors", "transfer", "md", "rdf", "crystal", "phonons", "molecule", "cost")
 
@@ -97,6 +102,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when a target is missed")
     add_device_options(parser)
+    add_head_option(parser)
     add_label_key_options(parser)
     parser.set_defaults(func=run)
 
@@ -106,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from mlff.validate.inputs import apply_overrides, build_inputs
     from mlff.validate.runner import ValidationOptions, run_validation
 
-    model = load_model(args.model, device=resolve_device(args.device), dtype=args.dtype)
+    model = model_from_args(args)
     console = plain_console()
     inputs, notes = build_inputs(
         data=args.data, transfer=args.transfer, structure=args.structure,

@@ -87,6 +87,23 @@ def _first_head_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.P
     return [(name, p) for name, p in model.named_parameters() if name.startswith(_HEAD_PARTS)]
 
 
+def model_with_head(model: Any, head: str | None, single: bool = False) -> Any:
+    """``model`` evaluating readout head ``head`` (:func:`select_head`); with ``head`` None,
+    ``model`` as it is (it evaluates its default head), or with ``single``, a multi-head
+    model as the single-head model of its default head.
+
+    Raises:
+        ConfigError: a head is named for a committee or a single-head model, or the model
+            has no head of that name.
+    """
+    if head is None and not (single and head_names(model)):
+        return model
+    if not isinstance(model, Potential):
+        raise ConfigError(f"head {head!r} was asked for, but a committee has no heads; "
+                          "leave the head out.")
+    return select_head(model, head)
+
+
 def select_head(potential: Potential, name: str | None = None) -> Potential:
     """A single-head copy of ``potential`` that evaluates head ``name`` (default: the
     model's default head), on the same device and in the same dtype; a single-head

@@ -521,15 +521,9 @@ def model_and_source(model: Any) -> tuple[Any, dict[str, Any]]:
 def _one_head(model: Any, head: str | None) -> Any:
     """A multi-head Potential as the single-head model of ``head`` (the layer-wise stages
     and the compiled forms evaluate one readout); other models as they are."""
-    from mlff.models.heads import head_names, select_head
+    from mlff.models.heads import model_with_head
 
-    if isinstance(model, Potential):
-        if head is not None or head_names(model):
-            return select_head(model, head)
-        return model
-    if head is not None:
-        raise ConfigError(f"--head {head!r}: a committee has no heads; leave it out.")
-    return model
+    return model_with_head(model, head, single=True)
 
 
 def deploy(
