@@ -1,4 +1,5 @@
-"""LRSchedule: warm-up, plateau, and cosine over epochs or over the wall-clock budget."""
+"""LRSchedule: warm-up, plateau, and cosine over epochs or over the time budget (wall or CPU
+clock)."""
 
 import json
 import math
@@ -34,7 +35,7 @@ def test_cosine_over_epochs_without_a_budget():
 
 def test_cosine_follows_the_budget_when_it_ends_the_run_first():
     schedule = _schedule(budget_seconds=60.0)
-    assert schedule.lr(0, elapsed=0.0) == pytest.approx(1.0)
+    assert schedule.start_epoch(0, elapsed=0.0) == pytest.approx(1.0)
     assert schedule.lr(1, elapsed=30.0) == pytest.approx(0.5)  # half the budget, 1% of epochs
     assert schedule.lr(2, elapsed=59.0) < 0.001
     assert schedule.lr(90, elapsed=1.0) == pytest.approx(schedule.lr(90))  # epochs further along
@@ -44,8 +45,9 @@ def test_budget_progress_starts_after_the_warm_up_and_resumes():
     schedule = _schedule(budget_seconds=100.0, warmup_epochs=2)
     assert schedule.lr(0, elapsed=0.0) == pytest.approx(1 / 3)
     assert schedule.lr(1, elapsed=10.0) == pytest.approx(2 / 3)
-    assert schedule.lr(2, elapsed=20.0) == pytest.approx(1.0)  # the warm-up took 20 s
+    assert schedule.start_epoch(2, elapsed=20.0) == pytest.approx(1.0)  # the warm-up took 20 s
     assert schedule.progress(3, elapsed=60.0) == pytest.approx(0.5)
+    assert schedule.progress(3, elapsed=60.0) == pytest.approx(0.5)  # asking changes nothing
     resumed = _schedule(budget_seconds=100.0, warmup_epochs=2)
     resumed.load_state_dict(schedule.state_dict())
     assert resumed.lr(4, elapsed=60.0) == pytest.approx(schedule.lr(4, elapsed=60.0))

@@ -14,13 +14,13 @@ class LRSchedule:
 
     ``plateau`` multiplies the rate by ``factor`` after ``patience`` epochs without a
     better validation loss; ``cosine`` anneals from the base rate to ``min_lr`` over
-    ``max_epochs`` or, when the wall-clock budget ends the run first, over that budget
+    ``max_epochs`` or, when the time budget ends the run first, over that budget
     (whichever is further along); ``constant`` keeps it. All follow ``warmup_epochs`` of
     linear warm-up.
 
     Args:
-        budget_seconds: the run's wall-clock budget (``training.max_minutes`` x 60), or
-            infinite.
+        budget_seconds: the run's time budget (``training.max_minutes`` x 60, on the clock
+            of ``training.budget_clock``), or infinite.
     """
 
     def __init__(
@@ -38,17 +38,18 @@ class LRSchedule:
         self.warmup_seconds: float | None = None  # training time when the warm-up ended
 
     def progress(self, epoch: int, elapsed: float = 0.0) -> float:
-        """How far past the warm-up the run is, in [0, 1]: by epochs or by the wall-clock
-        budget (``elapsed`` seconds of training so far), whichever is further."""
+        """How far past the warm-up the run is, in [0, 1]: by epochs or by the time budget
+        (``elapsed`` seconds of training so far), whichever is further. The budget left
+        after the warm-up is counted from when :meth:`start_epoch` began the first epoch
+        past it (from ``elapsed`` before then)."""
         c = self.config
         span = max(self.max_epochs - c.warmup_epochs, 1)
         by_epochs = (epoch - c.warmup_epochs) / span
         by_time = 0.0
         if math.isfinite(self.budget_seconds):
-            if self.warmup_seconds is None:
-                self.warmup_seconds = elapsed
-            left = self.budget_seconds - self.warmup_seconds
-            by_time = (elapsed - self.warmup_seconds) / left if left > 0 else 1.0
+            warmup_end = elapsed if self.warmup_seconds is None else self.warmup_seconds
+            left = self.budget_seconds - warmup_end
+            by_time = (elapsed - warmup_end) / left if left > 0 else 1.0
         return min(max(by_epochs, by_time, 0.0), 1.0)
 
     def lr(self, epoch: int, elapsed: float = 0.0) -> float:
@@ -62,7 +63,10 @@ class LRSchedule:
         return max(self.base_lr * self.scale, c.min_lr)
 
     def start_epoch(self, epoch: int, elapsed: float = 0.0) -> float:
-        """Apply the rate of ``epoch`` (started after ``elapsed`` seconds) and return it."""
+        """Apply the rate of ``epoch`` (started after ``elapsed`` seconds) and return it;
+        the first epoch past the warm-up records when the warm-up ended."""
+        if epoch >= self.config.warmup_epochs and self.warmup_seconds is None:
+            self.warmup_seconds = elapsed
         lr = self.lr(epoch, elapsed)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
