@@ -27,8 +27,10 @@ is kept in OUT/reference.db and never recomputed):
    (111) surface energies (16-atom slabs, two conventional cells thick), phonons at Γ, X and L (exact
    from the 16-atom 2x2x2 supercell: one displaced DFT calculation) in OUT/validate; NVE
    drift of the model (64 atoms, 0.5 ps NVT then 2 ps NVE at 2 fs) in OUT/md; the cost
-   of one force call of CP2K and of the model on the 64-atom cube in OUT/cost, and
-   beside it OUT/cost/models.json: the committee and one member, float64 and float32.
+   of one force call of CP2K and of the model on the 64-atom cube in OUT/cost (CPU time of
+   the process and its children: CP2K's ranks), and beside it OUT/cost/models.json: the
+   committee and one member, float64 and float32, through ASE, and the committee deployed
+   for LAMMPS as an AOTInductor package (CPU time of one MD step).
 6. ``report``: OUT/report.md and OUT/campaign.png: the learning curve (held-out force
    and energy MAE of each iteration's committee against the DFT labels it had), the DFT
    time per label, the validation's headlines, the wall time of every stage.
@@ -285,33 +287,51 @@ def run_validate(out: Path, checks: tuple[str, ...] = ("errors", "crystal", "pho
 
 def run_cost(out: Path) -> None:
     """The ``mlff validate`` cost check (CP2K against the committee), then the model side
-    alone for the committee and one member in float64 and float32 (OUT/cost/models.json)."""
+    alone: the committee and one member in float64 and float32 through the ASE calculator,
+    and the committee deployed for LAMMPS (AOTInductor package, float64 and float32; one
+    MD step with `pair_style mlff`, committee deviation included) in OUT/cost/models.json.
+    Speed-ups are ratios of CPU times (this process and its children), which the load of
+    a shared machine does not inflate."""
     import torch
 
     from mlff.calculators.ase import MLFFCalculator
+    from mlff.calculators.lammps.deploy import deploy
     from mlff.validate.checks.cost import threads, time_calls
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lammps_vs_ase import run_child
 
     run_validate(out, ("cost",), "cost")
     report = json.loads((out / "cost" / "report.json").read_text())
     summary = report["checks"]["cost"]["summary"]
-    reference_ms = summary["reference_ms_per_call"]
+    reference_cpu_ms = summary["reference_cpu_ms_per_call"]
     model = final_model(out)
     member = model.parent / "member_0" / "model.mlff"
     structure = validation_inputs(out).structure
     rows = []
+
+    def add(name: str, dtype: str, cpu_ms: float, wall_ms: float) -> None:
+        rows.append({"model": name, "dtype": dtype, "median_cpu_ms": cpu_ms,
+                     "median_wall_ms": wall_ms, "speedup": reference_cpu_ms / cpu_ms,
+                     "load_average": os.getloadavg()[0]})
+        print(rows[-1], flush=True)
+
     for name, path in (("committee of 3", model), ("one member", member)):
         if not path.exists():
             continue
         for dtype in (torch.float64, torch.float32):
             calc = MLFFCalculator(str(path), dtype=dtype)
-            seconds = time_calls(calc, structure, calls=20, warmup=2)
-            ms = 1000 * float(np.median(seconds))
-            rows.append({"model": name, "dtype": str(dtype).removeprefix("torch."),
-                         "median_ms": ms,
-                         "speedup": reference_ms / ms if reference_ms else None})
-            print(rows[-1])
+            wall, cpu = time_calls(calc, structure, calls=20, warmup=2)
+            add(f"{name}, ASE calculator", str(dtype).removeprefix("torch."),
+                1000 * float(np.median(cpu)), 1000 * float(np.median(wall)))
+    for dtype in ("float64", "float32"):
+        directory = out / "cost" / f"lammps-aoti-{dtype}"
+        if not (directory / "model.json").exists():  # compiling takes minutes: keep it
+            deploy(str(model), directory, dtype=dtype, structure=structure, format="aoti")
+        timed = run_child("--child-lammps", str(directory), "--steps", "50")
+        add("committee of 3, LAMMPS (AOTInductor)", dtype, timed["cpu_ms"], timed["wall_ms"])
     (out / "cost" / "models.json").write_text(json.dumps(
-        {"reference_ms": reference_ms, "reference_summary": summary, "models": rows,
+        {"reference_cpu_ms": reference_cpu_ms, "reference_summary": summary, "models": rows,
          "threads": threads(), "load_average": os.getloadavg()}, indent=2))
 
 
