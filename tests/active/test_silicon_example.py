@@ -124,3 +124,34 @@ def test_shipped_model_fits_the_cp2k_labels_it_was_trained_on():
     assert np.mean(energy_errors) < 0.012  # eV/atom
     assert max(energy_errors) < 0.03
     assert np.mean(force_errors) < 0.06  # eV/Å
+
+
+def test_the_vacancy_lammps_input_runs_the_shipped_committee_and_finds_the_vacancy(tmp_path):
+    """examples/silicon/lammps/in.vacancy with the shipped model (TorchScript, 215 atoms,
+    4 steps): the committee's σ is logged every step and the analysis of
+    benchmarks/silicon_lammps.py finds the vacancy where the atom was removed."""
+    import shutil
+
+    from mlff.calculators.lammps.deploy import deploy, write_data_file
+    from mlff.calculators.lammps.runtime import run_lammps
+
+    spec = importlib.util.spec_from_file_location(
+        "silicon_lammps", EXAMPLE.parents[1] / "benchmarks" / "silicon_lammps.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    perfect = bench.lattice(3, bench.A_MODEL)
+    atoms, removed = bench.remove_central_atom(perfect)
+    deploy(str(EXAMPLE / "model.mlff"), tmp_path, structure=atoms, format="torchscript",
+           build=True)
+    write_data_file(atoms, tmp_path / "data.lammps", ["Si"])
+    shutil.copy(EXAMPLE / "lammps" / "in.vacancy", tmp_path)
+    result = run_lammps("in.vacancy", cwd=tmp_path, timeout=300, extra=[
+        "-var", "model", "model.pt", "-var", "steps", "4", "-var", "temperature", "300",
+        "-var", "seed", "1", "-var", "dump_every", "2"])
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    thermo = bench.read_thermo(tmp_path / "log.lammps")
+    assert list(thermo["Step"]) == [0, 1, 2, 3, 4]
+    assert (thermo["c_maxunc"] > 0).all() and (thermo["c_maxunc"] >= thermo["c_meanunc"]).all()
+    frames = bench.read_frames(tmp_path / "traj.lammpstrj")
+    assert [step for step, _, _ in frames] == [0, 2, 4]
+    assert bench.vacancy_sites(frames, perfect.positions) == [removed] * 3
