@@ -518,17 +518,17 @@ class MACE(Architecture):
     def _cueq_wanted(self, device: torch.device) -> bool:
         return cueq_wanted(device)
 
-    def _layers(self, graph: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(A, hidden features) of every layer."""
-        sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
-        lengths = graph[K.EDGE_LENGTHS]
-        species = graph[K.SPECIES]
-        onehot = nn.functional.one_hot(species, self.num_species).to(lengths.dtype)
-        edge_sh = self.spherical_harmonics(graph[K.EDGE_VECTORS])
+    def edge_features(
+        self, edge_vectors: torch.Tensor, lengths: torch.Tensor, atomic_numbers: torch.Tensor,
+        sender: torch.Tensor, receiver: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:  # noqa: UP045
+        """Per-edge inputs of the interactions, from ``edge_vectors`` (E, 3) Å and their
+        ``lengths`` (E,): spherical harmonics (E, sh), radial features (E, num_radial),
+        times the envelope when ``apply_cutoff``, else the envelope (E,) separately."""
+        edge_sh = self.spherical_harmonics(edge_vectors)
         basis_lengths = lengths
         for transform in self.transforms:
-            numbers = graph[K.ATOMIC_NUMBERS]
-            basis_lengths = transform(lengths, numbers[sender], numbers[receiver])
+            basis_lengths = transform(lengths, atomic_numbers[sender], atomic_numbers[receiver])
         envelope = self.envelope(lengths)
         edge_radial = self.radial_basis(basis_lengths)
         edge_cutoff: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript)
@@ -536,6 +536,34 @@ class MACE(Architecture):
             edge_radial = edge_radial * envelope.unsqueeze(-1)
         else:
             edge_cutoff = envelope
+        return edge_sh, edge_radial, edge_cutoff
+
+    def dense_edges(
+        self, sender: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor,
+        edge_cutoff: Optional[torch.Tensor], lengths: torch.Tensor,  # noqa: UP045
+        slots: torch.Tensor, rows: int, width: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor],  # noqa: UP045
+               Optional[torch.Tensor]]:  # noqa: UP045
+        """The edge inputs in the dense layout of :mod:`mlff.nn.dense` (``rows`` x
+        ``width``, edges at ``slots``): sender, harmonics, radial features, envelope, and
+        the mask of real edges (None unless an interaction needs it). Empty slots have
+        sender 0 and zero features (they add nothing)."""
+        edge_valid: Optional[torch.Tensor] = None  # noqa: UP045
+        if edge_cutoff is not None:
+            edge_cutoff = to_dense(edge_cutoff, slots, rows, width)
+        if self.needs_edge_valid:
+            edge_valid = to_dense(torch.ones_like(lengths), slots, rows, width)
+        return (to_dense(sender, slots, rows, width), to_dense(edge_sh, slots, rows, width),
+                to_dense(edge_radial, slots, rows, width), edge_cutoff, edge_valid)
+
+    def _layers(self, graph: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(A, hidden features) of every layer."""
+        sender, receiver = graph[K.EDGE_INDEX][0], graph[K.EDGE_INDEX][1]
+        lengths = graph[K.EDGE_LENGTHS]
+        species = graph[K.SPECIES]
+        onehot = nn.functional.one_hot(species, self.num_species).to(lengths.dtype)
+        edge_sh, edge_radial, edge_cutoff = self.edge_features(
+            graph[K.EDGE_VECTORS], lengths, graph[K.ATOMIC_NUMBERS], sender, receiver)
         num_nodes = species.shape[0]
         edge_valid: Optional[torch.Tensor] = None  # noqa: UP045
         dense, cueq = False, False
@@ -544,14 +572,8 @@ class MACE(Architecture):
         if self.use_dense and not cueq:
             dense, slots, width = plan_dense(receiver, num_nodes, graph.get(K.DENSE_WIDTH))
             if dense:
-                # empty slots: sender 0, zero harmonics and radial features (zero weights)
-                sender = to_dense(sender, slots, num_nodes, width)
-                edge_sh = to_dense(edge_sh, slots, num_nodes, width)
-                edge_radial = to_dense(edge_radial, slots, num_nodes, width)
-                if edge_cutoff is not None:
-                    edge_cutoff = to_dense(edge_cutoff, slots, num_nodes, width)
-                if self.needs_edge_valid:
-                    edge_valid = to_dense(torch.ones_like(lengths), slots, num_nodes, width)
+                sender, edge_sh, edge_radial, edge_cutoff, edge_valid = self.dense_edges(
+                    sender, edge_sh, edge_radial, edge_cutoff, lengths, slots, num_nodes, width)
         h = self.embedding(onehot)
         layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for interaction, product in zip(self.interactions, self.products):

@@ -195,8 +195,6 @@ class MACESplit(_Split):
         super().__init__(model, len(model.interactions), 1)
         self.num_species = int(model.num_species)
         self.use_dense = bool(model.use_dense)
-        self.needs_edge_valid = bool(model.needs_edge_valid)
-        self.apply_cutoff = bool(model.apply_cutoff)
         self.inv_neighbors = float(model.inv_neighbors)
         self.readout_layers: list[int] = [int(k) for k in model.readout_layers]
         # layers whose messages can be summed for the local atoms alone (the dense layout
@@ -218,17 +216,8 @@ class MACESplit(_Split):
         sender, receiver = edge_index[0], edge_index[1]
         lengths = torch.linalg.norm(edge_vectors, dim=-1)
         onehot = nn.functional.one_hot(species, self.num_species).to(lengths.dtype)
-        edge_sh = self.model.spherical_harmonics(edge_vectors)
-        basis_lengths = lengths
-        for transform in self.model.transforms:
-            basis_lengths = transform(lengths, atomic_numbers[sender], atomic_numbers[receiver])
-        envelope = self.model.envelope(lengths)
-        edge_radial = self.model.radial_basis(basis_lengths)
-        edge_cutoff: Optional[torch.Tensor] = None  # noqa: UP045 (TorchScript)
-        if self.apply_cutoff:
-            edge_radial = edge_radial * envelope.unsqueeze(-1)
-        else:
-            edge_cutoff = envelope
+        edge_sh, edge_radial, edge_cutoff = self.model.edge_features(
+            edge_vectors, lengths, atomic_numbers, sender, receiver)
         num_nodes = species.shape[0]
         edge_valid: Optional[torch.Tensor] = None  # noqa: UP045
         rows = num_nodes
@@ -247,13 +236,8 @@ class MACESplit(_Split):
             rows = num_nodes  # the scatter sums have a row per node
         interaction_onehot = onehot[:num_local] if after_sum and dense else onehot
         if dense:
-            sender = to_dense(sender, slots, rows, width)
-            edge_sh = to_dense(edge_sh, slots, rows, width)
-            edge_radial = to_dense(edge_radial, slots, rows, width)
-            if edge_cutoff is not None:
-                edge_cutoff = to_dense(edge_cutoff, slots, rows, width)
-            if self.needs_edge_valid:
-                edge_valid = to_dense(torch.ones_like(lengths), slots, rows, width)
+            sender, edge_sh, edge_radial, edge_cutoff, edge_valid = self.model.dense_edges(
+                sender, edge_sh, edge_radial, edge_cutoff, lengths, slots, rows, width)
         h = self.model.embedding(onehot) if stage == 0 else features
         for k, (interaction, product) in enumerate(zip(self.model.interactions,
                                                        self.model.products)):
