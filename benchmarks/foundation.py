@@ -26,7 +26,9 @@ run by default, ``--clock``, so that runs sharing a machine get equal computatio
 
 Fine-tuning (``naive``, ``replay``, ``committee``) uses ``--finetune-lr`` and, with
 ``--freeze``, keeps parameters of those prefixes fixed; ``--anchor`` λ adds the L2-SP
-penalty λ·||θ − θ_SevenNet-0||² (``finetune.anchor``) to each. The EMA of the weights warms up
+penalty λ·||θ − θ_SevenNet-0||² (``finetune.anchor``) to each; ``--adapters H C O``
+fine-tunes element-locally (``finetune.adapters``: per-element adapters for those
+elements, and only their weights train). The EMA of the weights warms up
 (``training.ema_warmup``) unless ``--no-ema-warmup``.
 
 Reports, per run: the test_MD force MAE (meV/Å, on the first ``--test-frames`` frames of
@@ -236,7 +238,7 @@ def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Pat
         return config
     training["lr"] = args.finetune_lr
     config["finetune"] = {"init_from": str(sn0), "lr_factor": 1.0, "freeze": args.freeze,
-                          "anchor": args.anchor}
+                          "anchor": args.anchor, "adapters": args.adapters}
     count = args.replay_count if args.replay_count is not None else max(n, 10)
     if args.replay_train:  # the pool plus the N training structures (labels dropped)
         frames = ase.io.read(EXAMPLES / "train.xyz", ":")
@@ -353,6 +355,9 @@ def main() -> int:
                         help="replay structures per epoch (default: max(N, 10))")
     parser.add_argument("--freeze", nargs="*", default=[],
                         help="parameter prefixes kept fixed in fine-tuning (model.layers.0 ...)")
+    parser.add_argument("--adapters", nargs="*", default=[],
+                        help="element-local fine-tuning (finetune.adapters): per-element "
+                        "adapters for these elements (H C O), only element-local weights train")
     parser.add_argument("--no-ema-warmup", action="store_true",
                         help="EMA decay from the first step (as before training.ema_warmup)")
     parser.add_argument("--committee", type=int, default=3, help="members of `committee`")
@@ -412,7 +417,7 @@ def main() -> int:
             "finetune_lr": args.finetune_lr, "replay_weight": args.replay_weight,
             "replay_count": args.replay_count, "replay_pool": args.replay_pool,
             "replay_train": args.replay_train,
-            "freeze": args.freeze, "anchor": args.anchor,
+            "freeze": args.freeze, "anchor": args.anchor, "adapters": args.adapters,
             "committee_recipes": args.committee_recipes,
             "ema_warmup": not args.no_ema_warmup}
     if not any(r["method"] == "sevennet-0" for r in results):
