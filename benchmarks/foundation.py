@@ -392,6 +392,10 @@ def main() -> int:
                         label += " (+ training structures)"
                 if record.get("anchor"):
                     label += f", anchor {record['anchor']:g}"
+                if record.get("adapters"):
+                    label += f", adapters {' '.join(record['adapters'])}"
+                if record.get("freeze"):
+                    label += ", partly frozen"
                 if "ema_warmup" not in record:
                     label += ", EMA without warm-up"
                 record["label"] = label
