@@ -26,7 +26,13 @@ architecture too. It differs from :mod:`mlff.models.nequip` in:
   shift; the first head's live under the single-head names (``readout_hidden``,
   ``readout``, ``scale_shift``), the others under ``extra_heads.<name>``. ``head`` picks
   the one evaluated; a graph dict with a ``head`` entry (:data:`mlff.data.keys.HEAD`, one
-  head index per structure) evaluates each structure with its own head (training).
+  head index per structure) evaluates each structure with its own head (training);
+- per-element adapters (``adapters``, element-local fine-tuning): each block's output
+  gains ``A[z](x)``, a linear map of the block's input chosen by the atom's species,
+  for atoms of the listed species only (an e3nn tensor product of the input with the
+  one-hot of those species, weights zero at the start). Atoms of other species get
+  nothing added, so a structure without the listed species predicts exactly what the
+  model without adapters does.
 
 Conventions as everywhere in mlff (:mod:`mlff.data.keys`): edge ``(i, j)`` carries the
 message of neighbour ``j`` to the central atom ``i`` along ``r_ij = pos[j] - pos[i]``.
@@ -170,6 +176,8 @@ class SevenNetInteraction(nn.Module):
         num_modalities: length of the fidelity one-hot (0: single fidelity).
         modal_linear_1, modal_linear_2: whether the fidelity one-hot enters ``linear_1`` /
             ``linear_2``.
+        adapted_species: species indices whose atoms get an adapter (zero at the start);
+            none: no adapter.
     """
 
     # a TorchScript constant: the other branch of forward is not compiled (the two
@@ -189,6 +197,7 @@ class SevenNetInteraction(nn.Module):
         num_modalities: int = 0,
         modal_linear_1: bool = False,
         modal_linear_2: bool = False,
+        adapted_species: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
@@ -228,6 +237,18 @@ class SevenNetInteraction(nn.Module):
             with_modality(target, num_modalities, self.modal_linear_2), gate_in
         )
         self.denominator = float(denominator)
+        adapted = list(adapted_species or [])
+        # not in the state dict: the model's hyperparameters (adapters) carry it
+        self.register_buffer("adapted_species", torch.tensor(adapted, dtype=torch.long),
+                             persistent=False)
+        # empty without adapters, so models without them keep their state-dict keys
+        self.adapters = nn.ModuleList()
+        if adapted:
+            adapter = o3.FullyConnectedTensorProduct(
+                self.irreps_in, o3.Irreps(f"{len(adapted)}x0e"), self.irreps_out)
+            with torch.no_grad():
+                adapter.weight.zero_()
+            self.adapters.append(adapter)
 
     def forward(
         self,
@@ -268,7 +289,11 @@ class SevenNetInteraction(nn.Module):
             h = scatter_sum(messages, center, x.shape[0])
         h = h / self.denominator
         h = self.linear_2(torch.cat([h, modal], dim=-1) if self.modal_linear_2 else h)
-        return self.gate(h + sc)
+        out = self.gate(h + sc)
+        for adapter in self.adapters:
+            # the one-hot of the adapted species: a zero row for every other atom
+            out = out + adapter(x, attrs.index_select(1, self.adapted_species))
+        return out
 
 
 @register("sevennet")
@@ -336,6 +361,11 @@ class SevenNet(Architecture):
         head: str | None = Field(
             None, description="the head this model evaluates (one of heads; null: the first)"
         )
+        adapters: list[int] = Field(
+            [], description="species indices (positions in the model's element list) whose "
+            "atoms get per-element adapters in every block, zero at the start (element-local "
+            "fine-tuning: finetune.adapters); empty: none"
+        )
 
         @model_validator(mode="after")
         def _consistent(self):
@@ -355,6 +385,9 @@ class SevenNet(Architecture):
                 raise ValueError(f"heads must be two or more distinct names, not {self.heads}")
             if self.head is not None and self.head not in self.heads:
                 raise ValueError(f"head {self.head!r} is not one of heads {self.heads}")
+            if len(set(self.adapters)) != len(self.adapters) or any(
+                    s < 0 for s in self.adapters):
+                raise ValueError(f"adapters must be distinct species indices, not {self.adapters}")
             return self
 
     # 2048 Cu atoms, float32, one thread (3 layers, 32 channels, l_max 1, even harmonics,
@@ -426,6 +459,9 @@ class SevenNet(Architecture):
         else:
             avg = config.avg_num_neighbors if config.avg_num_neighbors is not None else 1.0
             denominators = [math.sqrt(avg)] * config.num_layers
+        if any(s >= num_species for s in config.adapters):
+            raise ValueError(f"adapters {config.adapters} name species beyond the model's "
+                             f"{num_species}")
         modal_inputs = set(config.modal_inputs)
         m = config.num_modalities
         self.num_modalities = m
@@ -443,6 +479,7 @@ class SevenNet(Architecture):
                 config.self_connection, last=k == config.num_layers - 1,
                 num_modalities=m, modal_linear_1="linear_1" in modal_inputs,
                 modal_linear_2="linear_2" in modal_inputs,
+                adapted_species=list(config.adapters),
             )
             for k in range(config.num_layers)
         )

@@ -367,6 +367,25 @@ class FinetuneConfig(_Strict):
         "training data and is the model's default, 'foundation' learns the replay "
         "structures' pseudo-labels (needs replay and an architecture with readout heads)"
     )
+    adapters: list[str] = Field(
+        default_factory=list,
+        description="element-local fine-tuning: elements (symbols) whose atoms get "
+        "per-element adapters, zero at the start; then only the adapters and these "
+        "elements' entries of per-element parameters train, so structures without these "
+        "elements keep the pretrained model's predictions exactly (sevennet models)"
+    )
+
+    @field_validator("adapters")
+    @classmethod
+    def _known_elements(cls, value: list[str]) -> list[str]:
+        from ase.data import atomic_numbers
+
+        unknown = [s for s in value if s not in atomic_numbers or atomic_numbers[s] == 0]
+        if unknown:
+            raise ValueError(f"finetune.adapters: {unknown} are not element symbols (e.g. H, C, O)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"finetune.adapters lists an element twice: {value}")
+        return value
 
 
 class TrainConfig(_Strict):
@@ -435,6 +454,15 @@ class TrainConfig(_Strict):
                 raise ValueError(
                     f"data.config_type_weights: {REPLAY_CONFIG_TYPE!r} is the config_type of the "
                     "replay structures; set their weight with finetune.replay.weight instead")
+        if finetune is not None and finetune.adapters and finetune.multihead:
+            raise ValueError(
+                "finetune.adapters and finetune.multihead together are not supported: the "
+                "foundation head would train every element's scale. Use one or the other")
+        if finetune is not None and finetune.adapters and self.training.weight_decay > 0:
+            raise ValueError(
+                "finetune.adapters holds the other elements' entries of per-element "
+                "parameters by zeroing their gradient; weight decay would still move them. "
+                "Set training.weight_decay to 0")
         if finetune is not None and finetune.multihead and finetune.replay is None:
             raise ValueError(
                 "finetune.multihead is true but finetune.replay is not given: the foundation "

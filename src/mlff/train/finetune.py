@@ -23,6 +23,8 @@ The ``finetune`` section of the training config names the pretrained model. Then
   model's, and the trainer does not re-align the energy offset;
 - parameters named by a ``freeze`` prefix stop training; a parameter that gained entries
   for new elements keeps those trainable while its pretrained entries stay fixed;
+- with ``adapters``, the model gains per-element adapters for those elements and only
+  element-local parameters train (:mod:`mlff.train.adapters`);
 - the learning rate is ``training.lr * lr_factor`` (:func:`learning_rate`);
 - with ``replay_fraction`` > 0, structures of the original data (``replay_data``) are
   drawn with the seed and added to the training set, so they make up that fraction of
@@ -53,6 +55,7 @@ from mlff.models.io import read_metadata
 from mlff.models.potential import Potential
 from mlff.models.predict import batched_outputs
 from mlff.models.registry import build_model
+from mlff.train.adapters import train_element_local, with_adapters
 from mlff.train.config import ResolvedConfig, TrainConfig, validate_model_section
 from mlff.train.pretrained import e0s_to_refit, finetune_species
 from mlff.uq.io import load_model
@@ -353,11 +356,21 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
             raise DataError(f"no E0 for {chemical_symbols[z]}: give it in data.e0s.")
 
     positions = [species.index(z) for z in old_species]
+    if old.hyperparameters.get("adapters") and species != old_species:
+        raise ConfigError(
+            "finetune.init_from has per-element adapters (finetune.adapters), which are tied "
+            "to its element list, and the new data add elements "
+            f"({', '.join(chemical_symbols[z] for z in species if z not in old_species)}): "
+            "fine-tune the model it was made from instead.")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # the fresh entries of new elements
         model, fresh = _grown(old.model, positions, len(species), config)
+    hyperparameters = config.model.model_dump()
+    if config.finetune.adapters:
+        model, hyperparameters = with_adapters(model, hyperparameters, species,
+                                               config.finetune.adapters)
     potential = Potential(
-        model, config.model.model_dump(), species, e0s, scale=float(old.scale), shift=float(old.shift)
+        model, hyperparameters, species, e0s, scale=float(old.scale), shift=float(old.shift)
     ).to(dtype=old.dtype)
     with torch.no_grad():  # exactly, not through the default dtype of the constructor
         potential.scale.copy_(old.scale)
@@ -371,6 +384,8 @@ def potential_from_pretrained(config: TrainConfig, data: TrainingData) -> Potent
     later = config.finetune.multihead
     freeze(potential, [p for p in config.finetune.freeze if not (later and is_head_prefix(p))],
            grown, config)
+    if config.finetune.adapters:
+        train_element_local(potential)
     return potential
 
 
@@ -500,4 +515,5 @@ def finetune_record(config: TrainConfig) -> dict[str, Any] | None:
         "replay": finetune.replay.model_dump() if finetune.replay is not None else None,
         "anchor": finetune.anchor,
         "multihead": finetune.multihead,
+        "adapters": list(finetune.adapters),
     }
