@@ -321,7 +321,7 @@ def plot(results: list[dict], path: Path) -> None:
         axis.xaxis.set_major_formatter(plain)
         axis.xaxis.set_minor_formatter(NullFormatter())
     for axis in (left, right):
-        axis.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        axis.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
         axis.yaxis.set_major_formatter(plain)
         axis.yaxis.set_minor_formatter(NullFormatter())
     for axis in (left, middle, right):
@@ -394,8 +394,8 @@ def main() -> int:
                         label += " (+ training structures)"
                 if record.get("anchor"):
                     label += f", anchor {record['anchor']:g}"
-                if method != "scratch" and record.get("schedule") == "cosine":
-                    label += ", cosine"
+                if method != "scratch" and record.get("schedule"):
+                    label += f", {record['schedule']}"
                 if record.get("clock", "wall") == "wall":
                     label += ", wall-clock budget"
                 if "ema_warmup" not in record:
