@@ -233,6 +233,7 @@ def config_for(method: str, n: int, args, out: Path, sn0: Path, replay_file: Pat
         recipe = read_yaml(EXAMPLES / "mace.yaml")
         config["model"] = recipe["model"]
         data["e0s"] = str(EXAMPLES / "isolated_atoms.xyz")
+        training["scheduler"] = recipe["training"]["scheduler"]  # its recipe, not --schedule
         training.update(lr=0.01, weight_decay=5e-7, stage_two={
             "start_fraction": 0.8, "energy_weight": 1000.0, "forces_weight": 100.0, "lr": 0.001})
         return config
@@ -277,9 +278,31 @@ def _label(record: dict) -> str:
     return record.get("label") or record["method"]
 
 
+# settings a results.json record is compared on before a run is skipped as done, with the
+# values of records written before the setting existed
+_SETTINGS = {"clock": "wall", "schedule": "plateau", "finetune_lr": 1e-3, "replay_weight": 1.0,
+             "anchor": 0.0}
+
+
+def done_before(results: list[dict], method: str, n: int, base: dict) -> bool:
+    """Whether ``results`` hold the run (method, n) at these settings; a record of the same
+    run at other settings is an error, as its run folder would be resumed."""
+    for record in results:
+        if record["method"] != method or record["n"] != n or record["minutes"] != base["minutes"]:
+            continue
+        keys = ("clock",) if method == "scratch" else tuple(_SETTINGS)
+        differ = [k for k in keys if record.get(k, _SETTINGS[k]) != base[k]]
+        if differ:
+            raise SystemExit(f"{method} N={n} was run in this --out folder with other "
+                             f"{', '.join(differ)}; give another --out")
+        return True
+    return False
+
+
 def plot(results: list[dict], path: Path) -> None:
-    """Test error and drift against N (one line per label), and the validation force
-    MAE of every run against its training time."""
+    """Test error and drift against N (one line per label, log-log), and the validation
+    force MAE of every run against its training time on the budget's clock (one colour per
+    label, fainter for smaller N)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -302,23 +325,40 @@ def plot(results: list[dict], path: Path) -> None:
     if base:
         left.axhline(base[0]["test_force_mae_meV_per_A"], color="grey", ls=":",
                      label="SevenNet-0 as imported")
+    sizes = sorted({r["n"] for r in results if r["method"] != "sevennet-0"})
+    shown = set()
     for record in results:
         log = Path(record.get("run_dir", "")) / "log.jsonl"
         if record["method"] in ("sevennet-0", "committee") or not log.is_file():
             continue
         rows = [json.loads(line) for line in log.read_text().splitlines()]
         rows = [r for r in rows if "valid" in r]
+        label = _label(record)
         right.plot([r["time"] / 60 for r in rows],
-                   [r["valid"]["forces_mae_meV_per_A"] for r in rows],
-                   color=colours.get(_label(record)), ls="-" if record["n"] <= 25 else "--",
-                   label=f"N={record['n']}: {_label(record)}")
+                   [r["valid"]["forces_mae_meV_per_A"] for r in rows], color=colours[label],
+                   alpha=0.35 + 0.65 * (sizes.index(record["n"]) + 1) / len(sizes),
+                   label=None if label in shown else label)
+        shown.add(label)
+    clocks = {r.get("clock", "wall") for r in results if r["method"] != "sevennet-0"}
     left.set(xscale="log", yscale="log", xlabel="ethanol training frames N",
              ylabel="test_MD force MAE (meV/Å)", title="ethanol test_MD")
     middle.set(xscale="log", xlabel="ethanol training frames N",
                ylabel="force RMSE from SevenNet-0 (meV/Å)",
                title="forgetting (held-out structures without H, C, O)")
-    right.set(yscale="log", xlabel="training time (min)",
-              ylabel="validation force MAE (meV/Å)", title="learning curves")
+    right.set(yscale="log", xlabel="training " + ("CPU " if clocks == {"cpu"} else "")
+              + "time (min)", ylabel="validation force MAE (meV/Å)",
+              title=f"learning curves (N = {', '.join(map(str, sizes))}: faint to solid)")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    for axis in (left, middle):
+        axis.set_xticks(sizes)
+        axis.xaxis.set_major_formatter(plain)
+        axis.xaxis.set_minor_formatter(NullFormatter())
+    for axis in (left, right):
+        axis.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
+        axis.yaxis.set_major_formatter(plain)
+        axis.yaxis.set_minor_formatter(NullFormatter())
     for axis in (left, middle, right):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
@@ -396,6 +436,10 @@ def main() -> int:
                     label += f", adapters {' '.join(record['adapters'])}"
                 if record.get("freeze"):
                     label += ", partly frozen"
+                if method != "scratch" and record.get("schedule"):
+                    label += f", {record['schedule']}"
+                if record.get("clock", "wall") == "wall":
+                    label += ", wall-clock budget"
                 if "ema_warmup" not in record:
                     label += ", EMA without warm-up"
                 record["label"] = label
@@ -430,8 +474,7 @@ def main() -> int:
                         "drift_meV_per_A": 0.0, "drift_other_elements_meV_per_A": 0.0})
     for n in args.n:
         for method in args.methods:
-            if any(r["method"] == method and r["n"] == n and r["minutes"] == args.minutes
-                   for r in results):
+            if done_before(results, method, n, base):
                 continue
             run_dir = out / f"{method}_{n}"
             config = config_for(method, n, args, out, sn0, replay_file)
@@ -449,6 +492,7 @@ def main() -> int:
                 continue
             result = train(config, run_dir, resume=True, progress=False)
             record = {**base, "method": method, "n": n, "epochs": result.epochs,
+                      "schedule": config["training"]["scheduler"]["name"],
                       "label": args.label or method, "run_dir": str(run_dir),
                       "train_seconds": round(result.wall_seconds, 1),
                       "total_seconds": round(time.perf_counter() - start, 1),
