@@ -3,8 +3,8 @@
 Fine-tuning a foundation model on data of a few elements moves weights every element
 shares, so the model drifts on structures it was not fine-tuned on. With
 ``finetune.adapters: [H, C, O]`` the pretrained network gains, in every interaction
-block, an adapter that acts on atoms of those elements only (``adapters`` of
-:class:`mlff.models.sevennet.SevenNet`; zero at the start, so training starts from the
+block, an adapter that acts on atoms of those elements only (the architecture's
+``adapters`` option, where it has one; zero at the start, so training starts from the
 pretrained predictions), and only element-local parameters train: the adapters and the
 listed elements' entries of per-element parameters (species embedding, per-species
 scale and shift). Everything else is frozen, so a structure without the listed elements
@@ -19,7 +19,7 @@ from torch import nn
 
 from mlff.errors import ConfigError
 from mlff.models.potential import Potential
-from mlff.models.registry import build_model
+from mlff.models.registry import architectures, build_model, get_architecture
 
 
 def with_adapters(model: nn.Module, hyperparameters: dict, species: list[int],
@@ -33,10 +33,11 @@ def with_adapters(model: nn.Module, hyperparameters: dict, species: list[int],
             it lacks some of the elements (named).
     """
     architecture = hyperparameters.get("architecture")
-    if "adapters" not in getattr(getattr(type(model), "Config", None), "model_fields", {}):
+    if not _has_adapters(type(model)):
+        available = [name for name in architectures() if _has_adapters(get_architecture(name))]
         raise ConfigError(f"finetune.adapters: the {architecture} architecture has no "
-                          "per-element adapters; they are available for sevennet models "
-                          "(e.g. imported SevenNet-0). Remove finetune.adapters.")
+                          "per-element adapters; they are available for "
+                          f"{', '.join(available)} models. Remove finetune.adapters.")
     if hyperparameters.get("adapters"):
         raise ConfigError("finetune.adapters: the pretrained model has adapters already; "
                           "fine-tune it without finetune.adapters (its adapters train as "
@@ -55,6 +56,10 @@ def with_adapters(model: nn.Module, hyperparameters: dict, species: list[int],
     assert not unexpected and all(".adapters." in key for key in missing_keys), (
         missing_keys, unexpected)
     return adapted, hyperparameters
+
+
+def _has_adapters(architecture: type) -> bool:
+    return "adapters" in getattr(getattr(architecture, "Config", None), "model_fields", {})
 
 
 def is_adapter(name: str) -> bool:

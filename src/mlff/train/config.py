@@ -372,7 +372,7 @@ class FinetuneConfig(_Strict):
         description="element-local fine-tuning: elements (symbols) whose atoms get "
         "per-element adapters, zero at the start; then only the adapters and these "
         "elements' entries of per-element parameters train, so structures without these "
-        "elements keep the pretrained model's predictions exactly (sevennet models)"
+        "elements keep the pretrained model's predictions exactly (architectures with adapters)"
     )
 
     @field_validator("adapters")

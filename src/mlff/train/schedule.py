@@ -64,8 +64,9 @@ class LRSchedule:
 
     def start_epoch(self, epoch: int, elapsed: float = 0.0) -> float:
         """Apply the rate of ``epoch`` (started after ``elapsed`` seconds) and return it;
-        the first epoch past the warm-up records when the warm-up ended."""
-        if epoch >= self.config.warmup_epochs and self.warmup_seconds is None:
+        with a time budget, the first epoch past the warm-up records when it ended."""
+        if (math.isfinite(self.budget_seconds) and epoch >= self.config.warmup_epochs
+                and self.warmup_seconds is None):
             self.warmup_seconds = elapsed
         lr = self.lr(epoch, elapsed)
         for group in self.optimizer.param_groups:
