@@ -109,3 +109,25 @@ def with_random_labels(atoms: Atoms, seed: int = 0, stress: bool | None = None) 
         results["stress"] = rng.normal(scale=0.01, size=6)
     atoms.calc = SinglePointCalculator(atoms, **results)
     return atoms
+
+
+def assert_forces_are_minus_energy_gradient(
+    make_calculator, atoms: Atoms, components: Sequence[tuple[int, int]] = ((0, 0), (3, 1), (8, 2)),
+    delta: float = 1e-5, tolerance: float = 1e-6,
+) -> None:
+    """The forces of ``make_calculator()`` on ``atoms`` equal -dE/dx by central finite
+    differences (step ``delta`` Å) for each (atom, axis) of ``components``, within
+    ``tolerance`` eV/Å. A fresh calculator per displaced copy, so no cache answers."""
+    atoms = atoms.copy()
+    atoms.calc = make_calculator()
+    forces = atoms.get_forces()
+    for atom, axis in components:
+        energies = []
+        for sign in (1, -1):
+            moved = atoms.copy()
+            moved.positions[atom, axis] += sign * delta
+            moved.calc = make_calculator()
+            energies.append(moved.get_potential_energy())
+        numeric = -(energies[0] - energies[1]) / (2 * delta)
+        assert abs(forces[atom, axis] - numeric) <= tolerance, (atom, axis, forces[atom, axis],
+                                                                numeric)

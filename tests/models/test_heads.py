@@ -17,6 +17,7 @@ from mlff.models.io import save_model
 from mlff.models.potential import Potential
 from mlff.models.registry import build_model
 from mlff.uq.io import load_model
+from tests.helpers import assert_forces_are_minus_energy_gradient
 
 TINY = {"architecture": "sevennet", "cutoff": 4.0, "num_layers": 1, "num_features": 4,
         "l_max": 1, "num_radial": 4, "radial_mlp": [8], "avg_num_neighbors": 6.0}
@@ -95,19 +96,8 @@ def test_the_selected_head_saves_loads_and_runs_in_ase(tmp_path):
 @pytest.mark.parametrize("head", ["main", "foundation"])
 def test_forces_are_minus_the_energy_gradient_of_the_selected_head(head):
     potential = select_head(_two_heads(), head)
-    atoms = molecule("CH3CH2OH")
-    atoms.calc = MLFFCalculator(potential)
-    forces = atoms.get_forces()
-    delta = 1e-5
-    for atom, axis in [(0, 0), (3, 1), (8, 2)]:
-        energies = []
-        for sign in (1, -1):
-            moved = atoms.copy()
-            moved.positions[atom, axis] += sign * delta
-            moved.calc = MLFFCalculator(potential)
-            energies.append(moved.get_potential_energy())
-        numeric = -(energies[0] - energies[1]) / (2 * delta)
-        assert forces[atom, axis] == pytest.approx(numeric, abs=1e-6)
+    assert_forces_are_minus_energy_gradient(lambda: MLFFCalculator(potential),
+                                            molecule("CH3CH2OH"))
 
 
 def test_deploy_writes_the_selected_head(tmp_path):
@@ -139,9 +129,9 @@ def test_unknown_or_pointless_head_names_are_errors(tmp_path):
 def test_evaluate_and_md_commands_use_the_named_head(tmp_path):
     """`mlff evaluate --head foundation` finds no error on labels made by that head, and
     `mlff md --head foundation` starts with its energy."""
-    import ase.io
     import json
 
+    import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from mlff.cli.main import main

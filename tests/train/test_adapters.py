@@ -25,6 +25,7 @@ from mlff.train.adapters import with_adapters
 from mlff.train.config import validate_config
 from mlff.train.trainer import train
 from mlff.uq.io import load_model
+from tests.helpers import assert_forces_are_minus_energy_gradient
 
 from .conftest import ETHANOL
 
@@ -84,18 +85,7 @@ def test_adapted_forces_are_minus_the_energy_gradient():
     potential = _potential(["H", "C", "O"], perturb=True)
     atoms = molecule("CH3CH2OH")
     atoms.rattle(0.05, seed=2)
-    atoms.calc = MLFFCalculator(potential)
-    forces = atoms.get_forces()
-    delta = 1e-5
-    for atom, axis in [(0, 0), (3, 1), (8, 2)]:
-        energies = []
-        for sign in (1, -1):
-            moved = atoms.copy()
-            moved.positions[atom, axis] += sign * delta
-            moved.calc = MLFFCalculator(potential)
-            energies.append(moved.get_potential_energy())
-        assert forces[atom, axis] == pytest.approx(-(energies[0] - energies[1]) / (2 * delta),
-                                                   abs=1e-6)
+    assert_forces_are_minus_energy_gradient(lambda: MLFFCalculator(potential), atoms)
 
 
 def test_an_adapted_model_saves_loads_and_deploys(tmp_path):
