@@ -75,6 +75,7 @@ from mlff.data import keys as K
 from mlff.data.dispersion import dispersion_settings
 from mlff.data.neighbors import neighbor_list
 from mlff.errors import ConfigError, ModelFileError
+from mlff.models.heads import model_with_head
 from mlff.models.io import dtype_name
 from mlff.models.potential import NodeEnergies, Potential
 from mlff.models.precision import PRECISIONS, torch_dtype
@@ -518,14 +519,6 @@ def model_and_source(model: Any) -> tuple[Any, dict[str, Any]]:
     return load_model(path), source
 
 
-def _one_head(model: Any, head: str | None) -> Any:
-    """A multi-head Potential as the single-head model of ``head`` (the layer-wise stages
-    and the compiled forms evaluate one readout); other models as they are."""
-    from mlff.models.heads import model_with_head
-
-    return model_with_head(model, head, single=True)
-
-
 def deploy(
     model: Any,
     out_dir: str | Path,
@@ -560,7 +553,9 @@ def deploy(
         ConfigError: no ``structure`` and no default one (see :func:`default_structure`).
     """
     model, source = model_and_source(model)
-    model = _one_head(model, head)
+    # a multi-head model as one head: the layer-wise stages and the compiled forms
+    # evaluate one readout
+    model = model_with_head(model, head, single=True)
     if head is not None:
         source = {**source, "head": head}
     if structure is None:
