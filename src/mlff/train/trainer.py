@@ -177,7 +177,7 @@ class Trainer:
         return {key: value / max(num_batches, 1) for key, value in totals.items()}
 
     def fit(self) -> TrainResult:
-        """Train until max_epochs, the wall-clock budget or early stopping."""
+        """Train until max_epochs, the time budget (training.budget_clock) or early stopping."""
         t = self.config.training
         budget = t.budget_seconds
         self.console.print(training_summary(self))
