@@ -16,7 +16,7 @@ class Callback:
     """Hooks of the training loop; the defaults do nothing."""
 
     def epoch_start(self, trainer: Trainer, budget: float) -> str | None:
-        """Before an epoch, with the wall-clock budget in seconds: a reason to stop the
+        """Before an epoch, with the time budget in seconds: a reason to stop the
         run (the result's ``stop_reason``), or None to go on."""
         return None
 

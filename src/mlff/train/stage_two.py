@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 class StageTwo(Callback):
     """Starts stage two before the epoch at which ``start_fraction`` of ``max_epochs`` (or
-    of the wall-clock budget) is used, or when early stopping ends stage one."""
+    of the time budget) is used, or when early stopping ends stage one."""
 
     def __init__(self, config: ResolvedConfig) -> None:
         self.config = config
