@@ -7,8 +7,9 @@ active-learning loop and ab initio MD are crash-safe; every DFT result of the va
 is kept in OUT/reference.db and never recomputed):
 
 1. ``test``: the held-out test set, ab initio MD (CP2K, Langevin 1000 K, 2 fs) of the
-   8-atom cube, the 12-atom (100) slab (15 steps each) and the 15-atom vacancy cell (10
-   steps), every 5th step kept (``OUT/test/aimd_*.xyz``); never seen by training or selection.
+   8-atom cube, the 12-atom (100) slab and the 15-atom vacancy cell, 30 steps each, every
+   5th step kept (``OUT/test/aimd_*.xyz``, 6 frames each); never seen by training or
+   selection.
 2. ``reference``: the DFT side of the crystal and phonon checks (below), which needs no
    model: run beside ``learn`` (``--stages reference``) on a second core.
 3. ``learn``: ``mlff learn examples/silicon/learn.yaml --out OUT/learn`` (seeds from the
@@ -65,7 +66,7 @@ import make_data  # noqa: E402  (the example's structures)
 STAGES = ("test", "reference", "learn", "retrain", "validate", "md", "cost", "report")
 TEST_KINDS = ("bulk", "surface_100", "vacancy")
 TEST_MD = {"temperature": 1000.0, "timestep": 2.0, "every": 5, "seed": 7}
-TEST_STEPS = {"bulk": 15, "surface_100": 15, "vacancy": 10}  # 3, 3 and 2 frames
+TEST_STEPS = {"bulk": 30, "surface_100": 30, "vacancy": 30}  # 6 frames each
 A0 = 5.43  # Å, start of the EOS search
 
 
@@ -167,10 +168,9 @@ def run_retrain(out: Path, processes: int | None = None, warm_from: Path | None 
     """Train the final committee again, from scratch, on the campaign's labels with the
     ``train`` settings of ``learn.yaml``; the model keeps the campaign's record."""
     from mlff.active.config import load_learn_config, train_config
+    from mlff.active.store import LabelStore
     from mlff.models.io import add_metadata, read_metadata
     from mlff.train.committee import train_committee
-
-    from mlff.active.store import LabelStore
 
     labels = out / "retrain" / "train.xyz"
     labels.parent.mkdir(parents=True, exist_ok=True)
