@@ -118,12 +118,13 @@ class CachedReference(Calculator):
 
 
 def run_test_set(out: Path) -> list[Path]:
-    """Ab initio MD of each kind (resumed by ``mlff generate`` itself)."""
+    """Ab initio MD of each kind, the kinds side by side (each resumed by ``mlff generate``
+    itself; one CP2K rank each)."""
     import subprocess
 
     folder = out / "test"
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths, runs = [], []
     for i, kind in enumerate(TEST_KINDS):
         start = folder / f"start_{kind}.xyz"
         if not start.exists():
@@ -135,14 +136,23 @@ def run_test_set(out: Path) -> list[Path]:
         target = folder / f"aimd_{kind}.xyz"
         expected = TEST_STEPS[kind] // TEST_MD["every"]
         if not (target.exists() and len(ase.io.read(target, ":")) >= expected):
-            subprocess.run([str(Path(sys.executable).with_name("mlff")), "generate", start.name,
-                            "--oracle", str(EXAMPLE / "oracle.yaml"), "--out", target.name,
-                            "--temperature", str(TEST_MD["temperature"]),
-                            "--steps", str(TEST_STEPS[kind]),
-                            "--timestep", str(TEST_MD["timestep"]),
-                            "--every", str(TEST_MD["every"]), "--seed", str(TEST_MD["seed"])],
-                           cwd=folder, check=True)
+            log = (folder / f"aimd_{kind}.log").open("a")
+            runs.append((kind, log, subprocess.Popen(
+                [str(Path(sys.executable).with_name("mlff")), "generate", start.name,
+                 "--oracle", str(EXAMPLE / "oracle.yaml"), "--out", target.name,
+                 "--temperature", str(TEST_MD["temperature"]),
+                 "--steps", str(TEST_STEPS[kind]), "--timestep", str(TEST_MD["timestep"]),
+                 "--every", str(TEST_MD["every"]), "--seed", str(TEST_MD["seed"])],
+                cwd=folder, stdout=log, stderr=subprocess.STDOUT)))
         paths.append(target)
+    failed = []
+    for kind, log, run in runs:
+        if run.wait() != 0:
+            failed.append(kind)
+        log.close()
+    if failed:
+        raise RuntimeError(f"the test AIMD of {', '.join(failed)} failed: see "
+                           f"{folder}/aimd_<kind>.log")
     return paths
 
 
