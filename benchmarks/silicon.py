@@ -216,10 +216,10 @@ def validation_options():
     options.crystal.parts = ("eos", "elastic", "vacancy", "surfaces")
     options.crystal.eos_points = 9
     options.crystal.eos_range = 0.05
-    options.crystal.vacancy_supercell = (3, 3, 3)  # 54 atoms, 2x2x2 k-points
+    options.crystal.vacancy_supercell = (3, 3, 3)  # 54 atoms, 4x4x4 k-points
     options.crystal.relax_defects = False
     options.crystal.surfaces = ((1, 0, 0), (1, 1, 1))
-    options.crystal.surface_layers = 2             # 16 atoms: 4x4x1 and 3x3x1 k-points
+    options.crystal.surface_layers = 2             # 16 atoms: 7x7x2 and 6x6x2 k-points
     options.crystal.vacuum = 6.5                   # Å each side, as the campaign's slabs
     options.crystal.vacancy_tolerance_eV = 0.1
     options.phonons.supercell = (2, 2, 2)          # 16 atoms: Γ, X and L are exact

@@ -53,7 +53,8 @@ SKIPS: list[tuple[str, str]] = [
                 "tests/calculators/gromacs/ calls the deployed model as GROMACS's NNPot does"),
     (r"^(sudo )?apt-get install\b", "installs system packages (.ci/run installs these)"),
     (r"^make install-dft\b", "builds GPAW from source (minutes; .ci/run runs it)"),
-    (r"^mlff learn examples/silicon/", "labels with CP2K for about an hour; "
+    (r"^mlff (learn|label) examples/silicon/",
+     "labels with CP2K for 25 minutes to an hour; "
      "tests/active/test_silicon_example.py loads its configs and runs the shipped model"),
     (r"^mlff (oracle check|label|generate) .*(si8|si64|rattled|seeds)[a-z0-9_]*\.xyz",
      "periodic DFT, minutes per structure here: tests/cli/test_label_dft.py and "
