@@ -54,8 +54,10 @@ def test_imported_sevennet0_in_lammps(tmp_path, plugin):
         or "1 by 1 by 2" in parallel["stdout"]
     forces = np.stack([serial["dump"][c] for c in ("fx", "fy", "fz")], axis=1)
     forces_mpi = np.stack([parallel["dump"][c] for c in ("fx", "fy", "fz")], axis=1)
-    assert np.abs(forces_mpi - forces).max() <= 1e-6
-    assert np.abs(parallel["dump"]["c_pe"] - serial["dump"]["c_pe"]).max() <= 1e-6
+    # float32 through 5 layers, summed in another order on two ranks: differences of 1e-7
+    # to a few 1e-6 eV/Å (seen up to 2.1e-6); a missing ghost contribution is >= 1e-3
+    assert np.abs(forces_mpi - forces).max() <= 1e-5
+    assert np.abs(parallel["dump"]["c_pe"] - serial["dump"]["c_pe"]).max() <= 1e-5
 
     # and LAMMPS computes what the ASE calculator does (atoms in LAMMPS's ID order)
     positions = np.stack([serial["dump"][c] for c in ("x", "y", "z")], axis=1)
