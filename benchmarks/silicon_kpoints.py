@@ -10,7 +10,8 @@ cell) again with the oracle at each ``--densities`` value, the other settings un
 and compares each with the densest of that frame: energy change per atom, force MAE and
 largest force component change; that force MAE is the noise the labels put under a model's
 held-out force error. A Markdown table goes to stdout and OUT/kpoints.md, every calculation to
-OUT/kpoints.json, which a rerun reads instead of recomputing (resumed after a kill).
+OUT/kpoints.json, frame by frame, which a rerun reads instead of scanning that frame again
+(resumed after a kill).
 """
 
 from __future__ import annotations
@@ -38,43 +39,36 @@ FRAMES = {
 }
 
 
-def label_at(frame: int, density: float) -> dict:
-    """CP2K energy (eV) and forces (eV/Å) of labels.xyz frame ``frame`` with the oracle at
-    k-point ``density`` (per Å⁻¹), its mesh and wall time (s)."""
+def scan_frame(frame: int, densities: list[float]) -> list[dict]:
+    """labels.xyz frame ``frame`` labelled with the oracle at each k-point density (per
+    Å⁻¹; :func:`mlff.oracles.converge.scan`): mesh, energy per atom (eV), forces (eV/Å)
+    and wall time (s) of each calculation."""
     from mlff.oracles.config import load_oracle_config
-    from mlff.oracles.cp2k import kpoint_mesh
-    from mlff.oracles.oracle import Oracle
+    from mlff.oracles.converge import scan
 
     atoms = ase.io.read(EXAMPLE / "labels.xyz", index=frame)
     atoms.calc = None
-    config = load_oracle_config(EXAMPLE / "oracle.yaml").model_copy(
-        update={"kpoint_density": density, "kpts": None})
-    start = time.perf_counter()
-    result = Oracle(config).label(atoms)
-    if not result.ok or result.atoms is None:
-        raise RuntimeError(f"frame {frame}, density {density}: {result.reason}")
-    return {"frame": frame, "density": density, "mesh": kpoint_mesh(config, atoms),
-            "energy": float(result.atoms.get_potential_energy()),
-            "forces": np.asarray(result.atoms.get_forces()).tolist(),
-            "natoms": len(atoms), "wall_s": time.perf_counter() - start}
+    steps = scan(load_oracle_config(EXAMPLE / "oracle.yaml"), atoms, "kpoint_density",
+                 densities)
+    return [{"frame": frame, "density": step.value, "mesh": step.mesh,
+             "energy_per_atom": step.energy_per_atom, "forces": step.forces.tolist(),
+             "wall_s": step.wall_time} for step in steps]
 
 
-def compare(rows: list[dict], frames: list[int], densities: list[float]) -> list[dict]:
-    """Each frame's labels against its densest of ``densities``: ΔE (meV/atom, signed:
-    this minus the reference), force MAE and largest component change (meV/Å)."""
+def compare(rows: list[dict]) -> list[dict]:
+    """Each frame's labels against its densest: ΔE (meV/atom, signed: this minus the
+    reference; ``scan`` keeps only its absolute value), force MAE and largest component
+    change (meV/Å)."""
     table = []
-    for frame in frames:
-        by_density = {r["density"]: r for r in rows
-                      if r["frame"] == frame and r["density"] in densities}
-        if len(by_density) < 2:
-            continue
-        reference = by_density[max(by_density)]
-        for density in sorted(by_density):
-            row = by_density[density]
+    for frame in dict.fromkeys(r["frame"] for r in rows):
+        scanned = sorted((r for r in rows if r["frame"] == frame), key=lambda r: r["density"])
+        reference = scanned[-1]
+        for row in scanned:
             diff = np.asarray(row["forces"]) - np.asarray(reference["forces"])
             table.append({
-                "frame": frame, "density": density, "mesh": row["mesh"],
-                "d_energy": 1e3 * (row["energy"] - reference["energy"]) / row["natoms"],
+                "frame": frame, "density": row["density"], "mesh": row["mesh"],
+                "reference": row is reference,
+                "d_energy": 1e3 * (row["energy_per_atom"] - reference["energy_per_atom"]),
                 "force_mae": 1e3 * float(np.abs(diff).mean()),
                 "force_max": 1e3 * float(np.abs(diff).max()), "wall_s": row["wall_s"]})
     return table
@@ -86,9 +80,8 @@ def markdown(table: list[dict]) -> str:
              "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for row in table:
         mesh = "x".join(str(k) for k in row["mesh"]) if row["mesh"] else "Γ"
-        ref = row["density"] == max(r["density"] for r in table if r["frame"] == row["frame"])
         lines.append(f"| {row['frame']}: {FRAMES[row['frame']]} | {row['density']:g} | {mesh} | "
-                     + (" ref | ref | ref |" if ref else
+                     + (" ref | ref | ref |" if row["reference"] else
                         f"{row['d_energy']:+.2f} | {row['force_mae']:.1f} | "
                         f"{row['force_max']:.0f} |")
                      + f" {row['wall_s']:.0f} |")
@@ -102,27 +95,29 @@ def main() -> None:
                         default=list(FRAMES), help="frames of labels.xyz (default: %(default)s)")
     parser.add_argument("--densities", type=lambda s: [float(v) for v in s.split(",")],
                         default=[2.8, 4.5, 6.0, 8.0],
-                        help="k-points per Å⁻¹; the largest is the reference")
+                        help="k-points per Å⁻¹; the largest is the reference (a density "
+                             "giving the mesh of a smaller one is skipped)")
     args = parser.parse_args()
     unknown = sorted(set(args.frames) - set(FRAMES))
     if unknown:
         parser.error(f"--frames: {unknown} not among {sorted(FRAMES)}")
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "kpoints.json"
-    rows = json.loads(store.read_text()) if store.exists() else []
+    scans = json.loads(store.read_text()) if store.exists() else []
     print(f"# {' '.join(sys.argv)}\n# {platform.node()}, {os.cpu_count()} cores, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     for frame in args.frames:
-        for density in sorted(args.densities):
-            if any(r["frame"] == frame and r["density"] == density for r in rows):
-                continue
-            row = label_at(frame, density)
-            rows.append(row)
-            store.write_text(json.dumps(rows))
-            print(f"frame {frame} density {density:g} mesh {row['mesh']}: "
-                  f"{row['wall_s']:.0f} s", flush=True)
-    text = markdown(compare(rows, args.frames, args.densities))
+        if any(r["frame"] == frame and r["densities"] == args.densities for r in scans):
+            continue
+        rows = scan_frame(frame, args.densities)
+        scans = [r for r in scans if r["frame"] != frame]
+        scans.append({"frame": frame, "densities": args.densities, "rows": rows})
+        store.write_text(json.dumps(scans))
+        print(f"frame {frame}: " + ", ".join(f"density {r['density']:g} mesh {r['mesh']} "
+                                             f"{r['wall_s']:.0f} s" for r in rows), flush=True)
+    chosen = [r for scan in scans if scan["frame"] in args.frames for r in scan["rows"]]
+    text = markdown(compare(chosen))
     (args.out / "kpoints.md").write_text(text + "\n")
     print(text)
 

@@ -89,22 +89,17 @@ def train(frames: list[Atoms], folder: Path) -> Path:
     return train_committee(config, out_dir=folder, resume=True, progress=False).model_path
 
 
-def held_out_errors(model: Path, frames: list[Atoms]) -> dict[str, float]:
-    """Energy (meV/atom) and force (meV/Å) MAE on the held-out frames, forces per kind."""
-    from mlff.calculators.ase import MLFFCalculator
+def held_out_errors(model: Path, heldout: Path) -> dict[str, float]:
+    """Energy (meV/atom) and force (meV/Å) MAE on the held-out frames, forces per kind
+    (``mlff evaluate``'s metrics)."""
+    from mlff.uq.io import load_model
+    from mlff.validate.evaluate import evaluate_file
 
-    calc = MLFFCalculator(str(model))
-    de, df, per_kind = [], [], {}
-    for labelled in frames:
-        atoms = labelled.copy()
-        atoms.calc = calc
-        de.append(abs(atoms.get_potential_energy() - labelled.get_potential_energy()) / len(atoms))
-        err = np.abs(atoms.get_forces() - labelled.get_forces()).ravel()
-        df.extend(err)
-        per_kind.setdefault(labelled.info["config_type"], []).extend(err)
-    return {"energy_mae_meV_per_atom": 1000 * float(np.mean(de)),
-            "forces_mae_meV_per_A": 1000 * float(np.mean(df)),
-            **{f"forces_mae_{k}": 1000 * float(np.mean(v)) for k, v in per_kind.items()}}
+    metrics = evaluate_file(load_model(model), heldout)["metrics"]
+    return {"energy_mae_meV_per_atom": metrics["overall"]["energy_mae_meV_per_atom"],
+            "forces_mae_meV_per_A": metrics["overall"]["forces_mae_meV_per_A"],
+            **{f"forces_mae_{kind}": group["forces_mae_meV_per_A"]
+               for kind, group in metrics["config_types"].items()}}
 
 
 def kinds(frames: list[Atoms]) -> str:
@@ -127,6 +122,8 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     seeds, pool, picked = pool_and_picks(out, args.iteration)
     test = silicon.test_frames(out)
+    heldout = folder / "heldout.xyz"
+    ase.io.write(heldout, test)
     print(f"seeds {len(seeds)}, pool {len(pool)} explored frames, uncertainty picked "
           f"{len(picked)} ({kinds(picked)}); held-out frames {len(test)}", flush=True)
     arms = [("uncertainty", picked)]
@@ -139,7 +136,7 @@ def main() -> None:
         start = time.perf_counter()
         model = train(seeds + frames, folder / name.replace(" ", "_"))
         row = {"arm": name, "labels": len(seeds) + len(frames), "picked": kinds(frames),
-               **held_out_errors(model, test), "train_s": time.perf_counter() - start}
+               **held_out_errors(model, heldout), "train_s": time.perf_counter() - start}
         results.append(row)
         print(json.dumps(row), flush=True)
     (folder / "results.json").write_text(json.dumps(
