@@ -38,6 +38,10 @@ is kept in OUT/reference.db and never recomputed):
 
 ``--stages`` runs some of them (``--stages learn``); the machine's load changes the
 times (the DFT times are recorded per label in OUT/learn/labels.db).
+``--seed-labels examples/silicon/campaign_labels.xyz`` takes the 25 seeds' CP2K labels from
+that file (when made with the settings of ``oracle.yaml`` as it is) instead of computing
+them again, about 25 minutes of DFT; ``--model M`` runs ``validate``, ``md`` and ``cost``
+on another model than the campaign's.
 """
 
 from __future__ import annotations
@@ -167,11 +171,27 @@ def test_frames(out: Path) -> list[Atoms]:
     return frames
 
 
-def run_learn(out: Path) -> None:
+def run_learn(out: Path, seed_labels: Path | None = None) -> None:
+    """``mlff learn``; with ``seed_labels`` (labels a store wrote, such as
+    ``examples/silicon/campaign_labels.xyz``), the labels of ``initial.xyz``'s structures
+    made with ``oracle.yaml``'s settings are copied into the campaign's store first and not
+    computed again."""
     from mlff.active.config import load_learn_config
     from mlff.active.loop import learn
+    from mlff.active.store import LabelStore, structure_key
+    from mlff.oracles import load_oracle
 
-    learn(load_learn_config(EXAMPLE / "learn.yaml"), out / "learn", progress=True)
+    config = load_learn_config(EXAMPLE / "learn.yaml")
+    if seed_labels is not None:
+        settings = json.loads(json.dumps(load_oracle(config.oracle).settings))
+        seeds = {structure_key(a) for a in ase.io.read(config.initial.structures, ":")}
+        same = {a.info["structure_key"] for a in ase.io.read(seed_labels, ":")
+                if json.loads(a.info.get("oracle_settings", "null")) == settings}
+        (out / "learn").mkdir(parents=True, exist_ok=True)
+        added = LabelStore(out / "learn" / "labels.db").import_extxyz(seed_labels, seeds & same)
+        print(f"{seed_labels}: {added} seed labels imported ({len(seeds - same)} of the "
+              f"{len(seeds)} seeds not there with these oracle settings)")
+    learn(config, out / "learn", progress=True)
 
 
 def run_retrain(out: Path, processes: int | None = None, warm_from: Path | None = None) -> None:
@@ -295,7 +315,7 @@ def run_validate(out: Path, checks: tuple[str, ...] = ("errors", "crystal", "pho
               f"{reference.misses} computed")
 
 
-def run_cost(out: Path) -> None:
+def run_cost(out: Path, model_path: Path | None = None) -> None:
     """The ``mlff validate`` cost check (CP2K against the committee), then the model side
     alone: the committee and one member in float64 and float32 through the ASE calculator,
     and the committee deployed for LAMMPS (AOTInductor package, float64 and float32; one
@@ -311,11 +331,11 @@ def run_cost(out: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from lammps_vs_ase import run_child
 
-    run_validate(out, ("cost",), "cost")
+    model = model_path or final_model(out)
+    run_validate(out, ("cost",), "cost", model_path=model)
     report = json.loads((out / "cost" / "report.json").read_text())
     summary = report["checks"]["cost"]["summary"]
     reference_cpu_ms = summary["reference_cpu_ms_per_call"]
-    model = final_model(out)
     member = model.parent / "member_0" / "model.mlff"
     structure = validation_inputs(out).structure
     rows = []
@@ -473,6 +493,13 @@ def main() -> None:
     parser.add_argument("--warm-from", type=Path, default=None,
                         help="retrain stage: start each member k from DIR/member_k/model.mlff "
                              "(an earlier retrain folder) with learn.yaml's warm-start settings")
+    parser.add_argument("--seed-labels", type=Path, default=None,
+                        help="learn stage: take the seeds' labels from this extxyz written by "
+                             "a label store (examples/silicon/campaign_labels.xyz) where its "
+                             "oracle settings are oracle.yaml's, instead of computing them")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="validate, md and cost stages: check this model instead of the "
+                             "campaign's final one")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -482,10 +509,12 @@ def main() -> None:
         if stage not in STAGES:
             parser.error(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
         start = time.perf_counter()
-        {"test": run_test_set, "reference": run_reference, "learn": run_learn,
+        {"test": run_test_set, "reference": run_reference,
          "retrain": lambda o: run_retrain(o, args.train_processes, args.warm_from),
-         "validate": run_validate, "md": lambda o: run_validate(o, ("md",), "md"),
-         "cost": run_cost,
+         "learn": lambda o: run_learn(o, args.seed_labels),
+         "validate": lambda o: run_validate(o, model_path=args.model),
+         "md": lambda o: run_validate(o, ("md",), "md", model_path=args.model),
+         "cost": lambda o: run_cost(o, args.model),
          "report": lambda o: write_report(o, walls)}[stage](out)
         if stage != "report":
             walls[stage] = walls.get(stage, 0.0) + time.perf_counter() - start

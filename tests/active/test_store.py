@@ -123,6 +123,68 @@ def test_extxyz_export_reads_back_with_mlff_readers(tmp_path):
     assert "oracle=emt" in text and "iteration=4" in text and "oracle_settings=" in text
 
 
+def test_extxyz_import_restores_labels_and_provenance(tmp_path):
+    source = LabelStore(tmp_path / "source.db")
+    oracle = load_oracle({"type": "emt"})
+    structures = [helpers.copper(seed=1), helpers.copper(seed=2), helpers.water(seed=3)]
+    for iteration, atoms in enumerate(structures):
+        source.add_label(oracle.label(atoms), structure_key(atoms),
+                         oracle.provenance(iteration, walker=7))
+    path = tmp_path / "labels.xyz"
+    source.write_extxyz(path)
+
+    target = LabelStore(tmp_path / "target.db")
+    wanted = {structure_key(structures[0]), structure_key(structures[2])}
+    assert target.import_extxyz(path, keys=wanted) == 2
+    assert target.import_extxyz(path) == 1  # the one left out
+    assert target.import_extxyz(path) == 0  # a second import adds nothing
+    by_key = {a.info["structure_key"]: a for a in target.labelled()}
+    for atoms in source.labelled():
+        copy = by_key[atoms.info["structure_key"]]
+        assert copy.get_potential_energy() == pytest.approx(atoms.get_potential_energy(),
+                                                            rel=1e-12)
+        np.testing.assert_allclose(copy.get_forces(), atoms.get_forces(), atol=1e-10)
+        for name in ("iteration", "oracle", "walker", "oracle_settings", "oracle_versions"):
+            assert copy.info[name] == atoms.info[name], name
+        assert copy.info["wall_time"] == pytest.approx(atoms.info["wall_time"], rel=1e-9)
+    np.testing.assert_allclose(by_key[structure_key(structures[0])].get_stress(),
+                               source.labelled()[0].get_stress(), atol=1e-10)
+    assert isinstance(by_key[structure_key(structures[0])].info["oracle_settings"], dict)
+
+
+def test_extxyz_import_refuses_edited_or_foreign_files(tmp_path):
+    source = LabelStore(tmp_path / "source.db")
+    oracle = load_oracle({"type": "emt"})
+    atoms = helpers.copper(seed=1)
+    source.add_label(oracle.label(atoms), structure_key(atoms), oracle.provenance(0))
+    path = tmp_path / "labels.xyz"
+    source.write_extxyz(path)
+    target = LabelStore(tmp_path / "target.db")
+
+    edited = tmp_path / "edited.xyz"
+    frame = read_structures(path)[0].atoms
+    lines = path.read_text().splitlines()
+    x = f"{frame.positions[0, 0]:.8f}"
+    assert x in lines[2]
+    lines[2] = lines[2].replace(x, f"{frame.positions[0, 0] + 0.01:.8f}", 1)
+    edited.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"edited.xyz: frame 0: its structure_key"):
+        target.import_extxyz(edited)
+
+    plain = tmp_path / "plain.xyz"
+    labelled = helpers.copper(seed=4)
+    labelled.calc = SinglePointCalculator(labelled, energy=-1.0,
+                                          forces=np.zeros((len(labelled), 3)))
+    labelled.write(plain)
+    with pytest.raises(DataError, match=r"plain.xyz: frame 0 lacks structure_key, iteration"):
+        target.import_extxyz(plain)
+    unlabelled = tmp_path / "unlabelled.xyz"
+    helpers.copper(seed=5).write(unlabelled)
+    with pytest.raises(DataError, match=r"unlabelled.xyz: frame 0 has no energy and forces"):
+        target.import_extxyz(unlabelled)
+    assert len(target) == 0
+
+
 def test_bad_locations(tmp_path):
     with pytest.raises(DataError, match="JSON database"):
         LabelStore(tmp_path / "labels.json")

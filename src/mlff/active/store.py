@@ -79,6 +79,17 @@ def _is_key_value(value: Any) -> bool:
     return False
 
 
+def _json_text(value: Any) -> Any:
+    """``value``, or what it encodes when it is the JSON text of a dict or list (as
+    :meth:`LabelStore.write_extxyz` writes ``oracle_settings``)."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist")
                                  else repr(v)))
@@ -262,6 +273,49 @@ class LabelStore:
     def failures(self) -> list[Atoms]:
         """The structures whose calculation failed, with ``reason`` and provenance in info."""
         return [self._atoms(row) for row in self._db.select(status=STATUS_FAILED, sort="id")]
+
+    def import_extxyz(self, path: str | Path, keys: set[str] | None = None) -> int:
+        """Add the labels of an extxyz file written by :meth:`write_extxyz`, provenance kept.
+
+        Labels already in this store are left as they are, so importing twice adds
+        nothing; a file of labels made with the same oracle settings saves their DFT.
+
+        Args:
+            path: the extxyz file (energy, forces, and ``structure_key``, ``iteration``,
+                ``oracle`` in each frame's info, as :meth:`write_extxyz` writes them).
+            keys: only the frames with these structure keys; ``None``: every frame.
+
+        Returns:
+            How many labels were added.
+
+        Raises:
+            DataError: a frame lacks a label or its provenance, or its ``structure_key``
+                is not that of its structure (the file was edited after it was written).
+        """
+        added = 0
+        for index, atoms in enumerate(ase.io.read(path, ":", format="extxyz")):
+            where = f"{path}: frame {index}"
+            if atoms.calc is None or not {"energy", "forces"} <= set(atoms.calc.results):
+                raise DataError(f"{where} has no energy and forces; import_extxyz takes the "
+                                "labels a store wrote (LabelStore.write_extxyz)")
+            info = dict(atoms.info)
+            missing = [k for k in (KEY, *_REQUIRED) if k not in info]
+            if missing:
+                raise DataError(f"{where} lacks {', '.join(missing)} in its info; import_extxyz "
+                                "takes the labels a store wrote (LabelStore.write_extxyz)")
+            key = str(info.pop(KEY))
+            if structure_key(atoms) != key:
+                raise DataError(f"{where}: its structure_key is not that of its structure "
+                                "(positions or cell edited after the file was written); "
+                                "label it again instead")
+            if (keys is not None and key not in keys) or self.status(key) == STATUS_OK:
+                continue
+            wall_time = float(info.pop("wall_time", 0.0))
+            info.pop("status", None)
+            provenance = {name: _json_text(value) for name, value in info.items()}
+            self.add_label(LabelResult(True, atoms, None, wall_time), key, provenance)
+            added += 1
+        return added
 
     def write_extxyz(self, path: str | Path, iteration: int | None = None) -> int:
         """Write the labelled structures as extxyz; returns how many.
