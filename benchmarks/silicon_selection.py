@@ -12,6 +12,9 @@ plus that arm's frames: the uncertainty arm on the frames the campaign picked, e
 random arm on its draw. Each committee's errors on the held-out AIMD frames (OUT/test)
 are printed as a Markdown table and written to OUT/selection/results.json.
 
+``--members 1`` trains one model per arm instead of a committee (a third of the training,
+with one training seed's noise in each figure).
+
 Everything is resumed after a kill: labels are stored as they arrive
 (OUT/selection/labels.db, keyed by structure) and each committee resumes member by member.
 """
@@ -76,8 +79,9 @@ def label(frames: list[Atoms], store_path: Path, draw: int) -> list[Atoms]:
     return [labelled[key] for key in keys if key in labelled]
 
 
-def train(frames: list[Atoms], folder: Path) -> Path:
-    """A committee with learn.yaml's training settings, from scratch, on ``frames``."""
+def train(frames: list[Atoms], folder: Path, members: int | None = None) -> Path:
+    """A committee with learn.yaml's training settings, from scratch, on ``frames``
+    (``members`` of them; default: learn.yaml's committee size)."""
     from mlff.active.config import load_learn_config, train_config
     from mlff.train.committee import train_committee
 
@@ -86,6 +90,13 @@ def train(frames: list[Atoms], folder: Path) -> Path:
     if not data.exists():
         ase.io.write(data, frames)
     config = train_config(load_learn_config(silicon.EXAMPLE / "learn.yaml"), str(data))
+    if members == 1:  # one model: the plain trainer (a committee has two members or more)
+        from mlff.train.trainer import train as train_one
+
+        config.committee = None
+        return train_one(config, out_dir=folder, resume=True, progress=False).model_path
+    if members is not None:
+        config.committee.size = members
     return train_committee(config, out_dir=folder, resume=True, progress=False).model_path
 
 
@@ -114,6 +125,9 @@ def main() -> None:
     parser.add_argument("--iteration", type=int, default=1,
                         help="the campaign iteration whose pool and picks are compared")
     parser.add_argument("--draws", type=int, default=3, help="independent random draws")
+    parser.add_argument("--members", type=int, default=None,
+                        help="committee size of each arm (default: learn.yaml's); fewer "
+                             "members cost less training and add training noise")
     args = parser.parse_args()
     from mlff.active.select import select_random
 
@@ -134,7 +148,7 @@ def main() -> None:
     results = []
     for name, frames in arms:
         start = time.perf_counter()
-        model = train(seeds + frames, folder / name.replace(" ", "_"))
+        model = train(seeds + frames, folder / name.replace(" ", "_"), args.members)
         row = {"arm": name, "labels": len(seeds) + len(frames), "picked": kinds(frames),
                **held_out_errors(model, heldout), "train_s": time.perf_counter() - start}
         results.append(row)
